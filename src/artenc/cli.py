@@ -1,0 +1,86 @@
+"""The `artenc` console script: a thin dispatcher over `artenc.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import pkgutil
+import sys
+from typing import Any
+
+from artenc import __version__
+from artenc.errors import ArtencError
+
+log = logging.getLogger("artenc")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and the message on stderr (its default, kept explicit)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every sub-command found in `artenc.commands`."""
+    import artenc.commands as commands_pkg
+
+    parser = _Parser(prog="artenc", description="Fine-art images to vectors, and what to do with them.")
+    parser.add_argument("--version", action="version", version=f"artenc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"artenc.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def emit_json(document: Any) -> None:
+    """Write one JSON document to stdout (the only thing on stdout with --json)."""
+    json.dump(document, sys.stdout, indent=2, default=str, allow_nan=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Human messages go to stderr so stdout stays machine-readable."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("PIL", "matplotlib", "urllib3", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `artenc train` hands its arguments to Hydra untouched.
+    if argv[:1] == ["train"]:
+        from artenc.commands.train import run_hydra
+
+        return run_hydra(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ArtencError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""`artenc embed IMAGES_DIR... --out STORE`: embed images into a store (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed images into a store (incremental, resumable)",
+                       description=__doc__)
+    p.add_argument("images", nargs="+", metavar="IMAGES_DIR", help="image folders or files (recursive)")
+    p.add_argument("--out", required=True, metavar="STORE", help="store folder (created or extended)")
+    p.add_argument("--model", default="tf_efficientnet_lite0",
+                   help="backbone name, or path of an encoder.pt from `artenc train` (default: %(default)s)")
+    p.add_argument("--weights", metavar="PATH", help="local state_dict for the architecture")
+    p.add_argument("--labels", metavar="CSV", help="CSV with a 'path' column; other columns become labels")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
+                   help="auto: torch on GPU, ONNX Runtime on CPU")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="decompression-bomb guard: refuse images with more pixels (default ~179M)")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from artenc.cli import emit_json
+    from artenc.embed import embed_folders
+    from artenc.images import DEFAULT_MAX_PIXELS
+
+    report = embed_folders(
+        args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
+        batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+    )
+    if args.json:
+        emit_json(report.to_dict())
+    if report.total == 0:
+        import logging
+
+        logging.getLogger("artenc").error("error: no image could be read; nothing was embedded")
+        return 2
+    return 0

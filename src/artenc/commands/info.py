@@ -1,0 +1,31 @@
+"""`artenc info STORE`: what a store holds (count, dim, model, skipped files)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="summarise a store", description=__doc__)
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from artenc.cli import emit_json
+    from artenc.store import Store
+
+    summary = Store.open(args.store).summary()
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(f"store        {summary['store']}")
+    print(f"vectors      {summary['count']} x {summary['dim']} (float32, L2-normalised)")
+    print(f"model        {summary['model']} (weights {summary['fingerprint']})")
+    print(f"preprocess   {summary['preprocess']}")
+    print(f"labels       {', '.join(summary['label_columns']) or '-'}")
+    print(f"skipped      {summary['skipped']}")
+    for s in summary["skipped_files"]:
+        print(f"  {s['path']}: {s['reason']}")
+    return 0

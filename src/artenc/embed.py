@@ -1,0 +1,271 @@
+"""`artenc embed`: images -> store, batched, decoded in worker processes, resumable.
+
+Only new or changed files are embedded (same size and mtime: unchanged; same content
+hash as a stored vector: copied, not recomputed). Results are committed to the store
+in segments every `flush_every` images, so a killed run loses at most one segment of
+work and a re-run finishes the job with no lost and no duplicated rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from artenc.errors import UsageError
+from artenc.images import DEFAULT_MAX_PIXELS, ImageLoadError, discover_images, open_image
+from artenc.preprocess import PreprocessConfig, to_uint8_chw
+from artenc.progress import Progress
+from artenc.runtime import Encoder, create_encoder
+from artenc.store import BASE_COLUMNS, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FileTask:
+    path: str  # absolute
+    relpath: str  # relative to the root it was found under
+
+
+@dataclass
+class EmbedReport:
+    """What one `embed` run did."""
+
+    store: str
+    discovered: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0
+    skipped: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    runtime: str = ""
+    device: str = ""
+    model: str = ""
+    skipped_files: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def file_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class DecodeDataset(Dataset):
+    """Reads, hashes and preprocesses one file per item; never raises on bad images."""
+
+    def __init__(
+        self,
+        tasks: list[FileTask],
+        preprocess: PreprocessConfig,
+        max_pixels: int | None,
+        known_hashes: frozenset[str] = frozenset(),
+    ) -> None:
+        self.tasks = tasks
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+        self.known_hashes = known_hashes
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, i: int) -> dict:
+        task = self.tasks[i]
+        rec = {"path": task.path, "relpath": task.relpath, "sha256": None, "size": -1, "mtime_ns": -1,
+               "width": -1, "height": -1, "error": None, "pixels": None}
+        try:
+            st = os.stat(task.path)
+            rec["size"], rec["mtime_ns"] = st.st_size, st.st_mtime_ns
+            with open(task.path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            rec["error"] = f"cannot read file ({exc.strerror or exc})"
+            return rec
+        rec["sha256"] = file_sha256(data)
+        if rec["sha256"] in self.known_hashes:
+            return rec  # vector already in the store under another path or an older version
+        try:
+            img, (w, h) = open_image(data, task.path, max_pixels=self.max_pixels,
+                                     draft_size=self.preprocess.resize_to)
+            rec["width"], rec["height"] = w, h
+            rec["pixels"] = to_uint8_chw(img, self.preprocess)
+        except ImageLoadError as exc:
+            rec["error"] = str(exc).removeprefix(f"{task.path}: ")
+        except Exception as exc:  # noqa: BLE001 - any decoder bug must not kill the batch
+            rec["error"] = f"unexpected decoding error ({type(exc).__name__}: {exc})"
+        return rec
+
+
+def collate_records(records: list[dict]) -> tuple[list[dict], np.ndarray | None]:
+    """Split a batch into metadata records and one stacked uint8 pixel array."""
+    pixels = [r.pop("pixels") for r in records]
+    good = [p for p in pixels if p is not None]
+    for r, p in zip(records, pixels, strict=True):
+        r["has_pixels"] = p is not None
+    return records, (np.stack(good) if good else None)
+
+
+def read_labels(labels_csv: str | os.PathLike, roots: list[Path]) -> pd.DataFrame:
+    """Read a labels CSV (`path` + label columns); paths become absolute (relative to a root)."""
+    labels_csv = Path(labels_csv)
+    if not labels_csv.is_file():
+        raise UsageError(f"{labels_csv}: labels file not found")
+    try:
+        df = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"{labels_csv}: cannot read CSV ({exc})") from exc
+    if "path" not in df.columns:
+        raise UsageError(f"{labels_csv}: no 'path' column (columns: {', '.join(df.columns)})")
+    dirs = [r if r.is_dir() else r.parent for r in roots] + [labels_csv.parent.resolve()]
+
+    def resolve(p: str) -> str:
+        candidate = Path(p)
+        if candidate.is_absolute():
+            return str(candidate.resolve())
+        for d in dirs:
+            if (d / candidate).exists():
+                return str((d / candidate).resolve())
+        return str((dirs[0] / candidate).resolve())
+
+    df["path"] = [resolve(p) for p in df["path"]]
+    return df
+
+
+def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.DataFrame]:
+    """Files to (re-)embed, the number unchanged, and the store's current rows."""
+    files = discover_images(roots)
+    known = store.known_files()
+    by_path = {p: (s, m) for p, s, m in zip(known["path"], known["size"], known["mtime_ns"], strict=True)}
+    tasks, unchanged = [], 0
+    dirs = [r.resolve() if r.is_dir() else r.resolve().parent for r in roots]
+    for f in files:
+        st = f.stat()
+        if by_path.get(str(f)) == (st.st_size, st.st_mtime_ns):
+            unchanged += 1
+            continue
+        rel = next((f.relative_to(d) for d in dirs if f.is_relative_to(d)), Path(f.name))
+        tasks.append(FileTask(str(f), rel.as_posix()))
+    return tasks, unchanged, known
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
+def embed_folders(
+    roots: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    model: str = "tf_efficientnet_lite0",
+    weights: str | None = None,
+    labels: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str = "auto",
+    runtime: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    flush_every: int = 1024,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+) -> EmbedReport:
+    """Embed every image under `roots` into the store at `out`; see module docstring."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    workers = default_workers() if workers is None else workers
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    root_paths = [Path(r) for r in roots]
+    for r in root_paths:
+        if not r.exists():
+            raise UsageError(f"{r}: no such file or folder")
+    label_df = read_labels(labels, root_paths) if labels else None
+
+    start = time.monotonic()
+    encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime)
+    store = Store.create(out, encoder.signature)
+    tasks, unchanged, known = _plan(root_paths, store)
+    report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged, unchanged=unchanged,
+                         runtime=encoder.runtime, device=encoder.device, model=encoder.signature.model)
+    log.info("%d images found: %d unchanged, %d to embed (%s on %s)",
+             report.discovered, unchanged, len(tasks), encoder.runtime, encoder.device)
+
+    existing = store.items
+    hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
+    dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row))
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
+        prefetch_factor=4 if workers else None, persistent_workers=False,
+        multiprocessing_context="spawn" if workers and torch.cuda.is_available() else None,
+    )
+    rows: list[dict] = []
+    vecs: list[np.ndarray] = []
+    n_vec = 0
+
+    def flush() -> None:
+        nonlocal rows, vecs, n_vec
+        if rows:
+            frame = pd.DataFrame(rows, columns=BASE_COLUMNS)
+            block = np.concatenate(vecs) if vecs else np.zeros((0, store.dim), np.float32)
+            store.append_segment(frame, block)
+        rows, vecs, n_vec = [], [], 0
+
+    embed_seconds = 0.0
+    try:
+        with Progress(len(tasks), "embed", enabled=progress) as bar:
+            for records, pixels in loader:
+                t0 = time.monotonic()
+                out_vecs = encoder.encode(pixels) if pixels is not None else None
+                embed_seconds += time.monotonic() - t0
+                k = 0
+                for r in records:
+                    row = {c: r.get(c) for c in BASE_COLUMNS}
+                    if r["has_pixels"]:
+                        vecs.append(out_vecs[k : k + 1])
+                        k += 1
+                        row["row"] = n_vec
+                        n_vec += 1
+                        report.embedded += 1
+                    elif r["error"] is None and r["sha256"] in hash_to_row:
+                        src = hash_to_row[r["sha256"]]
+                        vecs.append(np.asarray(store.vectors[src : src + 1]))
+                        row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
+                        row["row"] = n_vec
+                        n_vec += 1
+                        report.reused += 1
+                    else:
+                        row["row"] = -1
+                        report.skipped += 1
+                        report.skipped_files.append({"path": r["path"], "reason": r["error"]})
+                        log.warning("skipped %s: %s", r["path"], r["error"])
+                    rows.append(row)
+                bar.update(len(records))
+                if len(rows) >= flush_every:
+                    flush()
+    finally:
+        flush()  # also on Ctrl-C: finished batches are kept
+
+    store.compact()
+    if label_df is not None:
+        store.set_labels(label_df)
+        missing = len(set(store.items["path"]) - set(label_df["path"]))
+        if missing:
+            log.warning("%d embedded images have no row in %s", missing, labels)
+    store.reload()
+    report.total = len(store)
+    report.seconds = round(time.monotonic() - start, 3)
+    done = report.embedded + report.reused
+    report.images_per_second = round(done / report.seconds, 2) if report.seconds else 0.0
+    log.info("embedded %d, reused %d, skipped %d, unchanged %d; store %s now holds %d vectors (%.1f s)",
+             report.embedded, report.reused, report.skipped, unchanged, out, report.total, report.seconds)
+    return report

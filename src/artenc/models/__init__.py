@@ -1,0 +1,1 @@
+"""Trainable modules: projection heads (losses and Lightning modules live beside them)."""

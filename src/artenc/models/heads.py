@@ -1,0 +1,52 @@
+"""Projection heads: one generic MLP block list, thin named variants (cf. lightly heads)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ProjectionHead(nn.Module):
+    """MLP `dims[0] -> ... -> dims[-1]`; hidden layers get BatchNorm (optional) and ReLU.
+
+    Input (N, dims[0]) -> output (N, dims[-1]). `dims` of length 1 is the identity.
+    """
+
+    def __init__(self, dims: list[int], batch_norm: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if len(dims) < 1 or any(int(d) <= 0 for d in dims):
+            raise ValueError(f"dims must be positive layer sizes, e.g. [1280, 512, 128]; got {dims}")
+        self.dims = [int(d) for d in dims]
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        layers: list[nn.Module] = []
+        for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True)):
+            last = i == len(self.dims) - 2
+            layers.append(nn.Linear(d_in, d_out, bias=last or not batch_norm))
+            if not last:
+                if batch_norm:
+                    layers.append(nn.BatchNorm1d(d_out))
+                layers.append(nn.ReLU(inplace=True))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+        self.layers = nn.Sequential(*layers)
+
+    @property
+    def out_dim(self) -> int:
+        return self.dims[-1]
+
+    def config(self) -> dict:
+        """JSON-serialisable constructor arguments (stored in exported encoders)."""
+        return {"dims": self.dims, "batch_norm": self.batch_norm, "dropout": self.dropout}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def simclr_head(in_dim: int, hidden_dim: int = 512, out_dim: int = 128) -> ProjectionHead:
+    """SimCLR's 2-layer projection head (Chen et al., 2020)."""
+    return ProjectionHead([in_dim, hidden_dim, out_dim])
+
+
+def linear_head(in_dim: int, out_dim: int = 128) -> ProjectionHead:
+    return ProjectionHead([in_dim, out_dim], batch_norm=False)

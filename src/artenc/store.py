@@ -1,0 +1,312 @@
+"""EmbeddingStore: a directory of vectors, items and metadata; no pickle anywhere.
+
+Layout::
+
+    STORE/
+      meta.json                  model name, weights fingerprint, preprocessing, dim, version
+      segments/seg-000001.npy    float32 (m, dim) L2-normalised vectors
+      segments/seg-000001.parquet  one row per file seen: path, relpath, sha256, size, mtime_ns,
+                                 width, height, error (null when embedded), row (into the .npy, -1 if skipped)
+      labels.parquet             optional: path + label columns (joined to items on read)
+
+A segment is committed when its .parquet exists (written last, by atomic rename), so
+a crash at any moment leaves only whole segments. When several segments mention the
+same path, the newest one wins: re-embedding a changed file supersedes its old row.
+`compact()` rewrites the live rows as one segment, then removes the old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from artenc import __version__
+from artenc.errors import StoreError
+
+FORMAT = "artenc-store/1"
+BASE_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height", "error", "row"]
+ITEM_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height"]
+_SEGMENT = re.compile(r"^seg-(\d{6})\.parquet$")
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What makes vectors comparable: the model, its weights and its preprocessing."""
+
+    model: str
+    fingerprint: str
+    preprocess: dict
+    dim: int
+
+    def matches(self, meta: dict) -> bool:
+        return (
+            meta.get("fingerprint") == self.fingerprint
+            and meta.get("dim") == self.dim
+            and meta.get("preprocess") == self.preprocess
+        )
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_save_parquet(path: Path, df: pd.DataFrame) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+class Store:
+    """An embedding store on disk. Open with `Store.open(path)`; create with `Store.create`."""
+
+    def __init__(self, root: Path, meta: dict) -> None:
+        self.root = root
+        self.meta = meta
+
+    # ----- opening -------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        """Open an existing store; raises StoreError naming the problem."""
+        root = Path(path)
+        meta_path = root / "meta.json"
+        if not root.is_dir():
+            raise StoreError(f"{root}: store not found (create one with `artenc embed IMAGES --out {root}`)")
+        if not meta_path.is_file():
+            raise StoreError(f"{root}: not an artenc store (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{meta_path}: unreadable store metadata ({exc})") from exc
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_path}: unsupported store format {meta.get('format')!r}")
+        return cls(root, meta)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, signature: ModelSignature, extra: dict | None = None) -> Store:
+        """Create an empty store, or open an existing one after checking it uses the same model."""
+        root = Path(path)
+        if (root / "meta.json").exists():
+            store = cls.open(root)
+            store.check_signature(signature)
+            return store
+        if root.exists() and any(root.iterdir()):
+            raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
+        (root / "segments").mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT,
+            "model": signature.model,
+            "fingerprint": signature.fingerprint,
+            "preprocess": signature.preprocess,
+            "dim": signature.dim,
+            "artenc_version": __version__,
+            **(extra or {}),
+        }
+        _atomic_write_bytes(root / "meta.json", json.dumps(meta, indent=2).encode())
+        return cls(root, meta)
+
+    def check_signature(self, signature: ModelSignature) -> None:
+        """Refuse to mix vectors from another model, other weights or other preprocessing."""
+        if not signature.matches(self.meta):
+            raise StoreError(
+                f"{self.root}: store holds vectors of model {self.meta.get('model')!r} "
+                f"(weights {self.meta.get('fingerprint')}, dim {self.meta.get('dim')}, preprocess "
+                f"{self.meta.get('preprocess')}); refusing to add vectors of {signature.model!r} "
+                f"(weights {signature.fingerprint}, dim {signature.dim}, preprocess {signature.preprocess}). "
+                "Use another --out folder."
+            )
+
+    # ----- segments ------------------------------------------------------------------
+    @property
+    def segment_dir(self) -> Path:
+        return self.root / "segments"
+
+    def segment_ids(self) -> list[int]:
+        """Committed segments, oldest first (a segment without its .parquet is not committed)."""
+        if not self.segment_dir.is_dir():
+            return []
+        ids = [int(m.group(1)) for p in self.segment_dir.iterdir() if (m := _SEGMENT.match(p.name))]
+        return sorted(ids)
+
+    def append_segment(self, rows: pd.DataFrame, vectors: np.ndarray) -> int:
+        """Commit rows (BASE_COLUMNS; `row` indexes `vectors`) atomically; returns the segment id."""
+        missing = [c for c in BASE_COLUMNS if c not in rows.columns]
+        if missing:
+            raise ValueError(f"segment rows lack columns {missing}")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(vectors) != int((rows["row"] >= 0).sum()):
+            raise ValueError("segment: number of vectors differs from rows with row >= 0")
+        ids = self.segment_ids()
+        seg = (ids[-1] + 1) if ids else 1
+        self.segment_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_save_npy(self.segment_dir / f"seg-{seg:06d}.npy", vectors)
+        _atomic_save_parquet(self.segment_dir / f"seg-{seg:06d}.parquet", rows[BASE_COLUMNS])
+        self.__dict__.pop("_live", None)
+        return seg
+
+    def _read_segments(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """All committed rows (newest wins per path), sorted by path, and their vectors."""
+        frames, blocks, offset = [], [], 0
+        for seg in self.segment_ids():
+            df = pd.read_parquet(self.segment_dir / f"seg-{seg:06d}.parquet")
+            vec = np.load(self.segment_dir / f"seg-{seg:06d}.npy", mmap_mode="r", allow_pickle=False)
+            df["row"] = np.where(df["row"].to_numpy() >= 0, df["row"].to_numpy() + offset, -1)
+            df["segment"] = seg
+            offset += len(vec)
+            frames.append(df)
+            blocks.append(vec)
+        if not frames:
+            empty = pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
+            return empty, np.zeros((0, self.dim), dtype=np.float32)
+        rows = pd.concat(frames, ignore_index=True)
+        rows = rows.drop_duplicates("path", keep="last").sort_values("path", kind="stable")
+        rows = rows.reset_index(drop=True)
+        all_vectors = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        return rows, all_vectors
+
+    @cached_property
+    def _live(self) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+        rows, all_vectors = self._read_segments()
+        ok = rows[rows["row"] >= 0]
+        vectors = np.asarray(all_vectors[ok["row"].to_numpy(dtype=np.int64)], dtype=np.float32)
+        items = ok[ITEM_COLUMNS].reset_index(drop=True)
+        skipped = rows[rows["row"] < 0][["path", "relpath", "error", "size", "mtime_ns"]].reset_index(drop=True)
+        return items, vectors, skipped
+
+    def reload(self) -> Store:
+        self.__dict__.pop("_live", None)
+        self.__dict__.pop("labels", None)
+        return self
+
+    # ----- public views --------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, aligned with `items`."""
+        return self._live[1]
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """One row per embedded file: ITEM_COLUMNS plus label columns."""
+        items = self._live[0]
+        labels = self.labels
+        if labels is None or labels.empty:
+            return items.copy()
+        return items.merge(labels, on="path", how="left", validate="one_to_one")
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        """Files that could not be embedded, with the reason (`error`)."""
+        return self._live[2].copy()
+
+    @property
+    def label_columns(self) -> list[str]:
+        labels = self.labels
+        return [] if labels is None else [c for c in labels.columns if c != "path"]
+
+    def __len__(self) -> int:
+        return len(self._live[0])
+
+    @cached_property
+    def labels(self) -> pd.DataFrame | None:
+        path = self.root / "labels.parquet"
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def set_labels(self, labels: pd.DataFrame) -> None:
+        """Store label columns keyed by absolute `path` (replaces earlier labels)."""
+        if "path" not in labels.columns:
+            raise ValueError("labels need a 'path' column")
+        reserved = set(ITEM_COLUMNS) - {"path"}
+        clash = [c for c in labels.columns if c in reserved]
+        if clash:
+            labels = labels.rename(columns={c: f"label_{c}" for c in clash})
+        labels = labels.drop_duplicates("path", keep="last").astype({"path": str})
+        _atomic_save_parquet(self.root / "labels.parquet", labels.reset_index(drop=True))
+        self.__dict__.pop("labels", None)
+
+    @property
+    def revision(self) -> str:
+        """Changes whenever the set of vectors changes (used to detect stale indexes)."""
+        ids = ",".join(str(i) for i in self.segment_ids())
+        return hashlib.sha1(f"{self.meta.get('fingerprint')}|{ids}".encode()).hexdigest()[:16]
+
+    def known_files(self) -> pd.DataFrame:
+        """Latest row per path (embedded or skipped), for incremental runs."""
+        return self._read_segments()[0]
+
+    def index_of(self, paths: Sequence[str]) -> list[int | None]:
+        """Row indices of absolute paths in `items` (None where absent)."""
+        lookup = {p: i for i, p in enumerate(self._live[0]["path"])}
+        return [lookup.get(str(p)) for p in paths]
+
+    # ----- maintenance ---------------------------------------------------------------
+    def compact(self) -> None:
+        """Rewrite all live rows as one segment, then delete the superseded segments."""
+        ids = self.segment_ids()
+        if len(ids) <= 1:
+            return
+        rows, all_vectors = self._read_segments()
+        ok = rows["row"].to_numpy() >= 0
+        vectors = np.asarray(all_vectors[rows.loc[ok, "row"].to_numpy(dtype=np.int64)], dtype=np.float32)
+        new_rows = rows.drop(columns=["segment"]).copy()
+        new_rows["row"] = -1
+        new_rows.loc[ok, "row"] = np.arange(int(ok.sum()))
+        self.append_segment(new_rows, vectors)
+        for seg in ids:
+            for suffix in (".parquet", ".npy"):  # parquet first: an orphan .npy is harmless
+                (self.segment_dir / f"seg-{seg:06d}{suffix}").unlink(missing_ok=True)
+        for tmp in self.segment_dir.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        self.reload()
+
+    def summary(self) -> dict:
+        """What `artenc info` prints."""
+        skipped = self.skipped
+        return {
+            "store": str(self.root),
+            "count": len(self),
+            "dim": self.dim,
+            "model": self.meta.get("model"),
+            "fingerprint": self.meta.get("fingerprint"),
+            "preprocess": self.meta.get("preprocess"),
+            "artenc_version": self.meta.get("artenc_version"),
+            "label_columns": self.label_columns,
+            "skipped": len(skipped),
+            "skipped_files": [
+                {"path": p, "reason": r} for p, r in zip(skipped["path"], skipped["error"], strict=True)
+            ],
+        }
