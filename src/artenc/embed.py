@@ -107,6 +107,33 @@ class DecodeDataset(Dataset):
         return rec
 
 
+def encode_files(
+    paths: list[str | os.PathLike], encoder: Encoder, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, list[str | None]]:
+    """Embed a few files in-process (queries). Returns (n, dim) vectors (zeros where a file
+    failed) and the per-file error message or None."""
+    errors: list[str | None] = []
+    vectors = np.zeros((len(paths), encoder.signature.dim), dtype=np.float32)
+    dataset = DecodeDataset([FileTask(str(Path(p).resolve()), Path(p).name) for p in paths],
+                            encoder.preprocess, max_pixels)
+    for start in range(0, len(paths), batch_size):
+        records, pixels = collate_records([dataset[i] for i in range(start, min(start + batch_size, len(paths)))])
+        out = encoder.encode(pixels) if pixels is not None else None
+        k = 0
+        for j, r in enumerate(records):
+            errors.append(r["error"])
+            if r["has_pixels"]:
+                vectors[start + j] = out[k]
+                k += 1
+    return vectors, errors
+
+
+def encode_image(img, encoder: Encoder) -> np.ndarray:
+    """Embed one decoded PIL image; returns a (dim,) unit vector."""
+    return encoder.encode(to_uint8_chw(img.convert("RGB"), encoder.preprocess)[None])[0]
+
+
 def collate_records(records: list[dict]) -> tuple[list[dict], np.ndarray | None]:
     """Split a batch into metadata records and one stacked uint8 pixel array."""
     pixels = [r.pop("pixels") for r in records]

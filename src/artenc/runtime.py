@@ -155,6 +155,7 @@ def create_encoder(
         fingerprint=fingerprint_module(backbone.model),
         preprocess=backbone.preprocess.to_dict(),
         dim=backbone.dim,
+        weights=str(Path(weights).resolve()) if weights else None,
     )
     if runtime == "auto":
         runtime = "torch" if device == "cuda" else "onnx"
@@ -175,3 +176,15 @@ def create_encoder(
     if device == "cuda":
         module = module.to(memory_format=torch.channels_last)
     return Encoder(backbone, signature, "torch", device, module, None)
+
+
+def encoder_for_store(meta: dict, *, device: str = "auto", runtime: str = "auto") -> Encoder:
+    """Rebuild the encoder a store was made with, so new queries land in the same space."""
+    encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime)
+    if encoder.signature.fingerprint != meta.get("fingerprint"):
+        raise UsageError(
+            f"the store was built with {meta['model']!r} weights {meta.get('fingerprint')}, but the "
+            f"weights found now have fingerprint {encoder.signature.fingerprint}; the same weights are "
+            "needed to embed queries"
+        )
+    return encoder

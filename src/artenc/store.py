@@ -46,6 +46,7 @@ class ModelSignature:
     fingerprint: str
     preprocess: dict
     dim: int
+    weights: str | None = None  # the --weights file, when one was given
 
     def matches(self, meta: dict) -> bool:
         return (
@@ -130,6 +131,7 @@ class Store:
             "fingerprint": signature.fingerprint,
             "preprocess": signature.preprocess,
             "dim": signature.dim,
+            "weights": signature.weights,
             "artenc_version": __version__,
             **(extra or {}),
         }
