@@ -1,0 +1,1 @@
+"""Scrapy project that downloads fine-art images and writes artenc manifests."""

@@ -1,0 +1,1 @@
+"""Spiders: `wga` (Web Gallery of Art catalogue) and `urls` (any list of image URLs)."""
