@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from scrape_fixtures.server import FixtureServer, Route
+from .server import FixtureServer, Route
 
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 ROBOTS = b"User-agent: *\nDisallow: /art/p/private/\n"
