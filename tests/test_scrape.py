@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +17,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.conftest import SHARED_DATA
+
 pytest.importorskip("scrapy")
 
+from artenc_scraping import catalog  # noqa: E402
+
 from tests.scrape_fixtures.server import FixtureServer, Route  # noqa: E402
-from tests.scrape_fixtures.wga import WORKS, image_bytes, serve_wga  # noqa: E402
+from tests.scrape_fixtures.wga import WORKS, Work, image_bytes, serve_wga  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {
@@ -309,3 +316,64 @@ def test_csv_without_url_column_exits_2(tmp_path: Path) -> None:
     proc = artenc("scrape", "urls", str(listing), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "needs a 'url' column" in proc.stderr
+
+
+def test_killed_crawl_resumes_with_no_lost_or_duplicated_rows(
+    server: FixtureServer, tmp_path: Path
+) -> None:
+    n = 24
+    for i in range(n):
+        server.routes[f"/img/{i}.jpg"] = Route(image_bytes(i), "image/jpeg", delay=0.2)
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(server.url(f"/img/{i}.jpg") for i in range(n)))
+    out = tmp_path / "out"
+    fast = [a for k, v in FAST.items() for a in ("--set", f"{k}={v}")]
+    cmd = [sys.executable, "-m", "artenc.cli", "scrape", "urls", str(listing), "--out", str(out)]
+    cmd += ["--jobdir", str(out / ".job"), *fast]
+    crawl = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        manifest = out / "manifest.csv"
+        for _ in range(300):
+            if manifest.exists() and len(read_csv(manifest)) >= 4:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+    finally:
+        crawl.send_signal(signal.SIGKILL)
+        crawl.wait()
+    killed_at = len(read_csv(out / "manifest.csv"))
+    assert 4 <= killed_at < n
+    proc = subprocess.run([*cmd, "--json"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["already_done"] == killed_at
+    rows = read_csv(out / "manifest.csv")
+    assert sorted(r["image_url"] for r in rows) == sorted(
+        server.url(f"/img/{i}.jpg") for i in range(n)
+    )
+
+
+@pytest.mark.slow
+def test_wga_crawl_of_real_catalogue_rows(server: FixtureServer, tmp_path: Path) -> None:
+    """Real WGA rows (read from the shared data, never copied) served by the local server."""
+    source = SHARED_DATA / "wga_catalog" / "catalog.csv"
+    if not source.exists():
+        pytest.skip(f"{source} not available")
+    text = catalog.decode(source.read_bytes())  # its encoding is detected like a catalogue's
+    real = list(itertools.islice(csv.DictReader(io.StringIO(text, newline="")), 60))
+    works = []
+    for i, row in enumerate(real):
+        slug = row["jpg_link"].split("/art/", 1)[1].removesuffix(".jpg")
+        kind = "404" if i % 10 == 9 else "jpeg"
+        works.append(Work(row["AUTHOR"], "", row["TITLE"], "", row["TECHNIQUE"], row["LOCATION"],
+                          slug, "painting", row["TYPE"], row["SCHOOL"], row["TIMEFRAME"], kind))  # fmt: skip
+    serve_wga(server, works, extras=False)
+    out = tmp_path / "out"
+    proc = artenc("scrape", "wga", "--out", str(out), "--catalog-url", server.url("/data_txt.zip"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest, failures = read_csv(out / "manifest.csv"), read_csv(out / "failures.csv")
+    expected = {server.url(w.image_path) for w in works if w.image == "jpeg"}
+    assert {r["image_url"] for r in manifest} == expected
+    assert {r["title"] for r in manifest} == {w.title for w in works if w.image == "jpeg"}
+    assert {r["url"] for r in failures} == {
+        server.url(w.image_path) for w in works if w.image == "404"
+    }
+    assert all(r["reason"] == "HTTP 404" for r in failures)

@@ -86,10 +86,10 @@ def run_spider(
     merged.setmodule(SETTINGS_MODULE, priority="project")
     # artenc's CLI has configured logging to stderr already.
     merged.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")
+    merged.set("LOG_VERSIONS", [], priority="cmdline")
     merged.update({"IMAGES_STORE": str(out), **(settings or {})}, priority="cmdline")
-    quiet_scrapy_logging()
     process = CrawlerProcess(merged)
-    logging.getLogger("scrapy").setLevel(logging.getLogger().getEffectiveLevel())
+    quiet_scrapy_logging()
     crawler = process.create_crawler(spider)
     errors: list[BaseException] = []
     process.crawl(crawler, **spider_args).addErrback(lambda f: errors.append(f.value))
@@ -102,11 +102,14 @@ def run_spider(
 
 
 def quiet_scrapy_logging() -> None:
-    """Keep Scrapy's start-up banners and per-download tracebacks for `--verbose` runs.
+    """Keep Scrapy's banners and per-download tracebacks for `--verbose` runs (call after
+    CrawlerProcess(), which resets Scrapy's loggers).
 
     Failed downloads are still logged, one line each, and listed in failures.csv.
     """
-    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+    level = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("scrapy").setLevel(level)  # Scrapy sets DEBUG
+    if level <= logging.DEBUG:
         return
     for name in (
         "scrapy.utils.log",
@@ -116,7 +119,8 @@ def quiet_scrapy_logging() -> None:
         "scrapy.statscollectors",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("scrapy.pipelines.media").setLevel(logging.CRITICAL)
+    for name in ("scrapy.pipelines.media", "scrapy.pipelines.files"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _summary(out: Path, stats: Mapping[str, Any]) -> ScrapeSummary:

@@ -75,20 +75,22 @@ WORKS = [
          "Unknown", "p/private/secret", "painting", "portrait", "Italian", "1501-1550",
          image="robots"),
 ]  # fmt: skip
-DUPLICATE = WORKS[0]
 BAD_ROW = "BAD, Row;(b. 1500);No page;1500;Oil;Nowhere;{base}/docs/readme.txt;painting;other;German;1501-1550"
 
 
-def catalogue_text(base: str, works: list[Work] = WORKS, duplicate: bool = True) -> str:
-    """The catalogue in WGA's format: `;`-separated, fields with `;` or `,` quoted, CRLF lines."""
+def catalogue_text(base: str, works: list[Work] = WORKS, extras: bool = True) -> str:
+    """The catalogue in WGA's format: `;`-separated, fields with `;` or `,` quoted, CRLF lines.
+
+    `extras` appends a duplicate of the first row and a row whose URL is not an artwork page.
+    """
     lines = [HEADER]
-    for work in [*works, *([DUPLICATE] if duplicate else [])]:
+    for work in [*works, *(works[:1] if extras else [])]:
         fields = [
             work.author, work.born_died, work.title, work.date, work.technique, work.location,
             base + work.page_path, work.form, work.type, work.school, work.timeframe,
         ]  # fmt: skip
         lines.append(";".join(_quote(f) for f in fields))
-    if duplicate:
+    if extras:
         lines.append(BAD_ROW.format(base=base))
     return "\r\n".join(lines) + "\r\n"
 
@@ -138,10 +140,12 @@ def image_route(index: int, kind: str) -> Route | None:
     return route
 
 
-def serve_wga(server: FixtureServer, works: list[Work] = WORKS) -> dict[str, bytes]:
+def serve_wga(
+    server: FixtureServer, works: list[Work] = WORKS, extras: bool = True
+) -> dict[str, bytes]:
     """Register robots.txt, the catalogues, pages and images; return image URL -> bytes served."""
     server.routes["/robots.txt"] = Route(ROBOTS, "text/plain")
-    text = catalogue_text(server.base, works)
+    text = catalogue_text(server.base, works, extras)
     server.routes["/catalog.txt"] = Route(text.encode("iso-8859-1"), "text/plain")
     server.routes["/data_txt.zip"] = Route(
         zipped("catalog.txt", text.encode("utf-8")), "application/zip"
