@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from artenc.errors import UsageError
-from artenc.images import DEFAULT_MAX_PIXELS, ImageLoadError, discover_images, open_image
+from artenc.images import DEFAULT_MAX_PIXELS, ImageLoadError, absolute, discover_images, open_image
 from artenc.preprocess import PreprocessConfig, to_uint8_chw
 from artenc.progress import Progress
 from artenc.runtime import Encoder, create_encoder
@@ -115,7 +115,7 @@ def encode_files(
     failed) and the per-file error message or None."""
     errors: list[str | None] = []
     vectors = np.zeros((len(paths), encoder.signature.dim), dtype=np.float32)
-    dataset = DecodeDataset([FileTask(str(Path(p).resolve()), Path(p).name) for p in paths],
+    dataset = DecodeDataset([FileTask(str(absolute(p)), Path(p).name) for p in paths],
                             encoder.preprocess, max_pixels)
     for start in range(0, len(paths), batch_size):
         records, pixels = collate_records([dataset[i] for i in range(start, min(start + batch_size, len(paths)))])
@@ -154,16 +154,16 @@ def read_labels(labels_csv: str | os.PathLike, roots: list[Path]) -> pd.DataFram
         raise UsageError(f"{labels_csv}: cannot read CSV ({exc})") from exc
     if "path" not in df.columns:
         raise UsageError(f"{labels_csv}: no 'path' column (columns: {', '.join(df.columns)})")
-    dirs = [r if r.is_dir() else r.parent for r in roots] + [labels_csv.parent.resolve()]
+    dirs = [absolute(r if r.is_dir() else r.parent) for r in roots] + [absolute(labels_csv.parent)]
 
     def resolve(p: str) -> str:
         candidate = Path(p)
         if candidate.is_absolute():
-            return str(candidate.resolve())
+            return str(absolute(candidate))
         for d in dirs:
-            if (d / candidate).exists():
-                return str((d / candidate).resolve())
-        return str((dirs[0] / candidate).resolve())
+            if os.path.lexists(d / candidate):
+                return str(absolute(d / candidate))
+        return str(absolute(dirs[0] / candidate))
 
     df["path"] = [resolve(p) for p in df["path"]]
     return df
@@ -175,12 +175,16 @@ def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.Data
     known = store.known_files()
     by_path = {p: (s, m) for p, s, m in zip(known["path"], known["size"], known["mtime_ns"], strict=True)}
     tasks, unchanged = [], 0
-    dirs = [r.resolve() if r.is_dir() else r.resolve().parent for r in roots]
+    dirs = [absolute(r if r.is_dir() else r.parent) for r in roots]
     for f in files:
-        st = f.stat()
-        if by_path.get(str(f)) == (st.st_size, st.st_mtime_ns):
-            unchanged += 1
-            continue
+        try:
+            st = f.stat()
+            if by_path.get(str(f)) == (st.st_size, st.st_mtime_ns):
+                unchanged += 1
+                continue
+        except OSError:
+            pass  # unreadable: the worker records why
+
         rel = next((f.relative_to(d) for d in dirs if f.is_relative_to(d)), Path(f.name))
         tasks.append(FileTask(str(f), rel.as_posix()))
     return tasks, unchanged, known
@@ -209,6 +213,8 @@ def embed_folders(
     """Embed every image under `roots` into the store at `out`; see module docstring."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if flush_every < 1:
+        raise UsageError(f"--flush-every must be >= 1, got {flush_every}")
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")

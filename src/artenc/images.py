@@ -28,6 +28,11 @@ class ImageLoadError(Exception):
     """An image file could not be turned into RGB pixels; the message says why."""
 
 
+def absolute(path: str | os.PathLike) -> Path:
+    """Absolute, normalised path that keeps symlinks as the user named them."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
     """Return image files under `roots` (files or folders, recursive), sorted, de-duplicated.
 
@@ -39,13 +44,13 @@ def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such file or folder")
         if root.is_file():
-            found.add(root.resolve())
+            found.add(absolute(root))
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.add((Path(dirpath) / name).resolve())
+                    found.add(absolute(Path(dirpath) / name))
     return sorted(found)
 
 
@@ -97,7 +102,7 @@ def open_image(
     """
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own guard follows ours
+    Image.MAX_IMAGE_PIXELS = None  # our guard below checks the header size, with a clearer message
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -105,8 +110,8 @@ def open_image(
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageLoadError(
-                    f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
-                    f"{max_pixels} (decompression-bomb guard; raise it with --max-pixels)"
+                    f"{name}: decompression-bomb guard: {width}x{height} = {width * height} pixels "
+                    f"exceeds the limit of {max_pixels} (raise it with --max-pixels)"
                 )
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)

@@ -11,7 +11,6 @@ from artenc.errors import WeightsUnavailableError
 from artenc.preprocess import PreprocessConfig
 
 
-
 def _preprocess_of(enum) -> PreprocessConfig:
     """The eval transform torchvision documents for these weights (ResNet-50 V2: 232 -> 224)."""
     t = enum.transforms()

@@ -1,0 +1,184 @@
+"""Image loading on a catalogue of broken and odd files."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artenc.images import ImageLoadError, discover_images, load_image, open_image
+from tests.conftest import painting
+
+
+def _jpeg_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+# ---- broken files: each must raise ImageLoadError with a reason naming the problem ----
+
+
+def _bomb_png() -> bytes:
+    """A tiny file declaring 20000 x 20000 pixels (400 MP): a decompression bomb."""
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _corrupt_png_body() -> bytes:
+    data = bytearray(_png_bytes(painting(1)))
+    data[60:400] = b"\x00" * 340  # wreck the IDAT stream
+    return bytes(data)
+
+
+def _bad_header_jpeg() -> bytes:
+    return b"\xff\xd8\xff\xe0" + b"\x13" * 200
+
+
+BROKEN = {
+    "zero_bytes": (b"", "empty file"),
+    "text_as_jpg": (b"hello, I am not an image\n" * 10, "not an image"),
+    "html_as_png": (b"<!doctype html><html><body>404 Not Found</body></html>", "not an image"),
+    "truncated_jpeg": (_jpeg_bytes(painting(2))[:1500], "truncated"),
+    "truncated_png": (_png_bytes(painting(3))[:2000], "truncated"),
+    "corrupt_png_body": (_corrupt_png_body(), "corrupt"),
+    "jpeg_header_garbage": (_bad_header_jpeg(), ""),
+    "decompression_bomb": (_bomb_png(), "decompression"),
+    "random_bytes": (
+        np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "not an image",
+    ),
+    "gif_header_only": (b"GIF89a" + struct.pack("<HH", 10, 10), ""),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_broken_files_raise_clear_error(kind: str) -> None:
+    data, fragment = BROKEN[kind]
+    with pytest.raises(ImageLoadError) as info:
+        open_image(data, f"/x/{kind}.bin")
+    message = str(info.value)
+    assert message.startswith(f"/x/{kind}.bin: ")
+    assert fragment in message
+
+
+def test_pixel_limit_is_configurable() -> None:
+    data = _jpeg_bytes(painting(4, (400, 300)))
+    open_image(data, "ok.jpg", max_pixels=400 * 300)
+    with pytest.raises(ImageLoadError, match="exceeds the limit of 100000"):
+        open_image(data, "big.jpg", max_pixels=100_000)
+
+
+def test_missing_file_names_path(tmp_path: Path) -> None:
+    with pytest.raises(ImageLoadError, match="cannot read file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+# ---- odd but valid files: all become RGB ----
+
+
+def _rgba() -> Image.Image:
+    img = Image.new("RGBA", (64, 48), (255, 0, 0, 0))  # fully transparent red
+    img.paste((0, 0, 255, 255), (0, 0, 32, 48))  # opaque blue left half
+    return img
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [
+        ("PNG", "RGBA"),
+        ("PNG", "LA"),
+        ("PNG", "P"),
+        ("PNG", "L"),
+        ("PNG", "I;16"),
+        ("PNG", "1"),
+        ("JPEG", "CMYK"),
+        ("JPEG", "L"),
+        ("TIFF", "RGB"),
+        ("TIFF", "CMYK"),
+        ("BMP", "RGB"),
+        ("WEBP", "RGBA"),
+        ("GIF", "P"),
+    ],
+)
+def test_modes_and_formats_become_rgb(fmt: str, mode: str) -> None:
+    src = painting(5, (64, 48))
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(src.convert("L"), dtype=np.uint16) * 257)
+    elif mode in ("RGBA", "LA"):
+        img = _rgba().convert(mode)
+    else:
+        img = src.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    out, size = open_image(buf.getvalue(), f"x.{fmt.lower()}")
+    assert out.mode == "RGB" and out.size == (64, 48) and size == (64, 48)
+    if mode == "RGBA":
+        px = np.asarray(out)
+        assert tuple(px[10, 50]) == (255, 255, 255)  # transparent -> white, not black or red
+        assert tuple(px[10, 5]) == (0, 0, 255)
+    if mode == "I;16":  # 16-bit values scaled to 8 bits, not clipped to white
+        assert abs(np.asarray(out)[..., 0].astype(int) - np.asarray(src.convert("L"))).max() <= 1
+
+
+def test_palette_transparency_composited_on_white() -> None:
+    img = Image.new("P", (10, 10), 0)
+    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    img.info["transparency"] = 0
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=0)
+    out, _ = open_image(buf.getvalue())
+    assert tuple(np.asarray(out)[0, 0]) == (255, 255, 255)
+
+
+def test_animated_gif_first_frame() -> None:
+    frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out, _ = open_image(buf.getvalue())
+    r, g, b = np.asarray(out)[10, 10]
+    assert r > 200 and g < 50 and b < 50
+
+
+def test_exif_orientation_applied() -> None:
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))  # white left half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    out, size = open_image(_jpeg_bytes(img, exif=exif))
+    assert out.size == (20, 40) and size == (20, 40)
+    px = np.asarray(out).mean(axis=2)
+    assert px[5, 10] > 200 and px[35, 10] < 60  # white half is now on top
+
+
+def test_large_jpeg_draft_decoding() -> None:
+    big = painting(6, (2000, 1500))
+    data = _jpeg_bytes(big)
+    full, size = open_image(data)
+    small, size2 = open_image(data, draft_size=256)
+    assert size == size2 == (2000, 1500)
+    assert full.size == (2000, 1500)
+    assert min(small.size) >= 256 and small.size[0] < 1000  # decoded at 1/4 scale: 500 x 375
+
+
+def test_discover_images_recursive_skips_hidden_and_non_images(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for p in ["a/x.JPG", "a/b/y.png", "z.webp", ".hidden/h.jpg", "a/.dot.jpg", "notes.txt"]:
+        (tmp_path / p).write_bytes(b"x")
+    (tmp_path / "dir.jpg").mkdir()  # a folder with an image-like name
+    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in discover_images([tmp_path])]
+    assert found == ["a/b/y.png", "a/x.JPG", "z.webp"]
+    with pytest.raises(FileNotFoundError):
+        discover_images([tmp_path / "missing"])
