@@ -33,6 +33,18 @@ def test_decode_detects_encoding_and_zip(encoding: str, packed: bool) -> None:
     assert catalog.decode(body) == text
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (zipped("readme.md", b"hello"), "no .txt or .csv"),
+        (zipped("catalog.txt", b"x" * 100)[:60], "corrupt zip"),
+    ],
+)
+def test_decode_rejects_unusable_zips(body: bytes, message: str) -> None:
+    with pytest.raises(catalog.CatalogError, match=message):
+        catalog.decode(body)
+
+
 def test_parse_reads_quoted_semicolons_accents_and_bad_rows() -> None:
     rows = list(catalog.parse(catalogue_text(BASE)))
     assert len(rows) == len(WORKS) + 2  # + duplicate + bad row

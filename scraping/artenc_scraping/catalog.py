@@ -51,11 +51,14 @@ def decode(body: bytes) -> str:
 
 
 def _first_text_member(body: bytes) -> bytes:
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        names = [n for n in archive.namelist() if n.lower().endswith((".txt", ".csv"))]
-        if not names:
-            raise CatalogError(f"zip holds no .txt or .csv catalogue: {archive.namelist()}")
-        return archive.read(names[0])
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            names = [n for n in archive.namelist() if n.lower().endswith((".txt", ".csv"))]
+            if not names:
+                raise CatalogError(f"zip holds no .txt or .csv catalogue: {archive.namelist()}")
+            return archive.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise CatalogError(f"corrupt zip: {exc}") from exc
 
 
 def parse(text: str) -> Iterator[CatalogRow]:
