@@ -1,0 +1,216 @@
+"""Geometric verification of near-duplicate candidates: SIFT, ratio test, RANSAC homography.
+
+Two images are the same work (an edited copy: cropped, slightly rotated, resized,
+re-exposed, re-compressed) when at least `min_inliers` SIFT matches that pass Lowe's
+ratio test (0.75) agree on one homography (RANSAC, 5 px reprojection error, on images
+scaled so their longer side is 512 px); inliers are counted as distinct keypoint positions,
+and a homography that scales areas by less than 1/100 or more than 100 (or mirrors)
+counts as no match. DEFAULT_MIN_INLIERS = 15: edited copies keep
+well above it, unrelated paintings almost never reach it.
+
+Keypoints are extracted once per image content and cached in the store as
+``STORE/keypoints/sift-v1-512/<sha256>.npz`` (arrays only: ``xy`` float32 (n, 2),
+``desc`` uint8 (n, 128); loaded with allow_pickle=False). Extraction and matching run
+in worker processes (spawned; OpenCV single-threaded in each).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from artenc.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_INLIERS = 15
+RATIO = 0.75
+RANSAC_PX = 5.0
+MIN_DET = 0.01  # area scale of an accepted homography: between 1/100 and 100
+MAX_SIDE = 512
+N_FEATURES = 1500
+CACHE_VERSION = f"sift-v1-{MAX_SIDE}"
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """Keypoint positions (n, 2) float32 and SIFT descriptors (n, 128) uint8."""
+
+    xy: np.ndarray
+    desc: np.ndarray
+
+
+def _cv2():
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
+def extract(path: str | os.PathLike) -> Keypoints:
+    """SIFT keypoints of one image file, scaled so its longer side is MAX_SIDE."""
+    from artenc.images import ImageLoadError, load_image
+
+    cv2 = _cv2()
+    try:
+        img = load_image(path, draft_size=MAX_SIDE)
+    except ImageLoadError as exc:
+        log.warning("verification skips %s", exc)
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+    gray = np.asarray(img.convert("L"))
+    scale = MAX_SIDE / max(gray.shape)
+    if scale != 1.0:
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    sift = cv2.SIFT_create(nfeatures=N_FEATURES)
+    kps, desc = sift.detectAndCompute(gray, None)
+    if desc is None or not kps:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+    xy = np.array([k.pt for k in kps], dtype=np.float32)
+    return Keypoints(xy, np.clip(np.rint(desc), 0, 255).astype(np.uint8))
+
+
+def count_inliers(a: Keypoints, b: Keypoints) -> int:
+    """Matches passing the ratio test that agree on one RANSAC homography (0 if < 4 matches)."""
+    if len(a.desc) < 2 or len(b.desc) < 2:
+        return 0
+    cv2 = _cv2()
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    knn = matcher.knnMatch(a.desc.astype(np.float32), b.desc.astype(np.float32), k=2)
+    good = [m for m, n in (p for p in knn if len(p) == 2) if m.distance < RATIO * n.distance]
+    if len(good) < 4:
+        return 0
+    src = a.xy[[m.queryIdx for m in good]].reshape(-1, 1, 2)
+    dst = b.xy[[m.trainIdx for m in good]].reshape(-1, 1, 2)
+    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
+    if homography is None or mask is None:
+        return 0
+    det = float(np.linalg.det(homography[:2, :2]))
+    if not MIN_DET <= det <= 1.0 / MIN_DET:  # a collapsed or mirrored mapping is no copy
+        return 0
+    keep = mask.ravel().astype(bool)
+    # SIFT puts several keypoints (orientations) on one spot: count distinct positions
+    n_src = len(np.unique(np.rint(src[keep, 0]), axis=0))
+    n_dst = len(np.unique(np.rint(dst[keep, 0]), axis=0))
+    return int(min(n_src, n_dst))
+
+
+class KeypointCache:
+    """Keypoints per image content (sha256) under STORE/keypoints/; npz, no pickle."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.dir = Path(root) / "keypoints" / CACHE_VERSION
+
+    def path(self, sha256: str) -> Path:
+        return self.dir / f"{sha256}.npz"
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def load(self, sha256: str) -> Keypoints:
+        with np.load(self.path(sha256), allow_pickle=False) as z:
+            return Keypoints(z["xy"], z["desc"])
+
+    def save(self, sha256: str, kp: Keypoints) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.path(sha256)
+        tmp = final.with_name(f"{final.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, xy=kp.xy, desc=kp.desc)
+        os.replace(tmp, final)
+
+
+# ----- worker functions (module level so spawned processes can import them) ----------
+def _extract_job(args: tuple[str, list[tuple[str, str]]]) -> int:
+    root, jobs = args
+    cache = KeypointCache(root)
+    for path, sha in jobs:
+        cache.save(sha, extract(path))
+    return len(jobs)
+
+
+@lru_cache(maxsize=256)
+def _cached(root: str, sha: str) -> Keypoints:
+    return KeypointCache(root).load(sha)
+
+
+def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
+    root, pairs = args
+    return [count_inliers(_cached(root, a), _cached(root, b)) for a, b in pairs]
+
+
+def _run(fn, jobs: list, workers: int) -> list:
+    if workers <= 0 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def ensure_keypoints(store: Store, rows: Sequence[int], workers: int | None = None) -> None:
+    """Extract and cache keypoints of the given item rows that are not cached yet."""
+    items = store.items
+    cache = KeypointCache(store.root)
+    todo = {}
+    for r in rows:
+        sha = items.at[int(r), "sha256"]
+        if sha not in todo and not cache.has(sha):
+            todo[sha] = items.at[int(r), "path"]
+    if not todo:
+        return
+    log.info("extracting SIFT keypoints of %d images (cached in %s)", len(todo), cache.dir)
+    pairs = [(p, s) for s, p in todo.items()]
+    _run(_extract_job, [(str(store.root), pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)],
+         default_workers() if workers is None else workers)
+
+
+def verify_pairs(store: Store, left: np.ndarray, right: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """RANSAC inlier counts for item pairs (left[p], right[p]); keypoints cached in the store."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    if len(left) == 0:
+        return np.zeros(0, dtype=np.int64)
+    workers = default_workers() if workers is None else workers
+    ensure_keypoints(store, np.unique(np.concatenate([left, right])), workers)
+    sha = store.items["sha256"].to_numpy()
+    order = np.lexsort((right, left))  # pairs sharing an image land in the same chunk
+    pairs = [(sha[left[p]], sha[right[p]]) for p in order]
+    size = max(CHUNK, len(pairs) // (4 * max(workers, 1)) + 1)
+    chunks = [(str(store.root), pairs[i:i + size]) for i in range(0, len(pairs), size)]
+    counts = np.concatenate([np.asarray(c, dtype=np.int64) for c in _run(_match_job, chunks, workers)])
+    out = np.empty(len(pairs), dtype=np.int64)
+    out[order] = counts
+    return out
+
+
+def _query_job(args: tuple[str, str, list[str]]) -> list[int]:
+    root, query_path, shas = args
+    q = extract(query_path)
+    return [count_inliers(q, _cached(root, s)) for s in shas]
+
+
+def verify_queries(
+    store: Store, query_paths: Sequence[str], rows: Sequence[Sequence[int]], workers: int | None = None
+) -> list[np.ndarray]:
+    """Inlier counts between each query image (in the store or not) and its candidate rows."""
+    workers = default_workers() if workers is None else workers
+    flat = [int(r) for rs in rows for r in rs]
+    if not flat:
+        return [np.zeros(0, dtype=np.int64) for _ in rows]
+    ensure_keypoints(store, flat, workers)
+    sha = store.items["sha256"].to_numpy()
+    jobs = [(str(store.root), str(q), [sha[int(r)] for r in rs]) for q, rs in zip(query_paths, rows, strict=True)]
+    return [np.asarray(c, dtype=np.int64) for c in _run(_query_job, jobs, workers)]

@@ -1,0 +1,68 @@
+"""Fixtures for the search tests: synthetic stores from arrays, generated paintings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFilter
+
+from artenc.store import BASE_COLUMNS, ModelSignature, Store, l2_normalize
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def vector_store(root: Path, vectors: np.ndarray, labels: dict[str, list] | None = None,
+                 sizes: list[tuple[int, int]] | None = None) -> Store:
+    """A store holding `vectors` (normalised) for fake paths root/img_00000.jpg..."""
+    vectors = l2_normalize(vectors)
+    n, dim = vectors.shape
+    store = Store.create(root / "store", ModelSignature("synthetic", "fp-test", {}, dim))
+    paths = [str(root / f"img_{i:05d}.jpg") for i in range(n)]
+    w, h = zip(*(sizes or [(100, 100)] * n), strict=True)
+    rows = pd.DataFrame({
+        "path": paths, "relpath": [Path(p).name for p in paths], "sha256": [f"{i:064x}" for i in range(n)],
+        "size": [1000] * n, "mtime_ns": [0] * n, "width": list(w), "height": list(h), "error": [None] * n,
+        "row": np.arange(n),
+    }, columns=BASE_COLUMNS)
+    store.append_segment(rows, vectors)
+    if labels:
+        store.set_labels(pd.DataFrame({"path": paths, **labels}))
+    return store.reload()
+
+
+def clustered(n_clusters: int, per_cluster: int, dim: int = 32, spread: float = 0.15,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around `n_clusters` random centres; returns (vectors, true labels)."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.standard_normal((n_clusters, dim)))
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    x = centres[labels] + spread * rng.standard_normal((len(labels), dim)) / np.sqrt(dim)
+    return l2_normalize(x).astype(np.float32), labels
+
+
+def painting(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A textured random 'painting' with enough structure for SIFT."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    img = Image.fromarray(noise).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+    draw = ImageDraw.Draw(img)
+    for _ in range(25):
+        x0, y0 = rng.integers(0, size[0]), rng.integers(0, size[1])
+        x1, y1 = x0 + rng.integers(10, 90), y0 + rng.integers(10, 90)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour,
+                                                                   outline=(0, 0, 0))
+    return img
+
+
+def edited(img: Image.Image, seed: int) -> Image.Image:
+    """A near-duplicate: crop ~85 %, rotate 2 degrees, resize, brighten."""
+    rng = np.random.default_rng(seed)
+    w, h = img.size
+    f = 0.85
+    left, top = int(rng.integers(0, int(w * (1 - f)))), int(rng.integers(0, int(h * (1 - f))))
+    out = img.crop((left, top, left + int(w * f), top + int(h * f))).rotate(2, resample=Image.BICUBIC)
+    out = out.resize((int(out.width * 0.9), int(out.height * 0.9)), Image.BICUBIC)
+    return out.point(lambda v: min(255, int(v * 1.1)))
