@@ -1,0 +1,52 @@
+"""The CLI contract: sub-commands listed, exit codes, --json prints one document only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from artenc.cli import build_parser, main
+
+
+def test_help_lists_core_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("embed", "info", "demo"):
+        assert name in out
+
+
+def test_bad_arguments_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["embed"])  # missing IMAGES_DIR and --out
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    assert main([]) == 2
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        assert p.format_help().strip(), name
+
+
+def test_json_stdout_is_one_document(gallery: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "artenc.cli", "embed", str(gallery), "--out", str(tmp_path / "s"),
+         "--workers", "0", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    doc = json.loads(proc.stdout)  # would fail on any stray print
+    assert doc["embedded"] == 12
+    assert "images found" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "artenc.cli", "info", str(tmp_path / "missing"), "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "" and "store not found" in proc.stderr
