@@ -1,0 +1,364 @@
+"""k-medoids on cosine distance (FasterPAM, `kmedoids` package) with a principled choice of k.
+
+Distances are d(a, b) = 1 - cos(a, b), a float32 matrix computed once and shared by
+every k of a sweep (the workshop recomputed it for each of its 48 fits).
+
+Memory bound: the matrix covers at most `sample_size` works (default SAMPLE_MAX = 8,000,
+so at most 4 * 8000^2 bytes = 256 MB). Larger stores are clustered on a uniform random
+sample of that size; every work is then assigned to its nearest medoid through a FAISS
+inner-product search, so peak memory is about 4*s^2 + 4*n*dim + 16*n bytes; no n x n matrix.
+
+`--k auto` sweeps k over a range (default 5:100:2) and records for each k:
+inertia (sum of distances to the medoid), distortion (mean distance), silhouette (exact,
+on a fixed random subset of at most 2,000 clustered works) and the gap statistic
+(Tibshirani et al. 2001: log mean distance of B=3 reference sets drawn uniformly in the
+principal-component box of the data and projected onto the unit sphere, minus that of
+the data). Rule: the knee of the inertia curve (kneed, convex, decreasing) proposes k;
+among swept k within +-30 % of the knee (at least the knee and its neighbours) the one
+with the highest silhouette is chosen. Without a knee, the highest silhouette wins.
+Each k starts from the medoids of the previous k plus k-medoids++ additions (warm start);
+the sweep fits FasterPAM on a random subset of at most SWEEP_MAX = 2,000 of the clustered
+works, then polishes with alternating steps on all of them; the chosen k gets a final
+FasterPAM on all clustered works.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from artenc.errors import UsageError
+from artenc.index import as_unit_matrix, iter_blocks, load_faiss
+
+if TYPE_CHECKING:
+    from artenc.store import Store
+
+log = logging.getLogger(__name__)
+
+SAMPLE_MAX = 8_000
+SWEEP_MAX = 2_000
+SILHOUETTE_MAX = 2_000
+GAP_REFERENCES = 3
+GAP_REFERENCE_SIZE = 500
+KNEE_WINDOW = 0.3
+DEFAULT_K_RANGE = "5:100:2"
+
+
+@dataclass
+class KFit:
+    """One k-medoids solution: medoids (row indices into the clustered matrix), labels, loss."""
+
+    k: int
+    medoids: np.ndarray
+    labels: np.ndarray
+    loss: float
+
+
+@dataclass
+class Clustering:
+    """The final clustering of all n works, plus the sweep when k was chosen automatically."""
+
+    k: int
+    medoids: np.ndarray  # item rows
+    labels: np.ndarray  # (n,) cluster of every item
+    distances: np.ndarray  # (n,) cosine distance to its medoid
+    sweep: list[dict] = field(default_factory=list)
+    rule: str = "given"
+    sample_size: int = 0
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.k)
+
+
+def parse_k_range(text: str) -> list[int]:
+    """'START:STOP[:STEP]' (STOP exclusive, like range) -> list of k."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) not in (2, 3):
+            raise ValueError
+        ks = list(range(*parts))
+    except ValueError:
+        raise UsageError(f"--k-range must look like START:STOP[:STEP] (e.g. {DEFAULT_K_RANGE}), got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise UsageError(f"--k-range {text!r} gives no k >= 1")
+    return ks
+
+
+def cosine_distances(x: np.ndarray) -> np.ndarray:
+    """(n, n) float32 matrix of 1 - cos, clipped at 0 with an exact zero diagonal."""
+    d = x @ x.T
+    np.subtract(1.0, d, out=d)
+    np.maximum(d, 0.0, out=d)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def kmedoids_plusplus(diss: np.ndarray, k: int, rng: np.random.Generator,
+                      start: np.ndarray | None = None) -> np.ndarray:
+    """k-medoids++ seeding (D^1 sampling), optionally extending existing medoids `start`."""
+    n = len(diss)
+    medoids = [] if start is None else [int(m) for m in start]
+    if not medoids:
+        medoids.append(int(rng.integers(n)))
+    nearest = diss[medoids].min(axis=0).astype(np.float64)
+    while len(medoids) < k:
+        total = nearest.sum()
+        pick = int(rng.choice(n, p=nearest / total)) if total > 0 else int(rng.integers(n))
+        if pick in medoids:
+            pick = int(np.setdiff1d(np.arange(n), medoids)[0])
+        medoids.append(pick)
+        np.minimum(nearest, diss[pick], out=nearest)
+    return np.asarray(medoids[:k], dtype=np.int64)
+
+
+def fit_kmedoids(diss: np.ndarray, k: int, *, seed: int = 0, init: np.ndarray | None = None) -> KFit:
+    """k-medoids++ seeding (extending `init`), alternating (Voronoi) steps, then FasterPAM swaps.
+
+    The alternating steps are a cheap head start; FasterPAM only makes improving swaps,
+    so the result is never worse than the alternating solution it starts from.
+    """
+    import kmedoids
+
+    n = len(diss)
+    if not 1 <= k <= n:
+        raise UsageError(f"k must be between 1 and the number of works ({n}), got {k}")
+    start = kmedoids_plusplus(diss, k, np.random.default_rng(seed), init)
+    head = kmedoids.alternating(diss, start.astype(np.uintp), max_iter=100)
+    res = kmedoids.fasterpam(diss, np.asarray(head.medoids, dtype=np.uintp), max_iter=100,
+                             n_cpu=os.cpu_count() or 1)
+    return KFit(k, np.asarray(res.medoids, dtype=np.int64), np.asarray(res.labels, dtype=np.int64), float(res.loss))
+
+
+def polish(diss: np.ndarray, medoids: np.ndarray) -> KFit:
+    """Alternating (Voronoi) steps on a larger matrix from given medoids."""
+    import kmedoids
+
+    res = kmedoids.alternating(diss, np.asarray(medoids, dtype=np.uintp), max_iter=100)
+    return KFit(len(medoids), np.asarray(res.medoids, dtype=np.int64), np.asarray(res.labels, dtype=np.int64),
+                float(res.loss))
+
+
+def silhouette(diss: np.ndarray, labels: np.ndarray, subset: np.ndarray) -> float:
+    """Exact silhouette of the works in `subset` (0 when fewer than 2 clusters are present)."""
+    import kmedoids
+
+    lab = labels[subset]
+    if len(np.unique(lab)) < 2:
+        return 0.0
+    _, inverse = np.unique(lab, return_inverse=True)
+    return float(kmedoids.silhouette(diss[np.ix_(subset, subset)], inverse.astype(np.int64))[0])
+
+
+def principal_axes(centred: np.ndarray) -> np.ndarray:
+    """Orthonormal principal axes (rows) of centred rows, via the small Gram matrix."""
+    gram = (centred @ centred.T).astype(np.float64)
+    values, vectors = np.linalg.eigh(gram)
+    keep = values > values.max() * 1e-9
+    axes = (centred.T.astype(np.float64) @ vectors[:, keep]) / np.sqrt(values[keep])
+    return axes.T[::-1].astype(np.float32)
+
+
+def reference_sets(x: np.ndarray, b: int, size: int, seed: int) -> list[np.ndarray]:
+    """Gap-statistic references: uniform in the data's principal-component box, on the sphere."""
+    rng = np.random.default_rng(seed)
+    mean = x.mean(axis=0)
+    sample = x[rng.choice(len(x), size=min(len(x), 1000), replace=False)] - mean
+    axes = principal_axes(sample)
+    proj = sample @ axes.T
+    lo, hi = proj.min(axis=0), proj.max(axis=0)
+    refs = []
+    for _ in range(b):
+        z = rng.uniform(lo, hi, size=(size, len(lo))).astype(np.float32) @ axes + mean
+        refs.append(as_unit_matrix(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)))
+    return refs
+
+
+def sweep_k(diss: np.ndarray, x: np.ndarray, ks: list[int], *, seed: int = 0,
+            gap_refs: int = GAP_REFERENCES) -> tuple[list[dict], dict[int, KFit]]:
+    """Fit every k of `ks` (warm starts) for the works of `diss` (unit vectors `x`).
+
+    Each k is fitted by FasterPAM on the first SWEEP_MAX works (a random order is assumed),
+    then polished by alternating steps on all of them; inertia is over all of them.
+    """
+    n = len(diss)
+    m = min(n, SWEEP_MAX)
+    head = diss[:m, :m] if m < n else diss
+    rng = np.random.default_rng(seed)
+    subset = np.sort(rng.choice(n, size=min(n, SILHOUETTE_MAX), replace=False))
+    refs = [cosine_distances(r) for r in reference_sets(x, gap_refs, min(m, GAP_REFERENCE_SIZE), seed)]
+    ref_prev: list[np.ndarray | None] = [None] * len(refs)
+    rows, fits, prev = [], {}, None
+    for k in sorted(ks):
+        fit = fit_kmedoids(head, min(k, m), seed=seed + k, init=prev)
+        prev = fit.medoids
+        fit = polish(diss, fit.medoids) if m < n else fit
+        fits[k] = fit
+        ref_logs = []
+        for r, ref in enumerate(refs):
+            ref_fit = fit_kmedoids(ref, min(k, len(ref)), seed=seed + k, init=ref_prev[r])
+            ref_prev[r] = ref_fit.medoids
+            ref_logs.append(np.log(max(ref_fit.loss / len(ref), 1e-12)))
+        log_w = np.log(max(fit.loss / n, 1e-12))
+        rows.append({
+            "k": k,
+            "inertia": round(fit.loss, 6),
+            "distortion": round(fit.loss / n, 6),
+            "silhouette": round(silhouette(diss, fit.labels, subset), 6),
+            "gap": round(float(np.mean(ref_logs) - log_w), 6) if refs else None,
+            "gap_sd": round(float(np.std(ref_logs) * np.sqrt(1 + 1 / len(refs))), 6) if refs else None,
+        })
+        log.debug("k=%d inertia %.3f silhouette %.3f", k, fit.loss, rows[-1]["silhouette"])
+    return rows, fits
+
+
+def choose_k(rows: list[dict]) -> tuple[int, str]:
+    """Knee of the inertia curve, then the best silhouette near it (see module docstring)."""
+    ks = [r["k"] for r in rows]
+    sil = {r["k"]: r["silhouette"] for r in rows}
+    knee = None
+    if len(ks) >= 3:
+        from kneed import KneeLocator
+
+        knee = KneeLocator(ks, [r["inertia"] for r in rows], curve="convex", direction="decreasing").knee
+    if knee is None:
+        best = max(ks, key=lambda k: (sil[k], -k))
+        return best, "no knee in the inertia curve: highest silhouette"
+    pos = ks.index(int(knee))
+    window = [k for k in ks if abs(k - knee) <= KNEE_WINDOW * knee] + ks[max(0, pos - 1):pos + 2]
+    best = max(set(window), key=lambda k: (sil[k], -k))
+    return best, (f"knee of inertia at k={int(knee)} (kneed); highest silhouette within "
+                  f"+-{int(KNEE_WINDOW * 100)}% of it: k={best}")
+
+
+def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest medoid of every vector through FAISS (blocked); returns (labels, cosine distances)."""
+    faiss = load_faiss()
+    index = faiss.IndexFlatIP(medoid_vectors.shape[1])
+    index.add(as_unit_matrix(medoid_vectors))
+    labels = np.empty(len(vectors), dtype=np.int64)
+    dist = np.empty(len(vectors), dtype=np.float32)
+    for block in iter_blocks(len(vectors), 65536):
+        sims, ids = index.search(np.ascontiguousarray(vectors[block], dtype=np.float32), 1)
+        labels[block], dist[block] = ids[:, 0], np.maximum(1.0 - sims[:, 0], 0.0)
+    return labels, dist
+
+
+def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,
+                    sample_size: int = SAMPLE_MAX, seed: int = 0) -> Clustering:
+    """k-medoids of unit vectors; `k="auto"` sweeps `k_range` and picks k by the documented rule."""
+    x = as_unit_matrix(vectors)
+    n = len(x)
+    if n == 0:
+        raise UsageError("cannot cluster an empty store (embed some images first)")
+    if sample_size < 2:
+        raise UsageError(f"--sample-size must be >= 2, got {sample_size}")
+    rng = np.random.default_rng(seed)
+    sample = rng.permutation(n)[:sample_size]  # random order: its head is the sweep sample
+    xs = x[sample]
+    if k == "auto":
+        ks = parse_k_range(k_range) if isinstance(k_range, str) else list(k_range)
+        ks = [kk for kk in ks if 2 <= kk < len(sample)]
+        if not ks:
+            raise UsageError(f"--k auto needs some k in [2, {len(sample) - 1}] (the works available); "
+                             f"--k-range gives none")
+        diss = cosine_distances(xs)
+        rows, fits = sweep_k(diss, xs, ks, seed=seed)
+        chosen, rule = choose_k(rows)
+        fit = fit_kmedoids(diss, chosen, init=fits[chosen].medoids) if len(xs) > SWEEP_MAX else fits[chosen]
+    else:
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise UsageError(f"--k must be an integer or 'auto', got {k!r}") from None
+        if not 1 <= k <= n:
+            raise UsageError(f"--k {k} is outside [1, {n}]: the store holds {n} works")
+        if k > len(sample):
+            raise UsageError(f"--k {k} exceeds --sample-size {len(sample)}; raise --sample-size")
+        rows, rule = [], "given"
+        fit = fit_kmedoids(cosine_distances(xs), k, seed=seed)
+    medoids = sample[fit.medoids]
+    if len(sample) == n:
+        labels = np.empty(n, dtype=np.int64)
+        labels[sample] = fit.labels
+        dist = np.maximum(1.0 - np.einsum("nd,nd->n", x, x[medoids[labels]]), 0.0).astype(np.float32)
+    else:
+        labels, dist = assign(x, x[medoids])
+    dist[medoids] = 0.0
+    labels[medoids] = np.arange(len(medoids))
+    return Clustering(len(medoids), medoids, labels, dist, rows, rule, len(sample))
+
+
+def label_summary(store: Store, labels: np.ndarray, k: int, top: int = 3) -> list[dict]:
+    """Per cluster and label column: the most frequent values with counts and the purity."""
+    items = store.items
+    out = []
+    for c in range(k):
+        members = items.iloc[np.flatnonzero(labels == c)]
+        summary = {}
+        for col in store.label_columns:
+            counts = members[col].dropna().astype(str).value_counts()
+            if len(counts):
+                summary[col] = {"top": {str(v): int(n) for v, n in counts.head(top).items()},
+                                "purity": round(float(counts.iloc[0] / counts.sum()), 4)}
+        out.append(summary)
+    return out
+
+
+def cluster_store(store: Store, k: int | str = "auto", *, k_range: str = DEFAULT_K_RANGE,
+                  sample_size: int = SAMPLE_MAX, seed: int = 0, plots_dir: str | os.PathLike | None = None) -> dict:
+    """`artenc cluster` as a function: the JSON document (and PNGs in `plots_dir`)."""
+    if len(store) == 0:
+        raise UsageError(f"{store.root}: the store is empty (embed some images first)")
+    result = cluster_vectors(store.vectors, k, k_range=k_range, sample_size=sample_size, seed=seed)
+    paths = store.items["path"].to_numpy()
+    sizes = result.sizes
+    clusters = []
+    summaries = label_summary(store, result.labels, result.k) if store.label_columns else [None] * result.k
+    for c, m in enumerate(result.medoids):
+        members = np.flatnonzero(result.labels == c)
+        entry = {"cluster": c, "medoid": str(paths[m]), "size": int(sizes[c]),
+                 "mean_distance": round(float(result.distances[members].mean()), 6)}
+        if summaries[c] is not None:
+            entry["labels"] = summaries[c]
+        clusters.append(entry)
+    doc = {
+        "k": result.k,
+        "count": len(store),
+        "sampled": result.sample_size < len(store),
+        "sample_size": result.sample_size,
+        "inertia": round(float(result.distances.sum()), 6),
+        "distortion": round(float(result.distances.mean()), 6),
+        "medoids": [str(paths[m]) for m in result.medoids],
+        "sizes": [int(s) for s in sizes],
+        "clusters": clusters,
+    }
+    if result.sweep:
+        doc.update({"rule": result.rule, "sweep": result.sweep})
+    if plots_dir is not None:
+        doc["plots"] = [str(p) for p in draw_cluster_plots(store, result, plots_dir)]
+    return doc
+
+
+def draw_cluster_plots(store: Store, result: Clustering, out_dir: str | os.PathLike,
+                       per_cluster: int = 16) -> list:
+    """elbow.png and silhouette.png (after a sweep), medoids.png, cluster_NNN.png per cluster."""
+    from pathlib import Path
+
+    from artenc.viz.grids import draw_cluster_montage, draw_medoid_strip
+    from artenc.viz.plots import plot_k_sweep
+
+    out = Path(out_dir)
+    paths = store.items["path"].to_numpy()
+    written = plot_k_sweep(result.sweep, result.k, out) if result.sweep else []
+    written.append(draw_medoid_strip([paths[m] for m in result.medoids], result.sizes.tolist(), out / "medoids.png"))
+    for c in range(result.k):
+        members = np.flatnonzero(result.labels == c)
+        members = members[np.argsort(result.distances[members], kind="stable")]  # medoid first
+        written.append(draw_cluster_montage([paths[i] for i in members[:per_cluster]], out / f"cluster_{c:03d}.png",
+                                            title=f"cluster {c}: {len(members)} works (medoid first)"))
+    return written
