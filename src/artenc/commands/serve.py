@@ -1,0 +1,64 @@
+"""`artenc serve STORE [--host 127.0.0.1] [--port 8000]`: a web page and JSON API for a store.
+
+Upload or drag a painting to see its nearest works and predicted labels; browse
+k-medoids clusters; review near-duplicate groups. The API is under /api/ (OpenAPI
+page at /docs). Binds to 127.0.0.1 unless --host says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="web page and JSON API: similar works, clusters, duplicates",
+                       description=__doc__)
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default: %(default)s, this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="larger uploads are refused with 413 (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="decompression-bomb guard for uploads, width x height (default: %(default)s)")
+    p.add_argument("--max-k", type=int, default=100, help="most neighbours per query (default: %(default)s)")
+    p.add_argument("--duplicate-threshold", type=float, default=0.9,
+                   help="cosine similarity of near-duplicates on the page (default: %(default)s)")
+    p.add_argument("--clusters", default="auto", metavar="K",
+                   help="k for the clusters on the page, or 'auto' (default: %(default)s)")
+    p.add_argument("--cluster-sample", type=int, default=2000, metavar="N",
+                   help="works clustered; the others join their nearest medoid (default: %(default)s)")
+    p.add_argument("--thumbnail-dir", metavar="DIR", help="thumbnail cache (default: artenc's cache folder)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from artenc.errors import UsageError, require
+
+    require("fastapi", "serve")
+    uvicorn = require("uvicorn", "serve")
+    require("multipart", "serve")
+    from artenc.index import check_threshold
+    from artenc.serve.app import create_app
+    from artenc.serve.state import MB, ServeSettings
+
+    log = logging.getLogger("artenc")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
+    try:
+        settings = ServeSettings(
+            max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=args.max_pixels, max_k=args.max_k,
+            duplicate_threshold=check_threshold(args.duplicate_threshold, "--duplicate-threshold"),
+            clusters=args.clusters, cluster_sample=args.cluster_sample, thumbnail_dir=args.thumbnail_dir,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    app = create_app(args.store, settings)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding to %s: anyone who can reach this machine on port %d can use the page",
+                    args.host, args.port)
+    log.info("open http://%s:%d/ (API docs at /docs); Ctrl-C stops", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    return 0

@@ -1,0 +1,59 @@
+"""`create_app(store_path)`: the FastAPI application of `artenc serve`.
+
+Only wiring lives here: the state is loaded once and kept on `app.state`, endpoints
+get it through `Depends` (`artenc.serve.deps`); routers, static files, middleware and
+error handlers are attached; nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from artenc import __version__
+from artenc.serve.limits import BodySizeLimit, SecurityHeaders
+from artenc.serve.routers import api, pages
+from artenc.serve.routers.pages import STATIC_DIR
+from artenc.serve.state import ServeSettings, ServeState
+
+log = logging.getLogger(__name__)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Log the trace on the server; the client gets a message, never a stack trace."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500)
+
+
+def create_app(store_path: str, settings: ServeSettings | None = None, *, encoder=None, index=None) -> FastAPI:
+    """Load the store at `store_path` (with its encoder and index) and build the app.
+
+    `encoder` and `index` let tests and benchmarks reuse objects they already built.
+    Raises StoreError / UsageError when the store cannot be served.
+    """
+    state = ServeState.open(store_path, settings, encoder=encoder, index=index)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="artenc",
+        version=__version__,
+        summary="Find similar paintings and explore an embedding store.",
+        lifespan=lifespan,
+    )
+    app.state.artenc = state
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
+    return app

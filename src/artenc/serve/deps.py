@@ -1,0 +1,27 @@
+"""Dependencies injected into endpoints with `Depends`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+
+from artenc.serve.state import ServeState
+
+
+def get_state(request: Request) -> ServeState:
+    """The state loaded once by `create_app`."""
+    return request.app.state.artenc
+
+
+State = Annotated[ServeState, Depends(get_state)]
+
+
+def item_id(state: State, item_id: Annotated[int, Path(ge=0, description="item id (row in the store)")]) -> int:
+    """A path parameter that must name a work of the store (404 otherwise)."""
+    if not state.has_item(item_id):
+        raise HTTPException(404, f"no item {item_id} (the store holds ids 0 to {state.count - 1})")
+    return item_id
+
+
+ItemId = Annotated[int, Depends(item_id)]

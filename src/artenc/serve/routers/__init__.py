@@ -1,0 +1,1 @@
+"""HTTP routers: `api` (JSON under /api/) and `pages` (the HTML page)."""

@@ -1,0 +1,151 @@
+"""The JSON API under /api/: health, search by upload or by stored work, items, thumbnails,
+near-duplicate groups and clusters. Items are addressed by id only, never by a path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from PIL import UnidentifiedImageError
+
+from artenc import __version__
+from artenc.images import ImageLoadError
+from artenc.serve import schemas
+from artenc.serve.collection import Status
+from artenc.serve.deps import ItemId, State
+from artenc.serve.state import ServeState
+from artenc.serve.thumbnails import ThumbnailError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["api"])
+
+K = Annotated[int, Query(ge=1, description="number of neighbours")]
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def item_view(state: ServeState, request: Request, i: int, **extra: float) -> dict:
+    """The public description of work `i` (no filesystem path beyond its relative path)."""
+    i = int(i)
+    w, h = state.sizes[i]
+    return {"id": i, "path": state.relpaths[i], "width": int(w), "height": int(h),
+            "labels": state.labels[i], "thumbnail_url": str(request.app.url_path_for("thumbnail", item_id=i)),
+            **extra}
+
+
+def _check_k(state: ServeState, k: int) -> None:
+    if k > state.settings.max_k:
+        raise HTTPException(422, f"k must be at most {state.settings.max_k}, got {k}")
+
+
+def _result(state: ServeState, request: Request, sims: np.ndarray, ids: np.ndarray, t0: float) -> dict:
+    keep = ids >= 0
+    ids, sims = ids[keep], sims[keep]
+    neighbors = [item_view(state, request, i, similarity=round(float(s), 6)) for i, s in zip(ids, sims, strict=True)]
+    return {"neighbors": neighbors, "predicted": state.predict(ids, sims),
+            "seconds": round(time.perf_counter() - t0, 4)}
+
+
+@router.get("/health", response_model=schemas.Health, summary="Server and store status")
+def health(state: State) -> dict:
+    return {"status": "ok", "items": state.count, "model": state.encoder.signature.model,
+            "dim": state.encoder.signature.dim, "index": state.index.kind, "label_columns": state.label_columns,
+            "max_upload_bytes": state.settings.max_upload_bytes, "version": __version__}
+
+
+@router.post(
+    "/search", response_model=schemas.SearchResult, summary="Nearest works to an uploaded image",
+    responses={413: {"description": "upload over the size limit"},
+               415: {"description": "not an image"},
+               422: {"description": "corrupt image, decompression bomb, or bad parameters"}},
+)
+async def search(
+    state: State, request: Request,
+    file: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, TIFF, BMP, GIF)")],
+    k: K = 10,
+) -> dict:
+    _check_k(state, k)
+    t0 = time.perf_counter()
+    data = await file.read()
+    try:
+        pixels = await run_in_threadpool(state.query_pixels, data, file.filename or "upload")
+    except ImageLoadError as exc:
+        status = 415 if isinstance(exc.__cause__, UnidentifiedImageError) else 422
+        raise HTTPException(status, f"cannot use this file as a query: {exc}") from None
+    sims, ids = await asyncio.wrap_future(state.engine.submit(pixels=pixels, k=k))
+    return _result(state, request, sims, ids, t0)
+
+
+@router.get("/items/{item_id}", response_model=schemas.Item, summary="One work of the store")
+def item(state: State, request: Request, item_id: ItemId) -> dict:
+    return item_view(state, request, item_id)
+
+
+@router.get("/items/{item_id}/similar", response_model=schemas.SearchResult,
+            summary="Nearest works to a stored work (itself excluded)")
+async def similar_to_item(state: State, request: Request, item_id: ItemId, k: K = 10) -> dict:
+    _check_k(state, k)
+    t0 = time.perf_counter()
+    sims, ids = await asyncio.wrap_future(state.engine.submit(vector=state.index.vectors[item_id], k=k + 1))
+    others = ids != item_id
+    return _result(state, request, sims[others][:k], ids[others][:k], t0)
+
+
+@router.get("/thumbnail/{item_id}", response_class=FileResponse, summary="JPEG thumbnail of a work",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "unknown id or unreadable file"}})
+def thumbnail(state: State, item_id: ItemId) -> FileResponse:
+    try:
+        path = state.thumbnails.get(state.paths[item_id], state.sha256[item_id])
+    except ThumbnailError as exc:
+        log.warning("thumbnail of item %d: %s", item_id, exc)
+        raise HTTPException(404, f"item {item_id}: its image file cannot be read any more") from None
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _pending(status: Status) -> dict:
+    return {"state": status.state, "message": status.message}
+
+
+@router.get("/duplicates", response_model=schemas.DuplicateGroups, summary="Near-duplicate groups")
+def duplicates(state: State, request: Request, offset: Offset = 0, limit: Limit = 50) -> dict:
+    status = state.duplicates.poll()
+    doc = {**_pending(status), "threshold": state.settings.duplicate_threshold, "verified": False,
+           "total": 0, "groups": []}
+    if status.value is not None:
+        doc["total"] = len(status.value)
+        doc["groups"] = [
+            {"keep": item_view(state, request, g.keep),
+             "duplicates": [item_view(state, request, i, similarity=s) for i, s in g.duplicates]}
+            for g in status.value[offset : offset + limit]
+        ]
+    return doc
+
+
+@router.get("/clusters", response_model=schemas.Clusters, summary="k-medoids clusters, largest first")
+def clusters(state: State, request: Request, members: Annotated[int, Query(ge=0, le=100)] = 6) -> dict:
+    status = state.clusters.poll()
+    doc = {**_pending(status), "k": None, "rule": "", "clusters": []}
+    if status.value is not None:
+        doc.update(k=status.value.k, rule=status.value.rule, clusters=[
+            {"id": c, "size": len(cl.members), "medoid": item_view(state, request, cl.medoid),
+             "members": [item_view(state, request, i) for i in cl.members[:members]]}
+            for c, cl in enumerate(status.value.clusters)])
+    return doc
+
+
+@router.get("/clusters/{cluster_id}", response_model=schemas.Cluster, summary="One cluster's members, a page")
+def cluster(state: State, request: Request, cluster_id: int, offset: Offset = 0, limit: Limit = 60) -> dict:
+    status = state.clusters.poll()
+    if status.value is None:
+        raise HTTPException(409 if status.state == "computing" else 503, status.message)
+    if not 0 <= cluster_id < len(status.value.clusters):
+        raise HTTPException(404, f"no cluster {cluster_id} (there are {len(status.value.clusters)})")
+    cl = status.value.clusters[cluster_id]
+    return {"id": cluster_id, "size": len(cl.members), "medoid": item_view(state, request, cl.medoid),
+            "members": [item_view(state, request, i) for i in cl.members[offset : offset + limit]]}

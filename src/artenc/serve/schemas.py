@@ -1,0 +1,78 @@
+"""Response models of the JSON API (they document it in FastAPI's OpenAPI page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    items: int = Field(description="works in the store")
+    model: str
+    dim: int
+    index: str = Field(description="FAISS index kind")
+    label_columns: list[str]
+    max_upload_bytes: int
+    version: str
+
+
+class Item(BaseModel):
+    id: int = Field(description="item id: use it in /api/items/{id} and /api/thumbnail/{id}")
+    path: str = Field(description="path relative to the folder that was embedded")
+    width: int
+    height: int
+    labels: dict[str, Any]
+    thumbnail_url: str
+
+
+class Neighbor(Item):
+    similarity: float = Field(description="cosine similarity to the query, in [-1, 1]")
+
+
+class Prediction(BaseModel):
+    label: Any
+    confidence: float = Field(description="share of the neighbours' votes")
+    votes: dict[str, int]
+
+
+class SearchResult(BaseModel):
+    neighbors: list[Neighbor]
+    predicted: dict[str, Prediction] = Field(
+        description="per label column: majority vote of the neighbours that have the label")
+    seconds: float = Field(description="server time for decode, encode and search")
+
+
+class Duplicate(Item):
+    similarity: float = Field(description="cosine similarity to the keeper")
+
+
+class DuplicateGroup(BaseModel):
+    keep: Item
+    duplicates: list[Duplicate]
+
+
+class Background(BaseModel):
+    state: str = Field(description="computing | ready | failed: computed once, on first request")
+    message: str = ""
+
+
+class DuplicateGroups(Background):
+    threshold: float
+    verified: bool = Field(description="false: embedding similarity only (see `artenc dedup` to verify)")
+    total: int = Field(description="number of groups")
+    groups: list[DuplicateGroup]
+
+
+class Cluster(BaseModel):
+    id: int = Field(description="cluster number, largest cluster first")
+    size: int
+    medoid: Item
+    members: list[Item] = Field(description="members nearest to the medoid first (the medoid first)")
+
+
+class Clusters(Background):
+    k: int | None = None
+    rule: str = Field("", description="how k was chosen")
+    clusters: list[Cluster] = []

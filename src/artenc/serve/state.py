@@ -1,0 +1,115 @@
+"""What `artenc serve` loads once per process: store, index, encoder, thumbnails, settings.
+
+Endpoints receive the one `ServeState` through `Depends(get_state)` (see `deps`), never
+a global. Collection views that cost seconds on a large store (near-duplicate groups,
+clusters) are computed on first request and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from artenc.images import open_image
+from artenc.preprocess import to_uint8_chw
+from artenc.serve.collection import Background, cluster_collection, duplicate_groups
+from artenc.serve.engine import QueryEngine
+from artenc.serve.thumbnails import ThumbnailCache
+from artenc.store import Store
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and options of one server (the CLI flags of `artenc serve`)."""
+
+    max_upload_bytes: int = 20 * MB  # larger uploads are answered 413
+    max_pixels: int = 40_000_000  # decompression-bomb guard for uploads (width * height)
+    max_k: int = 100
+    thumbnail_size: int = 256
+    thumbnail_dir: str | None = None  # default: <artenc cache>/thumbnails
+    duplicate_threshold: float = 0.9  # cosine, embedding only (no geometric verification)
+    clusters: str = "auto"  # k for k-medoids, or "auto" (see artenc.cluster)
+    cluster_sample: int = 2000  # works clustered (the rest assigned to the nearest medoid)
+    max_batch: int = 32  # uploads encoded together under load
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"the upload limit must be at least 1 KiB, got {self.max_upload_bytes} bytes")
+        if self.max_k < 1:
+            raise ValueError(f"max_k must be >= 1, got {self.max_k}")
+        if self.clusters != "auto" and not (self.clusters.isdigit() and int(self.clusters) >= 1):
+            raise ValueError(f"clusters must be a number >= 1 or 'auto', got {self.clusters!r}")
+        if self.cluster_sample < 2:
+            raise ValueError(f"cluster_sample must be >= 2, got {self.cluster_sample}")
+
+
+class ServeState:
+    """The loaded store and everything derived from it; shared by all requests (read-only)."""
+
+    def __init__(self, store: Store, settings: ServeSettings, *, encoder=None, index=None) -> None:
+        from artenc.index import index_for_store
+        from artenc.neighbors import labels_of
+        from artenc.runtime import cache_dir, encoder_for_store
+
+        self.store = store
+        self.settings = settings
+        items = store.items
+        self.count = len(items)
+        self.relpaths = items["relpath"].astype(str).to_numpy()
+        self.paths = items["path"].astype(str).to_numpy()
+        self.sha256 = items["sha256"].astype(str).to_numpy()
+        self.sizes = items[["width", "height"]].to_numpy(dtype=np.int64)
+        self.label_columns = list(store.label_columns)
+        self.labels = labels_of(store, np.arange(self.count))
+        self.encoder = encoder or encoder_for_store(store.meta, device="cpu")
+        self.index = index or index_for_store(store)
+        self.engine = QueryEngine(self.encoder, self.index, settings.max_batch)
+        thumbs = settings.thumbnail_dir or Path(cache_dir()) / "thumbnails"
+        self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size)
+        self.duplicates = Background(
+            "near-duplicate groups", partial(duplicate_groups, store, settings.duplicate_threshold))
+        self.clusters = Background(
+            "clusters", partial(cluster_collection, store.vectors, settings.clusters, settings.cluster_sample))
+        log.info("serving %s: %d works, %s index, %s on %s", store.root, self.count, self.index.kind,
+                 self.encoder.signature.model, self.encoder.runtime)
+
+    @classmethod
+    def open(cls, store_path: str, settings: ServeSettings | None = None, **kwargs) -> ServeState:
+        """Open the store at `store_path` (StoreError when it is not one) and load it."""
+        return cls(Store.open(store_path), settings or ServeSettings(), **kwargs)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # ----- queries -----------------------------------------------------------------------
+    def query_pixels(self, data: bytes, name: str) -> np.ndarray:
+        """Decode an upload (bombs and non-images raise ImageLoadError) to model-ready uint8 pixels."""
+        img, _ = open_image(data, name, max_pixels=self.settings.max_pixels,
+                            draft_size=self.encoder.preprocess.resize_to)
+        return to_uint8_chw(img, self.encoder.preprocess)
+
+    def has_item(self, item_id: int) -> bool:
+        return 0 <= item_id < self.count
+
+    def predict(self, ids: np.ndarray, sims: np.ndarray) -> dict[str, dict]:
+        """Per label column: the neighbours' majority label, its share of votes, all votes."""
+        from artenc.evaluate import knn_vote
+
+        out = {}
+        for column in self.label_columns:
+            pairs = [(self.labels[i][column], s) for i, s in zip(ids, sims, strict=True)
+                     if self.labels[i][column] not in (None, "")]
+            if not pairs:
+                continue
+            label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
+            out[column] = {"label": label, "confidence": round(confidence, 4),
+                           "votes": {str(k): v for k, v in votes.items()}}
+        return out
