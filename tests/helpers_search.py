@@ -10,8 +10,6 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from artenc.store import BASE_COLUMNS, ModelSignature, Store, l2_normalize
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def vector_store(root: Path, vectors: np.ndarray, labels: dict[str, list] | None = None,
                  sizes: list[tuple[int, int]] | None = None) -> Store:
@@ -19,11 +17,13 @@ def vector_store(root: Path, vectors: np.ndarray, labels: dict[str, list] | None
     vectors = l2_normalize(vectors)
     n, dim = vectors.shape
     store = Store.create(root / "store", ModelSignature("synthetic", "fp-test", {}, dim))
+    if n == 0:
+        return store
     paths = [str(root / f"img_{i:05d}.jpg") for i in range(n)]
-    w, h = zip(*(sizes or [(100, 100)] * n), strict=True)
+    sizes = sizes or [(100, 100)] * n
     rows = pd.DataFrame({
         "path": paths, "relpath": [Path(p).name for p in paths], "sha256": [f"{i:064x}" for i in range(n)],
-        "size": [1000] * n, "mtime_ns": [0] * n, "width": list(w), "height": list(h), "error": [None] * n,
+        "size": [1000] * n, "mtime_ns": [0] * n, "width": [w for w, _ in sizes], "height": [h for _, h in sizes], "error": [None] * n,
         "row": np.arange(n),
     }, columns=BASE_COLUMNS)
     store.append_segment(rows, vectors)
@@ -66,3 +66,37 @@ def edited(img: Image.Image, seed: int) -> Image.Image:
     out = img.crop((left, top, left + int(w * f), top + int(h * f))).rotate(2, resample=Image.BICUBIC)
     out = out.resize((int(out.width * 0.9), int(out.height * 0.9)), Image.BICUBIC)
     return out.point(lambda v: min(255, int(v * 1.1)))
+
+
+_IMAGE_STORES: dict[str, Store] = {}
+
+
+def image_store(tmp_path_factory, encoder=None) -> Store:
+    """A real store (embedded with the default model) of 12 paintings and 3 edited copies.
+
+    Labels: `split` (p00-p05 train, p06-p11 test) and `style`. Copies: p00_copy in test
+    (a planted leak), p01_copy in train, p07_copy in test. Built once per test session.
+    """
+    key = str(tmp_path_factory.getbasetemp())
+    if key in _IMAGE_STORES:
+        return _IMAGE_STORES[key]
+    from artenc.embed import embed_folders
+
+    root = tmp_path_factory.mktemp("paintings")
+    images = root / "images"
+    images.mkdir()
+    split = {}
+    for i in range(12):
+        painting(i).save(images / f"p{i:02d}.png")
+        split[f"p{i:02d}.png"] = "train" if i < 6 else "test"
+    for i, side in ((0, "test"), (1, "train"), (7, "test")):
+        edited(painting(i), 100 + i).save(images / f"p{i:02d}_copy.jpg", quality=60)
+        split[f"p{i:02d}_copy.jpg"] = side
+    labels = pd.DataFrame({"path": list(split), "split": list(split.values()),
+                           "style": ["a" if n[2] in "02468" else "b" for n in split]})
+    labels.to_csv(root / "labels.csv", index=False)
+    embed_folders([images], root / "store", labels=root / "labels.csv", workers=0, progress=False,
+                  encoder=encoder)
+    store = Store.open(root / "store")
+    _IMAGE_STORES[key] = store
+    return store

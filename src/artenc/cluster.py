@@ -222,9 +222,13 @@ def choose_k(rows: list[dict]) -> tuple[int, str]:
     sil = {r["k"]: r["silhouette"] for r in rows}
     knee = None
     if len(ks) >= 3:
+        import warnings
+
         from kneed import KneeLocator
 
-        knee = KneeLocator(ks, [r["inertia"] for r in rows], curve="convex", direction="decreasing").knee
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a flat curve has no knee
+            knee = KneeLocator(ks, [r["inertia"] for r in rows], curve="convex", direction="decreasing").knee
     if knee is None:
         best = max(ks, key=lambda k: (sil[k], -k))
         return best, "no knee in the inertia curve: highest silhouette"

@@ -105,7 +105,7 @@ def _ivf_pairs(x: np.ndarray, threshold: float, seed: int = 0) -> Pairs:
     parts, count = [], 0
     for rows in iter_blocks(n, 4096):
         lims, sims, ids = index.range_search(x[rows], threshold)
-        i = np.repeat(np.arange(rows.start, rows.stop), np.diff(lims))
+        i = np.repeat(np.arange(rows.start, rows.stop), np.diff(lims).astype(np.int64))
         lo, hi = np.minimum(i, ids), np.maximum(i, ids)
         keep = lo != hi
         parts.append((lo[keep], hi[keep], sims[keep]))

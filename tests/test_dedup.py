@@ -1,0 +1,136 @@
+"""dedup: planted duplicates, no chaining, keeper rule, leakage across splits, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artenc.cli import main
+from artenc.dedup import Pairs, candidate_pairs, clique_groups, find_duplicates
+from artenc.errors import UsageError
+from tests.helpers_search import vector_store
+
+
+def planted(n: int = 300, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Random unit vectors (pairwise cosine ~0) plus near-copies of items 0..4 at rows n..n+4."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    copies = x[:5] + 0.1 * rng.standard_normal((5, dim)).astype(np.float32)
+    return np.vstack([x, copies]), [(i, n + i) for i in range(5)]
+
+
+def brute_pairs(x: np.ndarray, t: float) -> set[tuple[int, int]]:
+    s = x @ x.T
+    i, j = np.nonzero(np.triu(s >= t, k=1))
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_candidate_pairs_match_brute_force(exact):
+    x, _ = planted()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for t in (0.3, 0.9):
+        pairs = candidate_pairs(x, t, exact=exact)
+        found = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+        truth = brute_pairs(x, t)
+        assert found <= truth
+        assert len(found) >= (len(truth) if exact else 0.9 * len(truth))
+        np.testing.assert_allclose(pairs.sim, np.einsum("pd,pd->p", x[pairs.i], x[pairs.j]), atol=1e-5)
+
+
+def test_planted_duplicates_and_keeper(tmp_path, capsys):
+    x, truth = planted()
+    sizes = [(100, 100)] * len(x)
+    sizes[300] = (400, 300)  # the copy of item 0 has the higher resolution: it is kept
+    store = vector_store(tmp_path, x, sizes=sizes)
+    assert main(["dedup", str(store.root), "--no-verify", "--json", "--out", str(tmp_path / "d.csv")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["threshold"] == 0.9 and doc["verified"] is False
+    paths = store.items["path"].tolist()
+    got = {tuple(sorted((paths.index(g["keep"]), paths.index(d["path"])))) for g in doc["groups"]
+           for d in g["duplicates"]}
+    assert got == set(truth)
+    keep = {g["keep"] for g in doc["groups"]}
+    assert paths[300] in keep and paths[0] not in keep
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert (table["role"] == "keep").sum() == 5 and (table["role"] == "duplicate").sum() == 5
+
+
+def test_groups_do_not_chain(tmp_path):
+    # A-B and B-C are 18 degrees apart (cos 0.95), A-C 36 degrees (cos 0.81)
+    theta = np.arccos(0.95)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 16)).astype(np.float32)
+    x[:, :2] = 0  # the others are orthogonal to the plane of A, B, C
+    for r, a in enumerate((0.0, theta, 2 * theta)):
+        x[r] = 0
+        x[r, :2] = np.cos(a), np.sin(a)
+    doc = find_duplicates(vector_store(tmp_path, x), 0.9, verify=False)
+    members = [{g["keep"], *(d["path"] for d in g["duplicates"])} for g in doc["groups"]]
+    assert len(members) == 1 and len(members[0]) == 2  # never A, B and C together
+
+
+def test_clique_groups_are_cliques():
+    rng = np.random.default_rng(0)
+    n = 60
+    i, j = np.triu_indices(n, 1)
+    keep = rng.random(len(i)) < 0.08
+    pairs = Pairs(i[keep], j[keep], rng.random(keep.sum()).astype(np.float32))
+    edges = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+    groups = clique_groups(pairs, n)
+    seen = [m for g in groups for m in g]
+    assert len(seen) == len(set(seen))  # each item in at most one group
+    for g in groups:
+        assert all((min(a, b), max(a, b)) in edges for a in g for b in g if a != b)
+
+
+def test_leak_across_split(tmp_path, capsys):
+    x, truth = planted()
+    split = ["train"] * len(x)
+    split[300] = "test"  # the copy of item 0 sits in test: a leak; other copies stay in train
+    store = vector_store(tmp_path, x, labels={"split": split})
+    assert main(["dedup", str(store.root), "--no-verify", "--across", "split", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    paths = store.items["path"].tolist()
+    assert len(doc["groups"]) == 1
+    group = doc["groups"][0]
+    assert {group["keep"], group["duplicates"][0]["path"]} == {paths[0], paths[300]}
+    assert group["sides"] == ["test", "train"]
+
+
+def test_copy_unique_never_touches_originals(tmp_path):
+    from artenc.dedup import copy_unique, public
+
+    src = tmp_path / "img"
+    src.mkdir()
+    x, _ = planted(n=20)
+    store = vector_store(tmp_path, x)
+    for p in store.items["path"]:
+        (tmp_path / p.split("/")[-1]).write_bytes(b"x")
+    doc = public(find_duplicates(store, 0.9, verify=False))
+    assert copy_unique(store, doc, tmp_path / "unique") == 20
+    assert len(list((tmp_path / "unique").iterdir())) == 20
+    assert all((tmp_path / p.split("/")[-1]).exists() for p in store.items["path"])
+    with pytest.raises(UsageError, match="overwrite the original"):
+        copy_unique(store, doc, tmp_path)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--threshold", "1.5"], "in [-1, 1]"),
+    (["--threshold", "-2"], "in [-1, 1]"),
+    (["--across", "nope"], "no such label column"),
+    (["--min-inliers", "2"], "min-inliers"),
+])
+def test_bad_arguments_exit_2(tmp_path, caplog, args, message):
+    store = vector_store(tmp_path, planted(n=10)[0])
+    assert main(["dedup", str(store.root), "--no-verify", *args]) == 2
+    assert message in caplog.text
+
+
+def test_empty_store_exit_2(tmp_path, caplog):
+    store = vector_store(tmp_path, np.zeros((0, 8), np.float32))
+    assert main(["dedup", str(store.root)]) == 2
+    assert "empty" in caplog.text

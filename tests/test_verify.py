@@ -1,0 +1,81 @@
+"""Geometric verification: edited copies kept, unrelated works rejected, cache, dedup, re-ranking."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from artenc.cli import main
+from artenc.verify import DEFAULT_MIN_INLIERS, KeypointCache, count_inliers, extract
+from tests.helpers_search import edited, image_store, painting
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, lite0_encoder):
+    return image_store(tmp_path_factory, lite0_encoder)
+
+
+def test_inliers_separate_copies_from_other_works(tmp_path):
+    kps = []
+    for i in range(4):
+        painting(i).save(tmp_path / f"o{i}.png")
+        edited(painting(i), 50 + i).save(tmp_path / f"c{i}.jpg", quality=40)
+        kps.append((extract(tmp_path / f"o{i}.png"), extract(tmp_path / f"c{i}.jpg")))
+    for orig, copy in kps:
+        assert len(orig.xy) > 50
+        assert count_inliers(copy, orig) >= DEFAULT_MIN_INLIERS
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                assert count_inliers(kps[i][1], kps[j][0]) < DEFAULT_MIN_INLIERS
+
+
+def test_keypoint_cache_round_trip_without_pickle(tmp_path):
+    painting(7).save(tmp_path / "p.png")
+    kp = extract(tmp_path / "p.png")
+    cache = KeypointCache(tmp_path)
+    cache.save("ab" * 32, kp)
+    with np.load(cache.path("ab" * 32), allow_pickle=False) as z:
+        assert set(z.files) == {"xy", "desc"} and z["desc"].dtype == np.uint8
+    back = cache.load("ab" * 32)
+    np.testing.assert_array_equal(back.desc, kp.desc)
+    assert back.xy.shape == (len(kp.desc), 2)
+
+
+def test_verified_dedup_finds_planted_copies_and_leak(store, capsys):
+    # a low threshold makes every pair a candidate: verification alone must decide
+    assert main(["dedup", str(store.root), "--threshold", "0.3", "--workers", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] is True and doc["candidate_pairs"] > 50
+    found = {frozenset((g["keep"].rsplit("/", 1)[1], d["path"].rsplit("/", 1)[1]))
+             for g in doc["groups"] for d in g["duplicates"]}
+    assert found == {frozenset((f"p{i:02d}.png", f"p{i:02d}_copy.jpg")) for i in (0, 1, 7)}
+    assert all(g["keep"].endswith(".png") for g in doc["groups"])  # the larger original is kept
+    assert any((store.root / "keypoints").rglob("*.npz"))
+
+    assert main(["dedup", str(store.root), "--threshold", "0.3", "--workers", "0", "--across", "split",
+                 "--json"]) == 0
+    leak = json.loads(capsys.readouterr().out)
+    assert [g["keep"].rsplit("/", 1)[1] for g in leak["groups"]] == ["p00.png"]
+    assert leak["groups"][0]["sides"] == ["test", "train"]
+
+
+def test_copy_unique_to(store, tmp_path):
+    out = tmp_path / "unique"
+    assert main(["dedup", str(store.root), "--threshold", "0.3", "--workers", "0",
+                 "--copy-unique-to", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i:02d}.png" for i in range(12)]
+    assert len(store.items) == 15 and all(os.path.exists(p) for p in store.items["path"])
+
+
+def test_similar_verify_reranks_an_edited_photo(store, tmp_path, capsys):
+    original = store.items["path"][store.items["relpath"] == "p05.png"].item()
+    query = tmp_path / "photo.jpg"
+    edited(painting(5), 99).save(query, quality=35)
+    assert main(["similar", str(store.root), str(query), "-k", "3", "--verify", "--workers", "0",
+                 "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["results"][0]["neighbors"][0]
+    assert top["path"] == original and top["inliers"] >= DEFAULT_MIN_INLIERS
