@@ -153,7 +153,8 @@ async function poll(url, statusEl, render) {
 }
 
 function renderClusters(doc) {
-  setStatus($("clusters-status"), `${doc.k} clusters (k-medoids; ${doc.rule}). Click a medoid to see its members.`);
+  const how = doc.rule === "given" ? "k set with --clusters" : doc.rule;
+  setStatus($("clusters-status"), `${doc.k} clusters (k-medoids; ${how}). Click a medoid to see its members.`);
   $("clusters").replaceChildren(...doc.clusters.map((c) =>
     card(c.medoid, `${c.size} works`, () => openCluster(c.id), "cluster-card")));
 }
