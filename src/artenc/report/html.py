@@ -34,8 +34,8 @@ th { background:#f4f1ea; font-weight:600; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .row { display:flex; gap:8px; overflow-x:auto; padding:6px 0 10px; align-items:flex-start; }
 .row.wrap { flex-wrap:wrap; overflow-x:visible; }
-figure.tile { margin:0; width:136px; flex:0 0 auto; }
-figure.tile img { width:136px; height:136px; object-fit:contain; background:#eee; border-radius:3px;
+figure.tile { margin:0; width:124px; flex:0 0 auto; }
+figure.tile img { width:124px; height:124px; object-fit:contain; background:#eee; border-radius:3px;
   border:2px solid transparent; display:block; }
 figure.tile.query img { border-color:var(--accent); }
 figure.tile.keep img { border-color:#2a7a2a; }
@@ -47,8 +47,9 @@ figure.tile figcaption .lab.match { background:#dcefdc; }
 .group { background:#fff; border:1px solid var(--line); border-radius:6px; padding:8px 12px; margin:10px 0; }
 .group h3 { margin:2px 0 2px; }
 img.plot { max-width:100%; background:#fff; border:1px solid var(--line); border-radius:4px; }
+.cols { display:flex; flex-wrap:wrap; gap:28px; align-items:flex-start; }
 .plots { display:flex; flex-wrap:wrap; gap:14px; }
-.plots img.plot { max-width:620px; }
+.plots img.plot { max-width:calc(50% - 8px); }
 footer { color:var(--muted); font-size:13px; text-align:center; padding:20px; }
 """
 
@@ -77,8 +78,13 @@ class Section:
     meta: dict = field(default_factory=dict)  # numbers for the JSON summary
 
 
+def _clip(text: str, width: int = 30) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def tile(t: Tile) -> str:
-    chips = "".join(f'<span class="lab{" match" if m else ""}">{escape(text)}</span>' for text, m in t.labels)
+    chips = "".join(f'<span class="lab{" match" if m else ""}" title="{escape(text)}">{escape(_clip(text))}</span>'
+                    for text, m in t.labels)
     score = f'<span class="sim">{escape(t.score)}</span> ' if t.score else ""
     return (f'<figure class="tile {t.kind}" title="{escape(t.hover or t.title)}"><img loading="lazy" '
             f'src="{t.src}" alt="{escape(t.title)}"><figcaption>{score}{escape(t.title)}<br>{chips}'
@@ -96,11 +102,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
             return f'<td class="num">{v:.3f}</td>'
         if isinstance(v, int):
             return f'<td class="num">{v:,}</td>'
-        return f"<td>{escape('' if v is None else str(v))}</td>"
+        if v is None:
+            return '<td class="num">–</td>'
+        return f"<td>{escape(str(v))}</td>"
 
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
     body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def stats(pairs: Iterable[tuple[str, object]]) -> str:

@@ -29,6 +29,7 @@ MAP_CSS = """
   cursor:pointer; font:inherit; }
 .amap-legend button i { display:inline-block; width:10px; height:10px; border-radius:50%; margin-right:5px; }
 .amap-legend button.off { opacity:.35; }
+.amap-pics { margin-left:auto; color:#555; }
 .amap-wrap { position:relative; }
 .amap svg { width:100%; height:auto; display:block; cursor:grab; background:#fcfcfa; }
 .amap svg circle { stroke:#fff; stroke-width:.4; }
@@ -47,6 +48,11 @@ const D=JSON.parse(root.querySelector('script[type="application/json"]').textCon
 const svg=root.querySelector('svg'), tip=root.querySelector('.amap-tip'), NS='http://www.w3.org/2000/svg';
 const W=%(w)d, H=%(h)d, dots=[], off=new Set();
 let vb=[0,0,W,H], hot=-1, drag=null;
+const pics=document.createElementNS(NS,'g'); svg.appendChild(pics);
+D.s.forEach(i=>{const im=document.createElementNS(NS,'image'), z=D.z;
+  im.setAttribute('href',D.thumbs[D.t[i]]); im.setAttribute('x',D.x[i]-z/2); im.setAttribute('y',D.y[i]-z/2);
+  im.setAttribute('width',z); im.setAttribute('height',z); im.dataset.k=D.k[i]; pics.appendChild(im);});
+const box=root.querySelector('.amap-pics input'); if(box)box.addEventListener('change',()=>{pics.style.display=box.checked?'':'none';});
 for(let i=0;i<D.x.length;i++){const c=document.createElementNS(NS,'circle');
   c.setAttribute('cx',D.x[i]);c.setAttribute('cy',D.y[i]);c.setAttribute('fill',D.colors[D.k[i]]);
   svg.appendChild(c);dots.push(c);}
@@ -76,7 +82,8 @@ svg.addEventListener('wheel',e=>{e.preventDefault();const p=pt(e), s=e.deltaY>0?
 svg.addEventListener('dblclick',()=>{vb=[0,0,W,H];setVB();});
 root.querySelectorAll('.amap-legend button').forEach(btn=>btn.addEventListener('click',()=>{
   const k=+btn.dataset.k; btn.classList.toggle('off'); if(off.has(k))off.delete(k); else off.add(k);
-  dots.forEach((c,i)=>{c.style.display=off.has(D.k[i])?'none':'';});}));
+  dots.forEach((c,i)=>{c.style.display=off.has(D.k[i])?'none':'';});
+  pics.querySelectorAll('image').forEach(im=>{im.style.display=off.has(+im.dataset.k)?'none':'';});}));
 setVB();
 })();
 """
@@ -95,23 +102,32 @@ def _scale(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def map_fragment(
     coords: np.ndarray, colors: Coloring, names: Sequence[str], details: Sequence[str], *,
-    paths: Sequence[str] | None = None, max_thumbnails: int = 5000, thumb_size: int = 112,
+    paths: Sequence[str] | None = None, max_thumbnails: int = 5000, thumb_size: int = 112, on_map: int = 70,
 ) -> str:
-    """HTML of one interactive map; hover shows the thumbnail (first `max_thumbnails` points), name, details."""
+    """HTML of one interactive map.
+
+    Hover shows a work's thumbnail (for up to `max_thumbnails` works), name and details; with
+    `paths`, about `on_map` thumbnails spread over the map are drawn under the points.
+    """
+    from artenc.viz.umap_map import spread_sample
+
     n = len(coords)
     x, y = _scale(np.asarray(coords, dtype=np.float64))
     categories, field = colors.categories, colors.field
     cat_index = {c: i for i, c in enumerate(categories)}
     with_thumb = np.zeros(n, dtype=bool)
+    shown = spread_sample(np.column_stack([x, y]), on_map) if paths is not None else np.zeros(0, dtype=np.int64)
     if paths is not None:
         chosen = np.arange(n) if n <= max_thumbnails else np.random.default_rng(0).choice(n, max_thumbnails, replace=False)
         with_thumb[chosen] = True
+        with_thumb[shown] = True
     t = np.cumsum(with_thumb) - 1
     data = {
         "x": x.tolist(), "y": y.tolist(), "k": [cat_index[k] for k in colors.keys],
         "n": list(names), "l": list(details), "t": np.where(with_thumb, t, -1).tolist(),
         "thumbs": [thumb_uri(str(paths[i]), thumb_size) for i in np.flatnonzero(with_thumb)] if paths else [],
         "colors": [colors.colors[c] for c in categories], "r": float(np.clip(60 / np.sqrt(max(n, 1)), 2.2, 7)),
+        "s": shown.tolist(), "z": 44,
     }
     uid = f"amap{next(_ids)}"
     counts = {c: 0 for c in categories}
@@ -122,10 +138,12 @@ def map_fragment(
         for i, c in enumerate(categories)
     ) if field else ""
     title = f"<b>{escape(field)}</b>" if field else ""
+    pics = ('<label class="amap-pics"><input type="checkbox" checked> thumbnails on the map</label>'
+            if len(shown) else "")
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     script = _JS % {"id": json.dumps(uid), "w": WIDTH, "h": HEIGHT}
     return (
-        f'<div class="amap" id="{uid}"><div class="amap-legend">{title}{legend}</div>'
+        f'<div class="amap" id="{uid}"><div class="amap-legend">{title}{legend}{pics}</div>'
         f'<div class="amap-wrap"><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="map of {n} works">'
         f'</svg><div class="amap-tip"></div></div>'
         '<p class="amap-help">Hover a point to see the work; scroll to zoom, drag to pan, double-click to reset; '
