@@ -124,7 +124,7 @@ def knn_accuracy(query_labels: np.ndarray, gallery_labels: np.ndarray, idx: np.n
         ok = row >= 0
         pred, _, _ = knn_vote(gallery_labels[row[ok]], srow[ok])
         correct += pred == query_labels[q]
-    return correct / len(idx)
+    return float(correct) / len(idx)
 
 
 def linear_probe_accuracy(

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class ProjectionHead(nn.Module):
     """MLP `dims[0] -> ... -> dims[-1]`; hidden layers get BatchNorm (optional) and ReLU.
 
-    Input (N, dims[0]) -> output (N, dims[-1]). `dims` of length 1 is the identity.
+    Input (..., dims[0]) -> output (..., dims[-1]); leading dimensions (e.g. views) are
+    flattened for BatchNorm. `dims` of length 1 is the identity. `in_dim`, when given,
+    is prepended to `dims` (so a config can name only the layers after the backbone).
+    `normalize_input` L2-normalises the input first (backbone features in artenc are
+    unit vectors; the exported encoder needs the same step).
     """
 
-    def __init__(self, dims: list[int], batch_norm: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dims: list[int], batch_norm: bool = True, dropout: float = 0.0,
+        normalize_input: bool = False, in_dim: int | None = None,
+    ) -> None:
         super().__init__()
+        dims = ([in_dim] if in_dim is not None else []) + list(dims)
         if len(dims) < 1 or any(int(d) <= 0 for d in dims):
             raise ValueError(f"dims must be positive layer sizes, e.g. [1280, 512, 128]; got {dims}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dims = [int(d) for d in dims]
         self.batch_norm = batch_norm
         self.dropout = dropout
+        self.normalize_input = normalize_input
         layers: list[nn.Module] = []
         for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True)):
             last = i == len(self.dims) - 2
@@ -37,10 +49,14 @@ class ProjectionHead(nn.Module):
 
     def config(self) -> dict:
         """JSON-serialisable constructor arguments (stored in exported encoders)."""
-        return {"dims": self.dims, "batch_norm": self.batch_norm, "dropout": self.dropout}
+        return {"dims": self.dims, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "normalize_input": self.normalize_input}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        if self.normalize_input:
+            x = F.normalize(x, dim=-1)
+        lead = x.shape[:-1]
+        return self.layers(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_dim)
 
 
 def simclr_head(in_dim: int, hidden_dim: int = 512, out_dim: int = 128) -> ProjectionHead:

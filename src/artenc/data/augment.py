@@ -1,0 +1,60 @@
+"""SimCLR augmentations on PIL images, returning uint8 (3, H, W) arrays.
+
+One view transform (`SimCLRView`) and a wrapper drawing several views of it
+(`MultiView`), as in lightly's `SimCLRTransform`. Normalisation is not done here: the
+backbone wrapper normalises uint8 input the way its weights expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+class SimCLRView:
+    """Random resized crop, horizontal flip, colour jitter, grayscale and Gaussian blur.
+
+    Chen et al., SimCLR (ICML 2020), appendix A; defaults follow it except a larger
+    minimum crop (`scale`), since style lives in the whole composition and brushwork.
+    """
+
+    def __init__(
+        self, size: int = 224, scale: Sequence[float] = (0.2, 1.0), flip_p: float = 0.5,
+        jitter_p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+        hue: float = 0.1, grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0),
+    ) -> None:
+        from torchvision import transforms as T
+
+        for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p), ("grayscale_p", grayscale_p), ("blur_p", blur_p)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} is a probability in [0, 1], got {p}")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must be (min, max) crop area fractions in (0, 1], got {list(scale)}")
+        kernel = 2 * (size // 20) + 1  # about 10% of the image, odd
+        self.size = size
+        self.transform = T.Compose([
+            T.RandomResizedCrop(size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(flip_p),
+            T.RandomApply([T.ColorJitter(brightness, contrast, saturation, hue)], p=jitter_p),
+            T.RandomGrayscale(grayscale_p),
+            T.RandomApply([T.GaussianBlur(kernel, sigma=tuple(blur_sigma))], p=blur_p),
+        ])
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        out = np.asarray(self.transform(img.convert("RGB")), dtype=np.uint8)
+        return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+class MultiView:
+    """`n_views` independent draws of one view transform: PIL -> uint8 (V, 3, H, W)."""
+
+    def __init__(self, view: Callable[[Image.Image], np.ndarray], n_views: int = 2) -> None:
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.view = view
+        self.n_views = n_views
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        return np.stack([self.view(img) for _ in range(self.n_views)])

@@ -1,0 +1,182 @@
+"""LightningDataModule over a labels CSV (`path` + label columns) and an image folder.
+
+Two modes:
+- `cache`: backbone features are computed once (clean view + `cache_views` augmented
+  views per image, on disk) and batches hold features (N, V, D) float. Use it with a
+  frozen backbone: an epoch costs only the head's compute.
+- `full`: images are decoded and augmented on the fly and batches hold uint8 views
+  (N, V, 3, H, W); the LightningModule runs the backbone. Use it on a GPU, for fresh
+  augmentations every epoch, or when the backbone is not frozen.
+Validation always uses the clean view (V = 1). Labels are (N, F) int64 codes, -1 missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from artenc.backbones import create_backbone
+from artenc.data.augment import MultiView
+from artenc.data.feature_cache import ViewFn, cached_view_features
+from artenc.data.splits import SplitSpec
+from artenc.embed import read_labels
+from artenc.errors import UsageError
+from artenc.images import load_image
+from artenc.preprocess import to_uint8_chw
+
+log = logging.getLogger(__name__)
+Mode = Literal["cache", "full"]
+
+
+class FeatureViewsDataset(Dataset):
+    """Cached features (N, C, D): item i -> (V views drawn from the C cached ones, labels (F,))."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, views: int, sample: bool = True) -> None:
+        self.features, self.labels, self.views, self.sample = features, labels, views, sample
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n_cached = self.features.shape[1]
+        if self.sample:
+            pick = torch.randperm(n_cached)[: self.views] if n_cached >= self.views else torch.randint(n_cached, (self.views,))
+        else:
+            pick = torch.arange(self.views)
+        x = torch.from_numpy(self.features[i, pick.numpy()].astype(np.float32))
+        return x, torch.from_numpy(self.labels[i])
+
+
+class ImageViewsDataset(Dataset):
+    """Images: item i -> (uint8 views (V, 3, H, W), labels (F,)); `views` maps PIL -> (V,3,H,W)."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray, views: ViewFn) -> None:
+        self.paths, self.labels, self.views = list(paths), labels, views
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.views(load_image(self.paths[i]))), torch.from_numpy(self.labels[i])
+
+
+def encode_labels(df: pd.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Label columns -> (N, F) int64 codes (sorted class names; '' or NaN -> -1), and the classes."""
+    codes, classes = [], {}
+    for field in fields:
+        values = df[field].fillna("").astype(str).str.strip()
+        names = sorted(v for v in values.unique() if v)
+        lookup = {name: i for i, name in enumerate(names)}
+        codes.append(values.map(lambda v, lookup=lookup: lookup.get(v, -1)).to_numpy(dtype=np.int64))
+        classes[field] = names
+    return np.stack(codes, axis=1), classes
+
+
+class ContrastiveDataModule(L.LightningDataModule):
+    """See the module docstring. `include` keeps only rows whose column value is listed
+    (e.g. `{"split": ["dev"]}`): other rows are dropped when the CSV is read and never used."""
+
+    def __init__(
+        self, root: str, labels: str, label_fields: Sequence[str], split: SplitSpec,
+        augment: ViewFn, backbone_name: str, backbone_weights: str | None = None,
+        include: Mapping[str, Sequence[str]] | None = None, mode: Mode = "cache", views: int = 2,
+        cache_views: int = 4, cache_dir: str | None = None, batch_size: int = 256, num_workers: int = 0,
+        feature_batch_size: int = 64, feature_runtime: str = "auto", device: str = "auto", seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("cache", "full"):
+            raise ValueError(f"mode must be 'cache' or 'full', got {mode!r}")
+        if views < 1 or cache_views < 0 or batch_size < 1:
+            raise ValueError("views >= 1, cache_views >= 0 and batch_size >= 1 are required")
+        if not label_fields:
+            raise ValueError("label_fields must name at least one label column, e.g. [style]")
+        self.root, self.labels_csv = Path(root), Path(labels)
+        self.label_fields, self.split, self.augment = list(label_fields), split, augment
+        self.backbone_name, self.backbone_weights = backbone_name, backbone_weights
+        self.include = {k: [str(v) for v in vs] for k, vs in (include or {}).items()}
+        self.mode, self.views, self.cache_views, self.cache_dir = mode, views, cache_views, cache_dir
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.feature_batch_size, self.feature_runtime, self.device, self.seed = (
+            feature_batch_size, feature_runtime, device, seed)
+        self.table: pd.DataFrame | None = None
+        self.classes: dict[str, list[str]] = {}
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    # ----- table -----------------------------------------------------------------------
+    def read_table(self) -> pd.DataFrame:
+        """The labels CSV, restricted to `include` rows whose image exists."""
+        if not self.root.exists():
+            raise UsageError(f"{self.root}: image root not found (set data.root=...)")
+        df = read_labels(self.labels_csv, [self.root])
+        for column, allowed in self.include.items():
+            if column not in df.columns:
+                raise UsageError(f"{self.labels_csv}: no column {column!r} to filter on (data.include)")
+            df = df[df[column].astype(str).isin(allowed)]
+        missing = [f for f in self.label_fields if f not in df.columns]
+        if missing:
+            raise UsageError(f"{self.labels_csv}: no label column {missing} (columns: {', '.join(df.columns)})")
+        exists = df["path"].map(lambda p: Path(p).is_file())
+        if not exists.all():
+            log.warning("%d rows of %s have no image file; ignored", int((~exists).sum()), self.labels_csv)
+        df = df[exists].reset_index(drop=True)
+        if df.empty:
+            raise UsageError(f"{self.labels_csv}: no usable row (after data.include={self.include})")
+        return df
+
+    def _encoder(self):
+        from artenc.runtime import create_encoder
+
+        return create_encoder(self.backbone_name, self.backbone_weights, device=self.device,
+                              runtime=self.feature_runtime)
+
+    def _features(self, paths: Sequence[str]) -> np.ndarray:
+        return cached_view_features(paths, self._encoder(), self.augment, self.cache_views, self.cache_dir,
+                                    self.seed, self.feature_batch_size, self.num_workers)
+
+    # ----- Lightning hooks -------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Fill the feature cache once (rank 0 of each node) in cache mode."""
+        if self.mode == "cache":
+            self._features(list(self.read_table()["path"]))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        df = self.read_table()
+        codes, self.classes = encode_labels(df, self.label_fields)
+        train_rows, val_rows = self.split.apply(df)
+        self.table = df.assign(_val=np.isin(np.arange(len(df)), val_rows))
+        log.info("data: %d train, %d validation rows (%s mode)", len(train_rows), len(val_rows), self.mode)
+        if self.mode == "cache":
+            feats = self._features(list(df["path"]))
+            self.train_set = FeatureViewsDataset(feats[train_rows], codes[train_rows], self.views)
+            self.val_set = FeatureViewsDataset(feats[val_rows], codes[val_rows], 1, sample=False)
+        else:
+            paths = df["path"].to_numpy()
+            clean = create_backbone(self.backbone_name, self.backbone_weights).preprocess
+            self.train_set = ImageViewsDataset(paths[train_rows], codes[train_rows], MultiView(self.augment, self.views))
+            self.val_set = ImageViewsDataset(paths[val_rows], codes[val_rows],
+                                             lambda img: to_uint8_chw(img, clean)[None])
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() first")
+        workers = self.num_workers if self.mode == "full" else 0  # cached features: in memory
+        drop_last = shuffle and len(dataset) > self.batch_size  # equal batches for DDP all_gather
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=workers, persistent_workers=workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

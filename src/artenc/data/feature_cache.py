@@ -1,0 +1,98 @@
+"""Backbone features computed once and kept on disk (`.npy`, float16, no pickle).
+
+View 0 of every image is the backbone's evaluation preprocessing; views 1..n are seeded
+augmentations, so the same config always gives the same cache. Each view is its own file,
+written atomically, so an interrupted run resumes at the first missing view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from artenc.images import load_image
+from artenc.preprocess import to_uint8_chw
+from artenc.progress import Progress
+from artenc.runtime import Encoder, cache_dir
+
+log = logging.getLogger(__name__)
+ViewFn = Callable[[Image.Image], np.ndarray]
+
+
+def default_cache_dir() -> Path:
+    """$ARTENC_CACHE_DIR/features (default ~/.cache/artenc/features)."""
+    return cache_dir() / "features"
+
+
+class SeededViewDataset(Dataset):
+    """Decode image i and apply `view` under the torch seed (seed, i): uint8 (3, H, W)."""
+
+    def __init__(self, paths: Sequence[str], view: ViewFn, seed: int | None = None) -> None:
+        self.paths, self.view, self.seed = list(paths), view, seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = load_image(self.paths[i])
+        if self.seed is None:
+            return self.view(img)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            return self.view(img)
+
+
+def cache_key(paths: Sequence[str], encoder: Encoder, augment: object, seed: int) -> str:
+    """Digest of everything the cached features depend on (files, weights, preprocess, augment)."""
+    files = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    blob = json.dumps({"files": files, "fingerprint": encoder.signature.fingerprint,
+                       "preprocess": encoder.signature.preprocess, "augment": repr(augment), "seed": seed})
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _encode_view(dataset: Dataset, encoder: Encoder, batch_size: int, workers: int, desc: str) -> np.ndarray:
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=np.stack)
+    out = []
+    with Progress(len(dataset), desc) as bar:
+        for batch in loader:
+            out.append(encoder.encode(batch).astype(np.float16))
+            bar.update(len(batch))
+    return np.concatenate(out) if out else np.zeros((0, encoder.signature.dim), np.float16)
+
+
+def cached_view_features(
+    paths: Sequence[str], encoder: Encoder, augment: ViewFn | None, n_augmented: int,
+    root: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 64, workers: int = 0,
+) -> np.ndarray:
+    """Features (N, 1 + n_augmented, D) float16 of `paths`: view 0 clean, then augmented views.
+
+    Computed on first use and stored under `root/<key>/view-XXX.npy`.
+    """
+    if n_augmented > 0 and augment is None:
+        raise ValueError("n_augmented > 0 needs an augment transform")
+    folder = Path(root or default_cache_dir()) / cache_key(paths, encoder, augment, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    views = []
+    for v in range(1 + n_augmented):
+        path = folder / f"view-{v:03d}.npy"
+        if not path.is_file():
+            if v == 0:
+                dataset = SeededViewDataset(paths, lambda img: to_uint8_chw(img, encoder.preprocess))
+            else:
+                dataset = SeededViewDataset(paths, augment, seed=seed * 1000 + v)
+            log.info("feature cache: computing view %d/%d of %d images -> %s", v, n_augmented, len(paths), path)
+            feats = _encode_view(dataset, encoder, batch_size, workers, f"features view {v}")
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, feats, allow_pickle=False)
+            os.replace(tmp, path)
+        views.append(np.load(path, allow_pickle=False))
+    return np.stack(views, axis=1)

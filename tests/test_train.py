@@ -1,0 +1,112 @@
+"""Training end to end on a tiny generated image set: CLI fast_dev_run (cache and full
+mode), resume from a checkpoint, and the exported encoder reproducing training embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artenc.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tmp_path_factory) -> Path:
+    """3 colour classes x 6 images (48 px) with labels `style`, `split` (one holdout each)."""
+    root = tmp_path_factory.mktemp("tiny_art")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["path,style,split,artist"]
+    for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
+        for i in range(6):
+            pixels = (np.array(colour) * 0.7 + rng.integers(0, 80, (48, 48, 3))).clip(0, 255).astype(np.uint8)
+            path = f"images/c{c}_{i}.jpg"
+            Image.fromarray(pixels).save(root / path)
+            rows.append(f"{path},s{c},{'holdout' if i == 5 else 'dev'},a{i % 3}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def overrides(root: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "data=images", f"data.root={root}", "data.label_fields=[style]", "data.include={split:[dev]}",
+        "data.feature_runtime=torch", "data.cache_views=1", "data.batch_size=8", "data.num_workers=0",
+        f"paths.cache_dir={cache}", "callbacks.embedding_map.method=pca", f"hydra.run.dir={run_dir}",
+        "logger=csv", *extra,
+    ]
+
+
+def compose(*extra: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from artenc.train import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return hydra_compose("train", overrides=list(extra))
+
+
+@pytest.mark.parametrize("mode", ["cache", "full"])
+def test_fast_dev_run_through_cli(tiny_images, tmp_path, mode):
+    run = tmp_path / "run"
+    code = cli_main(["train", *overrides(tiny_images, run, tmp_path / "cache", f"data.mode={mode}",
+                                         "trainer.fast_dev_run=true")])
+    assert code == 0
+    assert (run / "encoder.pt").is_file() and (run / "embedding_map.png").is_file()
+    if mode == "cache":  # features on disk as .npy: clean view + 1 augmented
+        assert len(list((tmp_path / "cache").glob("*/view-*.npy"))) == 2
+
+
+def test_train_rejects_holdout_free_config_errors(tiny_images, tmp_path):
+    code = cli_main(["train", *overrides(tiny_images, tmp_path / "r", tmp_path / "c", "data.label_fields=[school]",
+                                         "trainer.fast_dev_run=true")])
+    assert code != 0
+
+
+def _ckpt_step(path: Path) -> tuple[int, int]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt["global_step"], ckpt["epoch"]
+
+
+def test_resume_and_export_reproduces_training_embeddings(tiny_images, tmp_path):
+    from artenc.backbones.exported import load_exported_encoder
+    from artenc.images import load_image
+    from artenc.preprocess import to_uint8_chw
+    from artenc.runtime import create_encoder
+    from artenc.train import build, train
+
+    run = tmp_path / "run"
+    base = [o for o in overrides(tiny_images, run, tmp_path / "cache") if not o.startswith("hydra.")]
+    base += [f"paths.output_dir={run}", "trainer.max_epochs=1", "callbacks=default"]
+    train(compose(*base))
+    last = run / "checkpoints" / "last.ckpt"
+    step1, epoch1 = _ckpt_step(last)
+    assert step1 > 0
+    metrics = train(compose(*base[:-2], "trainer.max_epochs=2", f"ckpt_path={last}"))
+    step2, epoch2 = _ckpt_step(last)
+    assert step2 == 2 * step1 and epoch2 > epoch1  # continued, not restarted
+    assert {"val/p_at_k", "val/map_at_k", "val/knn_accuracy"} <= set(metrics)
+
+    # training-time embeddings: the LightningModule on uint8 images, weights of the exported checkpoint
+    cfg = compose(*base)
+    _, _, module = build(cfg)
+    exported = load_exported_encoder(run / "encoder.pt")
+    source_ckpt = _exported_checkpoint(run / "encoder.pt")
+    module.load_state_dict(torch.load(source_ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    module.eval()
+    paths = sorted((tiny_images / "images").glob("*.jpg"))
+    images = np.stack([to_uint8_chw(load_image(p), exported.preprocess) for p in paths])
+    with torch.no_grad():
+        trained = module(torch.from_numpy(images)[:, None])[:, 0].numpy()
+    encoded = create_encoder(str(run / "encoder.pt"), runtime="torch", device="cpu").encode(images)
+    np.testing.assert_allclose(encoded, trained, atol=1e-5)
+
+
+def _exported_checkpoint(encoder_pt: Path) -> str:
+    import json
+
+    blob = torch.load(encoder_pt, map_location="cpu", weights_only=True)
+    return json.loads(blob["config"])["extra"]["checkpoint"]
