@@ -1,0 +1,130 @@
+"""The HTML report: every section from a small fixture store, self-contained, valid, with notes
+for what cannot be computed; `artenc report` CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artenc.cli import main
+from artenc.report import SECTIONS, write_report
+from artenc.store import Store
+from tests.helpers_search import vector_store
+from tests.test_viz import STYLES, html_map_payload, make_viz_store
+
+VOID = {"meta", "img", "br", "input", "link", "hr", "circle", "image"}
+
+
+class Checker(HTMLParser):
+    """Collects tags, checks nesting, section ids and image sources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.sections: list[str] = []
+        self.img_src: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id", ""))
+        if tag == "img":
+            self.img_src.append(a.get("src", ""))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def check_html(path: Path) -> Checker:
+    """Parse the page; fail on unbalanced tags or any image not inlined."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    checker = Checker()
+    checker.feed(text)
+    checker.close()
+    assert not checker.errors and not checker.stack, (checker.errors[:5], checker.stack)
+    assert checker.img_src and all(s.startswith("data:image/") for s in checker.img_src)
+    assert not re.search(r'(src|href)="(https?:)?//', text), "the report must not load anything from outside"
+    return checker
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return make_viz_store(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def report(store: Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = write_report(store, tmp_path_factory.mktemp("out") / "report.html", verify=False, dedup_threshold=0.99)
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_report_has_every_section(report: tuple[Path, str]) -> None:
+    path, html = report
+    assert check_html(path).sections == list(SECTIONS)
+    assert 'class="note"' not in html  # every section was computed
+
+
+def test_report_content(store: Store, report: tuple[Path, str]) -> None:
+    _, html = report
+    n = len(store)
+    assert f"{n} works" in html and "tf_efficientnet_lite0" not in html  # the fixture store's model is 'synthetic'
+    assert all(s in html for s in STYLES)
+    assert re.search(r"neighbours share its style", html)
+    assert "group 1: 2 works" in html and "spans split" in html  # the planted copy sits in the other split
+    assert "elbow" in html and "silhouette" in html and "medoid" in html
+    assert len(html_map_payload(html)["x"]) == n
+    assert "P@10" in html and "linear probe" in html
+
+
+def test_report_notes_missing_sections_and_colours_map_by_cluster(tmp_path: Path, monkeypatch) -> None:
+    x = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    unlabelled = vector_store(tmp_path, x)
+    monkeypatch.setitem(sys.modules, "artenc.dedup", None)  # as if the dedup module had not landed
+    out = write_report(unlabelled, tmp_path / "r.html", map_method="pca", k_range="2:4")
+    html = out.read_text()
+    check_html(out)
+    assert "This section is not available here: needs artenc.dedup" in html
+    assert "nothing to evaluate against" in html
+    assert "<b>cluster</b>" in html  # no labels: the map is coloured by cluster
+
+
+def test_report_cli_json_and_section_subset(store: Store, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sub.html"
+    code = main(["report", str(store.root), "--out", str(out), "--sections", "summary,evaluation", "--json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"] == str(out) and list(doc["sections"]) == ["summary", "evaluation"]
+    assert doc["sections"]["evaluation"]["fields"]["style"]["knn_accuracy"] == 1.0  # well-separated styles
+    assert check_html(out).sections == ["summary", "evaluation"]
+
+
+@pytest.mark.parametrize("argv", [["--sections", "summary,plots"], ["--samples", "0"]])
+def test_report_cli_refuses_bad_arguments(store: Store, tmp_path: Path, argv: list[str]) -> None:
+    assert main(["report", str(store.root), "--out", str(tmp_path / "r.html"), *argv]) == 2
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_on_an_embedded_gallery(gallery: Path, tmp_path: Path, lite0_encoder) -> None:
+    """The whole path on real images: embed, then a report with verified near-duplicates."""
+    from artenc.embed import embed_folders
+    from tests.conftest import painting
+
+    painting(3).crop((10, 10, 300, 240)).save(gallery / "a" / "copy_of_3.jpg", quality=85)
+    embed_folders([gallery], tmp_path / "store", workers=0, encoder=lite0_encoder, progress=False)
+    out = write_report(Store.open(tmp_path / "store"), tmp_path / "g.html", k_range="2:5")
+    html = out.read_text()
+    assert check_html(out).sections == list(SECTIONS)
+    assert "copy_of_3.jpg" in html and "inliers" in html
