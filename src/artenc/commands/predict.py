@@ -1,0 +1,41 @@
+"""`artenc predict STORE IMAGE... --field style`: kNN label votes with a confidence, and the
+nearest stored works (embedded with the store's own model)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict labels (style, school, period...) of images by kNN votes",
+                       description=__doc__)
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--field", nargs="+", metavar="FIELD", help="label fields (default: all but 'split')")
+    p.add_argument("-k", "--k", type=int, default=10, help="neighbours that vote (default: %(default)s)")
+    p.add_argument("--show", type=int, default=5, help="nearest works printed per image (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from artenc.cli import emit_json
+    from artenc.predict import predict_images
+    from artenc.store import Store
+
+    results = predict_images(Store.open(args.store), args.images, args.field, args.k, args.device, args.runtime)
+    if args.json:
+        emit_json({"store": args.store, "k": args.k, "predictions": results})
+    else:
+        for r in results:
+            print(r["image"])
+            if r["error"]:
+                print(f"  error: {r['error']}")
+                continue
+            for field, p in r["fields"].items():
+                print(f"  {field}: {p['label']} ({p['confidence']:.0%} of votes)")
+            for n in r["neighbors"][: args.show]:
+                print(f"    {n['similarity']:.3f}  {n['relpath']}")
+    return 0 if any(r["error"] is None for r in results) else 2
