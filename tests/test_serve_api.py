@@ -6,6 +6,7 @@ import asyncio
 import io
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from artenc.cli import main as cli_main  # noqa: E402
+from artenc.images import ImageLoadError  # noqa: E402
 from artenc.serve.app import create_app  # noqa: E402
 from artenc.serve.engine import QueryEngine  # noqa: E402
 from artenc.serve.state import ServeSettings  # noqa: E402
@@ -288,62 +290,63 @@ def test_internal_errors_hide_the_trace(served, lite0_encoder, tmp_path, monkeyp
 
 
 # ----- the engine and the CLI -------------------------------------------------------------
-class _DoubleEncoder:
-    """Fake encoder: the mean pixel value in every dimension; records batch sizes."""
+class _MeanEncoder:
+    """Fake encoder: every dimension is the mean pixel value plus one; counts concurrent calls."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.batches: list[int] = []
-        self.fail = fail
+    preprocess = None  # set per test from the real encoder
+
+    def __init__(self) -> None:
+        self.fail = False
+        self.active = self.most_active = 0
+        self.lock = threading.Lock()
 
     def encode(self, batch: np.ndarray) -> np.ndarray:
-        self.batches.append(len(batch))
-        if self.fail:
-            raise RuntimeError("encoder broke")
-        v = np.repeat(batch.reshape(len(batch), -1).mean(axis=1, keepdims=True), 4, axis=1) + 1.0
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            if self.fail:
+                raise RuntimeError("encoder broke")
+            time.sleep(0.01)
+            v = np.repeat(batch.reshape(len(batch), -1).mean(axis=1, keepdims=True), 4, axis=1) + 1.0
+            return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        finally:
+            with self.lock:
+                self.active -= 1
 
 
 class _Index:
-    def __init__(self) -> None:
-        self.vectors = np.eye(4, dtype=np.float32)
+    vectors = np.eye(4, dtype=np.float32)
 
     def search(self, q: np.ndarray, k: int):
         sims = q @ self.vectors.T
-        ids = np.argsort(-sims, axis=1)[:, :k]
+        ids = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(sims, ids, axis=1), ids
 
 
-def test_engine_batches_concurrent_queries_and_survives_errors() -> None:
-    encoder = _DoubleEncoder()
-    engine = QueryEngine(encoder, _Index(), max_batch=8)
-    pixels = np.zeros((3, 2, 2), np.uint8)
-    futures = []
-    barrier = threading.Barrier(24)
-
-    def go(i: int) -> None:
-        barrier.wait()
-        futures.append((i, engine.submit(vector=np.eye(4, dtype=np.float32)[i % 4], k=2)
-                        if i % 2 else engine.submit(pixels=pixels, k=1)))
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i, f in futures:
-        sims, ids = f.result(timeout=10)
+def test_engine_runs_at_most_workers_queries_and_survives_errors(lite0_encoder) -> None:
+    encoder = _MeanEncoder()
+    encoder.preprocess = lite0_encoder.preprocess
+    engine = QueryEngine(encoder, _Index(), workers=2, threads=1, max_pixels=10_000_000)
+    data = jpeg_bytes(painting(2))
+    futures = [engine.upload(data, "q.jpg", 2) if i % 2 else engine.vector(np.eye(4)[i % 4], 1)
+               for i in range(16)]
+    for i, f in enumerate(futures):
+        sims, ids = f.result(timeout=30)
         assert len(ids) == (2 if i % 2 else 1)
-        if i % 2:
+        if not i % 2:
             assert ids[0] == i % 4 and sims[0] == pytest.approx(1.0)
-    assert sum(encoder.batches) == 12 and max(encoder.batches) <= 8
+    assert encoder.most_active <= 2
+    with pytest.raises(ImageLoadError, match="not an image"):
+        engine.upload(b"plain text", "notes.txt", 1).result(timeout=10)
     encoder.fail = True
     with pytest.raises(RuntimeError, match="encoder broke"):
-        engine.submit(pixels=pixels, k=1).result(timeout=10)
+        engine.upload(data, "q.jpg", 1).result(timeout=10)
     encoder.fail = False
-    assert engine.submit(pixels=pixels, k=1).result(timeout=10)[1].shape == (1,)
+    assert engine.upload(data, "q.jpg", 1).result(timeout=10)[1].shape == (1,)
     engine.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        engine.submit(pixels=pixels)
+    with pytest.raises(RuntimeError):
+        engine.vector(np.eye(4)[0], 1)
 
 
 @pytest.mark.parametrize("argv", [

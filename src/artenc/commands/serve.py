@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="k for the clusters on the page, or 'auto' (default: %(default)s)")
     p.add_argument("--cluster-sample", type=int, default=2000, metavar="N",
                    help="works clustered; the others join their nearest medoid (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="queries processed at once, each on one core (default: the number of cores)")
     p.add_argument("--thumbnail-dir", metavar="DIR", help="thumbnail cache (default: artenc's cache folder)")
     p.set_defaults(func=run)
 
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=args.max_pixels, max_k=args.max_k,
             duplicate_threshold=check_threshold(args.duplicate_threshold, "--duplicate-threshold"),
             clusters=args.clusters, cluster_sample=args.cluster_sample, thumbnail_dir=args.thumbnail_dir,
+            **({"workers": args.workers} if args.workers is not None else {}),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

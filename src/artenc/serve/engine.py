@@ -1,93 +1,66 @@
-"""Encode query images and search the index in micro-batches, on one worker thread.
+"""Run queries (decode, encode, search) on a small pool of worker threads.
 
-Concurrent requests put jobs on a queue; the worker takes every job waiting (up to
-`max_batch`), runs ONE encoder call and ONE index search for all of them, and resolves
-each job's future. So the CPU runs a single ONNX session at a time (no thread
-oversubscription), and under load the per-image cost falls as batches grow.
+One pool thread does a whole query, so at most `workers` queries use the CPU at once
+and the rest wait in FIFO order: under load every request gets its turn instead of
+dozens of half-done decodes competing for the cores. PIL decoding, ONNX Runtime and
+FAISS all release the GIL, so `workers` threads use `workers` cores. Each worker runs
+the encoder and FAISS with few threads (`threads`), which measured better on a busy
+2-core CPU than one query using both cores (and batching several uploads into one
+encoder call was slower per image on the CPU, so queries are not batched).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from artenc.images import open_image
+from artenc.preprocess import to_uint8_chw
 
 
-@dataclass
-class _Job:
-    pixels: np.ndarray | None  # uint8 (3, H, W): an upload to encode
-    vector: np.ndarray | None  # (dim,) float32: a stored work's vector
-    k: int
-    future: Future = field(default_factory=Future)
+def _limit_search_threads(threads: int) -> None:
+    """OpenMP thread counts are per calling thread, so each worker sets its own."""
+    from artenc.index import load_faiss
+
+    load_faiss().omp_set_num_threads(threads)
 
 
 class QueryEngine:
-    """Thread-safe `search(pixels=... | vector=..., k)` over an encoder and a vector index."""
+    """`upload(data, name, k)` and `vector(v, k)` return futures of (similarities (k,), ids (k,))."""
 
-    def __init__(self, encoder, index, max_batch: int = 32) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    def __init__(self, encoder, index, *, workers: int | None = None, threads: int = 1,
+                 max_pixels: int | None = None) -> None:
+        workers = workers or os.cpu_count() or 1
+        if workers < 1 or threads < 1:
+            raise ValueError(f"workers and threads must be >= 1, got {workers} and {threads}")
         self.encoder = encoder
         self.index = index
-        self.max_batch = max_batch
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="artenc-query-engine", daemon=True)
-        self._thread.start()
+        self.max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="artenc-query",
+                                        initializer=_limit_search_threads, initargs=(threads,))
 
-    def submit(self, *, pixels: np.ndarray | None = None, vector: np.ndarray | None = None,
-               k: int = 10) -> Future:
-        """Queue one query; the future resolves to (similarities (k,), ids (k,)), ids -1 past the end."""
-        if (pixels is None) == (vector is None):
-            raise ValueError("give exactly one of pixels or vector")
-        if not self._thread.is_alive():
-            raise RuntimeError("the query engine has been closed")
-        job = _Job(pixels, vector, k)
-        self._jobs.put(job)
-        return job.future
+    def pixels(self, data: bytes, name: str) -> np.ndarray:
+        """Decode an upload to model-ready uint8 (3, H, W); bombs and non-images raise ImageLoadError."""
+        img, _ = open_image(data, name, max_pixels=self.max_pixels, draft_size=self.encoder.preprocess.resize_to)
+        return to_uint8_chw(img, self.encoder.preprocess)
+
+    def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims, ids = self.index.search(vectors, k)
+        return sims[0], ids[0]
+
+    def _upload(self, data: bytes, name: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(self.encoder.encode(self.pixels(data, name)[None]), k)
+
+    def upload(self, data: bytes, name: str, k: int) -> Future:
+        """Nearest works to an uploaded image file (ImageLoadError when it is not usable)."""
+        return self._pool.submit(self._upload, data, name, k)
+
+    def vector(self, vector: np.ndarray, k: int) -> Future:
+        """Nearest works to a vector (a stored work's own vector)."""
+        return self._pool.submit(self._search, np.asarray(vector, dtype=np.float32)[None], k)
 
     def close(self) -> None:
-        """Stop the worker after the jobs already queued."""
-        if self._thread.is_alive():
-            self._jobs.put(None)
-            self._thread.join(timeout=10)
-
-    def _next_batch(self) -> list[_Job] | None:
-        first = self._jobs.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < self.max_batch:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:  # closing: finish this batch, then stop
-                self._jobs.put(None)
-                break
-            batch.append(job)
-        return batch
-
-    def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            try:
-                results = self._compute(batch)
-            except Exception as exc:  # noqa: BLE001 - each caller gets the error, the worker lives on
-                log.exception("query batch of %d failed", len(batch))
-                for job in batch:
-                    job.future.set_exception(exc)
-                continue
-            for job, result in zip(batch, results, strict=True):
-                job.future.set_result(result)
-
-    def _compute(self, batch: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
-        uploads = [j for j in batch if j.pixels is not None]
-        encoded = iter(self.encoder.encode(np.stack([j.pixels for j in uploads])) if uploads else ())
-        queries = np.stack([next(encoded) if j.pixels is not None else j.vector for j in batch])
-        sims, ids = self.index.search(queries, max(j.k for j in batch))
-        return [(sims[i, : j.k], ids[i, : j.k]) for i, j in enumerate(batch)]
+        """Finish running queries, drop queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -8,14 +8,14 @@ clusters) are computed on first request and kept.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from artenc.images import open_image
-from artenc.preprocess import to_uint8_chw
+from artenc.errors import UsageError
 from artenc.serve.collection import Background, cluster_collection, duplicate_groups
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
@@ -38,7 +38,8 @@ class ServeSettings:
     duplicate_threshold: float = 0.9  # cosine, embedding only (no geometric verification)
     clusters: str = "auto"  # k for k-medoids, or "auto" (see artenc.cluster)
     cluster_sample: int = 2000  # works clustered (the rest assigned to the nearest medoid)
-    max_batch: int = 32  # uploads encoded together under load
+    workers: int = os.cpu_count() or 1  # queries running at once (the others wait their turn)
+    threads: int = 1  # encoder and FAISS threads per query
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1024:
@@ -47,8 +48,35 @@ class ServeSettings:
             raise ValueError(f"max_k must be >= 1, got {self.max_k}")
         if self.clusters != "auto" and not (self.clusters.isdigit() and int(self.clusters) >= 1):
             raise ValueError(f"clusters must be a number >= 1 or 'auto', got {self.clusters!r}")
+        if self.workers < 1 or self.threads < 1:
+            raise ValueError(f"workers and threads must be >= 1, got {self.workers} and {self.threads}")
         if self.cluster_sample < 2:
             raise ValueError(f"cluster_sample must be >= 2, got {self.cluster_sample}")
+
+
+def query_encoder(meta: dict, threads: int):
+    """The store's encoder on the CPU with `threads` threads per query.
+
+    Same check as `runtime.encoder_for_store`, which takes no thread count yet.
+    """
+    from artenc.runtime import create_encoder
+
+    encoder = create_encoder(meta["model"], meta.get("weights"), device="cpu", threads=threads)
+    if encoder.signature.fingerprint != meta.get("fingerprint"):
+        raise UsageError(
+            f"the store was built with {meta['model']!r} weights {meta.get('fingerprint')}, but the weights "
+            f"found now have fingerprint {encoder.signature.fingerprint}; queries need the same weights")
+    return encoder
+
+
+def predicted_fields(store: Store) -> list[str]:
+    """Label fields to predict (`artenc.predict`'s choice: all but the split column), if any."""
+    from artenc.predict import label_fields
+
+    try:
+        return label_fields(store, None)
+    except UsageError:  # no labels: nothing to predict
+        return []
 
 
 class ServeState:
@@ -57,7 +85,7 @@ class ServeState:
     def __init__(self, store: Store, settings: ServeSettings, *, encoder=None, index=None) -> None:
         from artenc.index import index_for_store
         from artenc.neighbors import labels_of
-        from artenc.runtime import cache_dir, encoder_for_store
+        from artenc.runtime import cache_dir
 
         self.store = store
         self.settings = settings
@@ -69,9 +97,11 @@ class ServeState:
         self.sizes = items[["width", "height"]].to_numpy(dtype=np.int64)
         self.label_columns = list(store.label_columns)
         self.labels = labels_of(store, np.arange(self.count))
-        self.encoder = encoder or encoder_for_store(store.meta, device="cpu")
+        self.predicted_fields = predicted_fields(store)
+        self.encoder = encoder or query_encoder(store.meta, settings.threads)
         self.index = index or index_for_store(store)
-        self.engine = QueryEngine(self.encoder, self.index, settings.max_batch)
+        self.engine = QueryEngine(self.encoder, self.index, workers=settings.workers, threads=settings.threads,
+                                  max_pixels=settings.max_pixels)
         thumbs = settings.thumbnail_dir or Path(cache_dir()) / "thumbnails"
         self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size)
         self.duplicates = Background(
@@ -89,27 +119,24 @@ class ServeState:
     def close(self) -> None:
         self.engine.close()
 
-    # ----- queries -----------------------------------------------------------------------
-    def query_pixels(self, data: bytes, name: str) -> np.ndarray:
-        """Decode an upload (bombs and non-images raise ImageLoadError) to model-ready uint8 pixels."""
-        img, _ = open_image(data, name, max_pixels=self.settings.max_pixels,
-                            draft_size=self.encoder.preprocess.resize_to)
-        return to_uint8_chw(img, self.encoder.preprocess)
-
     def has_item(self, item_id: int) -> bool:
         return 0 <= item_id < self.count
 
     def predict(self, ids: np.ndarray, sims: np.ndarray) -> dict[str, dict]:
-        """Per label column: the neighbours' majority label, its share of votes, all votes."""
+        """Per label field: the neighbours' majority label, its share of votes, all votes.
+
+        Same vote as `artenc.predict` (`evaluate.knn_vote`, missing labels do not vote), on
+        the neighbours already found, so a request searches once.
+        """
         from artenc.evaluate import knn_vote
 
         out = {}
-        for column in self.label_columns:
-            pairs = [(self.labels[i][column], s) for i, s in zip(ids, sims, strict=True)
-                     if self.labels[i][column] not in (None, "")]
+        for field in self.predicted_fields:
+            pairs = [(str(self.labels[i][field]), float(s)) for i, s in zip(ids, sims, strict=True)
+                     if self.labels[i][field] not in (None, "")]
             if not pairs:
                 continue
             label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
-            out[column] = {"label": label, "confidence": round(confidence, 4),
-                           "votes": {str(k): v for k, v in votes.items()}}
+            out[field] = {"label": label, "confidence": round(confidence, 4),
+                          "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
         return out

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from PIL import UnidentifiedImageError
 
@@ -74,11 +73,10 @@ async def search(
     t0 = time.perf_counter()
     data = await file.read()
     try:
-        pixels = await run_in_threadpool(state.query_pixels, data, file.filename or "upload")
+        sims, ids = await asyncio.wrap_future(state.engine.upload(data, file.filename or "upload", k))
     except ImageLoadError as exc:
         status = 415 if isinstance(exc.__cause__, UnidentifiedImageError) else 422
         raise HTTPException(status, f"cannot use this file as a query: {exc}") from None
-    sims, ids = await asyncio.wrap_future(state.engine.submit(pixels=pixels, k=k))
     return _result(state, request, sims, ids, t0)
 
 
@@ -92,7 +90,7 @@ def item(state: State, request: Request, item_id: ItemId) -> dict:
 async def similar_to_item(state: State, request: Request, item_id: ItemId, k: K = 10) -> dict:
     _check_k(state, k)
     t0 = time.perf_counter()
-    sims, ids = await asyncio.wrap_future(state.engine.submit(vector=state.index.vectors[item_id], k=k + 1))
+    sims, ids = await asyncio.wrap_future(state.engine.vector(state.index.vectors[item_id], k + 1))
     others = ids != item_id
     return _result(state, request, sims[others][:k], ids[others][:k], t0)
 
