@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
 
 from artenc.cli import main
@@ -31,3 +32,14 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
     style_of = dict(zip(items["path"], items["style"], strict=True))
     hits = [nb["labels"]["style"] == style_of[r["query"]] for r in res for nb in r["neighbors"]]
     assert sum(hits) / len(hits) > 0.8
+    # planted near-duplicates: every group pairs a work with its own edited copy
+    table = pd.read_csv(doc["duplicates"])
+    assert doc["duplicate_groups"] >= 4
+    for _, group in table.groupby("group"):
+        stems = {Path(p).stem.removesuffix("_edited") for p in group["path"]}
+        assert len(stems) == 1 and len(group) == 2
+    assert 3 <= doc["clusters"]["k"] <= 8
+    assert list(Path(doc["clusters"]["plots"]).glob("*.png"))
+    html = Path(doc["report"]).read_text()
+    assert html.startswith("<!doctype html>") or html.lower().startswith("<!doctype html>")
+    assert "Near-duplicates" in html and "data:image/png;base64" in html

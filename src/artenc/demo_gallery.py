@@ -88,6 +88,19 @@ def landscape(rng: np.random.Generator) -> Image.Image:
     return img.filter(ImageFilter.SMOOTH)
 
 
+def brushwork(img: Image.Image, rng: np.random.Generator, strokes: int = 400) -> Image.Image:
+    """Short strokes a little lighter or darker than the paint beneath: texture, like real paintings."""
+    arr = np.asarray(img)
+    draw = ImageDraw.Draw(img)
+    for _ in range(strokes):
+        x, y = int(rng.integers(0, SIZE[0])), int(rng.integers(0, SIZE[1]))
+        angle, length = rng.uniform(0, np.pi), rng.uniform(4, 14)
+        colour = np.clip(arr[y, x].astype(int) + rng.integers(-40, 41), 0, 255)
+        end = (x + length * np.cos(angle), y + length * np.sin(angle))
+        draw.line((x, y, *end), fill=tuple(int(c) for c in colour), width=int(rng.integers(1, 4)))
+    return img
+
+
 STYLES: dict[str, Painter] = {
     "Pointillism": pointillism,
     "Colour Field": colour_field,
@@ -98,10 +111,10 @@ STYLES: dict[str, Painter] = {
 
 
 def edited_copy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A near-duplicate: crop to ~88 %, rotate <= 2 degrees, change brightness."""
+    """A near-duplicate: crop to ~92 %, rotate <= 1.5 degrees, change brightness."""
     w, h = img.size
-    dx, dy = int(w * 0.06), int(h * 0.06)
-    out = img.crop((dx, dy, w - dx, h - dy)).rotate(float(rng.uniform(-2, 2)), resample=Image.BICUBIC, expand=False)
+    dx, dy = int(w * 0.04), int(h * 0.04)
+    out = img.crop((dx, dy, w - dx, h - dy)).rotate(float(rng.uniform(-1.5, 1.5)), resample=Image.BICUBIC)
     return ImageEnhance.Brightness(out).enhance(float(rng.uniform(0.85, 1.15)))
 
 
@@ -118,14 +131,18 @@ def build_gallery(out: str | Path, per_style: int = 12, copies: int = 6, seed: i
         for i in range(per_style):
             rel = f"{slug}/{slug}_{i:02d}.jpg"
             img = paint(rng)
+            if style != "Op Art":
+                img = brushwork(img, rng)
             img.save(folder / rel, "JPEG", quality=92)
             rows.append({"path": rel, "style": style, "kind": "original"})
             originals.append((rel, style, img))
     (folder / "copies").mkdir(exist_ok=True)
-    for j in rng.choice(len(originals), size=min(copies, len(originals)), replace=False):
-        rel, style, img = originals[int(j)]
+    # spread the copies over the styles: style s gets work (2 + s), round-robin
+    picks = [(c % len(STYLES)) * per_style + (2 + c) % per_style for c in range(min(copies, len(originals)))]
+    for j in picks:
+        rel, style, img = originals[j]
         copy_rel = f"copies/{Path(rel).stem}_edited.jpg"
-        edited_copy(img, rng).save(folder / copy_rel, "JPEG", quality=45)
+        edited_copy(img, rng).save(folder / copy_rel, "JPEG", quality=55)
         rows.append({"path": copy_rel, "style": style, "kind": f"edited copy of {rel}"})
     with open(folder / "labels.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "style", "kind"])
