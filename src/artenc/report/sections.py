@@ -106,28 +106,22 @@ def neighbours_section(store: Store, *, samples: int = 6, k: int = 8, field: str
                        seed: int = 0) -> Section:
     """For a few sample works: the work, then its k nearest neighbours with their cosine similarity."""
     from artenc.index import build_index
-    from artenc.neighbors import similar
+    from artenc.neighbors import Query, nearest
 
-    items = store.items
+    items, vectors = store.items, store.vectors
     queries = pick_queries(store, samples, field, seed)
-    doc = similar(store, [str(items["path"].iloc[q]) for q in queries], k=k,
-                  index=build_index(store.vectors, "flat"))
-    rows_of = store.index_of([nb["path"] for res in doc["results"] for nb in res["neighbors"]])
+    found = nearest(build_index(vectors, "flat"),
+                    [Query(str(items["relpath"].iloc[q]), str(items["path"].iloc[q]), vectors[q], q) for q in queries], k)
     columns, body, agree = store.label_columns, "", []
-    pos = 0
-    for q, res in zip(queries, doc["results"], strict=True):
+    for q, (ids, sims) in zip(queries, found, strict=True):
         ref = items.iloc[q][columns].to_dict() if columns else None
         tiles = [work_tile(items, q, columns, kind="query", score="query")]
-        same = 0
-        for nb in res["neighbors"]:
-            r = rows_of[pos]
-            pos += 1
-            tiles.append(work_tile(items, r, columns, score=f"{nb['similarity']:.3f}", reference=ref))
-            same += int(field is not None and items[field].iloc[r] == items[field].iloc[q])
+        tiles += [work_tile(items, r, columns, score=f"{s:.3f}", reference=ref) for r, s in zip(ids, sims, strict=True)]
+        same = int((items[field].iloc[ids].to_numpy() == items[field].iloc[q]).sum()) if field else 0
         head = escape(str(items["relpath"].iloc[q]))
         if field is not None:
-            agree.append(same / max(len(res["neighbors"]), 1))
-            head += f" — {same} of {len(res['neighbors'])} neighbours share its {escape(field)}"
+            agree.append(same / max(len(ids), 1))
+            head += f" — {same} of {len(ids)} neighbours share its {escape(field)}"
         body += f'<div class="group"><h3>{head}</h3>{tile_row(tiles)}</div>'
     lede = (f"Each row starts with a sample work (red frame), followed by its {k} nearest neighbours in the "
             "embedding space, most similar first; the number is the cosine similarity (1 = identical vectors). "
