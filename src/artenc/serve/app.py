@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +22,10 @@ from artenc.serve.routers import api, pages
 from artenc.serve.routers.pages import STATIC_DIR
 from artenc.serve.state import ServeSettings, ServeState
 
+if TYPE_CHECKING:
+    from artenc.index import VectorIndex
+    from artenc.runtime import Encoder
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +35,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500)
 
 
-def create_app(store_path: str, settings: ServeSettings | None = None, *, encoder=None, index=None) -> FastAPI:
+def create_app(store_path: str, settings: ServeSettings | None = None, *, encoder: Encoder | None = None,
+               index: VectorIndex | None = None) -> FastAPI:
     """Load the store at `store_path` (with its encoder and index) and build the app.
 
     `encoder` and `index` let tests and benchmarks reuse objects they already built.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
 from artenc.serve.state import ServeState
 
@@ -25,3 +25,13 @@ def item_id(state: State, item_id: Annotated[int, Path(ge=0, description="item i
 
 
 ItemId = Annotated[int, Depends(item_id)]
+
+
+def neighbours_k(state: State, k: Annotated[int, Query(ge=1, description="number of neighbours")] = 10) -> int:
+    """The `k` query parameter, at most the server's --max-k (422 otherwise)."""
+    if k > state.settings.max_k:
+        raise HTTPException(422, f"k must be at most {state.settings.max_k}, got {k}")
+    return k
+
+
+NeighboursK = Annotated[int, Depends(neighbours_k)]

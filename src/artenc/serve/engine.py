@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from artenc.images import open_image
 from artenc.preprocess import to_uint8_chw
+
+if TYPE_CHECKING:
+    from artenc.index import VectorIndex
+    from artenc.runtime import Encoder
 
 
 def _limit_search_threads(threads: int) -> None:
@@ -30,7 +35,7 @@ def _limit_search_threads(threads: int) -> None:
 class QueryEngine:
     """`upload(data, name, k)` and `vector(v, k)` return futures of (similarities (k,), ids (k,))."""
 
-    def __init__(self, encoder, index, *, workers: int | None = None, threads: int = 1,
+    def __init__(self, encoder: Encoder, index: VectorIndex, *, workers: int | None = None, threads: int = 1,
                  max_pixels: int | None = None) -> None:
         workers = workers or os.cpu_count() or 1
         if workers < 1 or threads < 1:

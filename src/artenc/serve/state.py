@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from artenc.serve.collection import Background, cluster_collection, duplicate_gr
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
 from artenc.store import Store
+
+if TYPE_CHECKING:
+    from artenc.index import VectorIndex
+    from artenc.runtime import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class ServeSettings:
             raise ValueError(f"cluster_sample must be >= 2, got {self.cluster_sample}")
 
 
-def query_encoder(meta: dict, threads: int):
+def query_encoder(meta: dict, threads: int) -> Encoder:
     """The store's encoder on the CPU with `threads` threads per query.
 
     Same check as `runtime.encoder_for_store`, which takes no thread count yet.
@@ -82,7 +87,8 @@ def predicted_fields(store: Store) -> list[str]:
 class ServeState:
     """The loaded store and everything derived from it; shared by all requests (read-only)."""
 
-    def __init__(self, store: Store, settings: ServeSettings, *, encoder=None, index=None) -> None:
+    def __init__(self, store: Store, settings: ServeSettings, *, encoder: Encoder | None = None,
+                 index: VectorIndex | None = None) -> None:
         from artenc.index import index_for_store
         from artenc.neighbors import labels_of
         from artenc.runtime import cache_dir
@@ -100,6 +106,8 @@ class ServeState:
         self.predicted_fields = predicted_fields(store)
         self.encoder = encoder or query_encoder(store.meta, settings.threads)
         self.index = index or index_for_store(store)
+        size = self.encoder.preprocess.size
+        self.encoder.encode(np.zeros((1, 3, size, size), np.uint8))  # warm-up: the first query is not slower
         self.engine = QueryEngine(self.encoder, self.index, workers=settings.workers, threads=settings.threads,
                                   max_pixels=settings.max_pixels)
         thumbs = settings.thumbnail_dir or Path(cache_dir()) / "thumbnails"

@@ -17,14 +17,13 @@ from artenc import __version__
 from artenc.images import ImageLoadError
 from artenc.serve import schemas
 from artenc.serve.collection import Status
-from artenc.serve.deps import ItemId, State
+from artenc.serve.deps import ItemId, NeighboursK, State
 from artenc.serve.state import ServeState
 from artenc.serve.thumbnails import ThumbnailError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["api"])
 
-K = Annotated[int, Query(ge=1, description="number of neighbours")]
 Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -36,11 +35,6 @@ def item_view(state: ServeState, request: Request, i: int, **extra: float) -> di
     return {"id": i, "path": state.relpaths[i], "width": int(w), "height": int(h),
             "labels": state.labels[i], "thumbnail_url": str(request.app.url_path_for("thumbnail", item_id=i)),
             **extra}
-
-
-def _check_k(state: ServeState, k: int) -> None:
-    if k > state.settings.max_k:
-        raise HTTPException(422, f"k must be at most {state.settings.max_k}, got {k}")
 
 
 def _result(state: ServeState, request: Request, sims: np.ndarray, ids: np.ndarray, t0: float) -> dict:
@@ -67,9 +61,8 @@ def health(state: State) -> dict:
 async def search(
     state: State, request: Request,
     file: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, TIFF, BMP, GIF)")],
-    k: K = 10,
+    k: NeighboursK,
 ) -> dict:
-    _check_k(state, k)
     t0 = time.perf_counter()
     data = await file.read()
     try:
@@ -87,8 +80,7 @@ def item(state: State, request: Request, item_id: ItemId) -> dict:
 
 @router.get("/items/{item_id}/similar", response_model=schemas.SearchResult,
             summary="Nearest works to a stored work (itself excluded)")
-async def similar_to_item(state: State, request: Request, item_id: ItemId, k: K = 10) -> dict:
-    _check_k(state, k)
+async def similar_to_item(state: State, request: Request, item_id: ItemId, k: NeighboursK) -> dict:
     t0 = time.perf_counter()
     sims, ids = await asyncio.wrap_future(state.engine.vector(state.index.vectors[item_id], k + 1))
     others = ids != item_id
