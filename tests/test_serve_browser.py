@@ -1,7 +1,7 @@
 """`artenc serve` in a real browser: Debian's chromium driven by Playwright.
 
 Opens the page on a live uvicorn server, uploads an image, waits for the nearest
-works, checks them, opens the clusters tab, and saves screenshots (into
+works, checks them, opens the clusters and duplicates tabs, and saves screenshots (into
 $ARTENC_SCREENSHOT_DIR when set, else the test's temp folder). Skips only when
 chromium is not installed (CI installs it: `apt-get install -y chromium`).
 """
@@ -95,6 +95,13 @@ def test_upload_shows_neighbours_and_predictions(live_url: str, tmp_path: Path) 
             sync_api.expect(page.locator("#cluster-members .card").first.locator(".badge")).to_have_text("medoid")
             wait_for_images(sync_api, page.locator("#cluster-members img"))
             page.screenshot(path=str(shots / "serve-cluster.png"), full_page=True)
+
+            page.get_by_role("tab", name="Duplicates").click()
+            group = page.locator(".group").filter(has_text="copy_of_0000.jpg")
+            sync_api.expect(group.locator(".keeper")).to_have_count(1, timeout=60_000)
+            sync_api.expect(group).to_contain_text("work_0000.jpg")
+            wait_for_images(sync_api, group.locator("img"))
+            page.screenshot(path=str(shots / "serve-duplicates.png"))
         finally:
             browser.close()
     assert not problems, problems
