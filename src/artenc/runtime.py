@@ -178,9 +178,11 @@ def create_encoder(
     return Encoder(backbone, signature, "torch", device, module, None)
 
 
-def encoder_for_store(meta: dict, *, device: str = "auto", runtime: str = "auto") -> Encoder:
+def encoder_for_store(
+    meta: dict, *, device: str = "auto", runtime: str = "auto", threads: int | None = None
+) -> Encoder:
     """Rebuild the encoder a store was made with, so new queries land in the same space."""
-    encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime)
+    encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime, threads=threads)
     if encoder.signature.fingerprint != meta.get("fingerprint"):
         raise UsageError(
             f"the store was built with {meta['model']!r} weights {meta.get('fingerprint')}, but the "

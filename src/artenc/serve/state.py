@@ -60,18 +60,10 @@ class ServeSettings:
 
 
 def query_encoder(meta: dict, threads: int) -> Encoder:
-    """The store's encoder on the CPU with `threads` threads per query.
+    """The store's encoder on the CPU with `threads` threads per query."""
+    from artenc.runtime import encoder_for_store
 
-    Same check as `runtime.encoder_for_store`, which takes no thread count yet.
-    """
-    from artenc.runtime import create_encoder
-
-    encoder = create_encoder(meta["model"], meta.get("weights"), device="cpu", threads=threads)
-    if encoder.signature.fingerprint != meta.get("fingerprint"):
-        raise UsageError(
-            f"the store was built with {meta['model']!r} weights {meta.get('fingerprint')}, but the weights "
-            f"found now have fingerprint {encoder.signature.fingerprint}; queries need the same weights")
-    return encoder
+    return encoder_for_store(meta, device="cpu", threads=threads)
 
 
 def predicted_fields(store: Store) -> list[str]:
