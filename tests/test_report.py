@@ -4,7 +4,9 @@ for what cannot be computed; `artenc report` CLI."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -128,3 +130,31 @@ def test_report_on_an_embedded_gallery(gallery: Path, tmp_path: Path, lite0_enco
     html = out.read_text()
     assert check_html(out).sections == list(SECTIONS)
     assert "copy_of_3.jpg" in html and "inliers" in html
+
+
+CHROMIUM = os.environ.get("ARTENC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"chromium not found at {CHROMIUM} "
+                    "(Debian: apt-get install -y chromium)")
+def test_report_map_works_in_a_browser(store: Store, report: tuple[Path, str], tmp_path: Path) -> None:
+    """Hovering a point shows its thumbnail; a legend click hides that style; no script errors."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path, _ = report
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        page.locator("#map").scroll_into_view_if_needed()
+        page.locator(".amap circle").nth(3).hover(force=True)
+        tip = page.locator(".amap-tip")
+        assert tip.is_visible() and tip.locator("img").count() == 1 and ".jpg" in tip.inner_text()
+        page.locator(".amap-legend button").first.click()
+        hidden = page.eval_on_selector_all(".amap circle", "cs => cs.filter(c => c.style.display === 'none').length")
+        assert hidden == int((store.items["style"] == sorted(STYLES)[0]).sum())  # the first legend entry
+        page.screenshot(path=str(tmp_path / "map.png"))
+        browser.close()
+    assert not errors
