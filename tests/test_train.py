@@ -57,7 +57,8 @@ def test_fast_dev_run_through_cli(tiny_images, tmp_path, mode):
     assert code == 0
     assert (run / "encoder.pt").is_file() and (run / "embedding_map.png").is_file()
     if mode == "cache":  # features on disk as .npy: clean view + 1 augmented
-        assert len(list((tmp_path / "cache").glob("*/view-*.npy"))) == 2
+        assert len(list((tmp_path / "cache").glob("*/clean.npy"))) == 1
+        assert len(list((tmp_path / "cache").glob("*/aug-*.npy"))) == 1
 
 
 def test_train_rejects_holdout_free_config_errors(tiny_images, tmp_path):
@@ -110,3 +111,33 @@ def _exported_checkpoint(encoder_pt: Path) -> str:
 
     blob = torch.load(encoder_pt, map_location="cpu", weights_only=True)
     return json.loads(blob["config"])["extra"]["checkpoint"]
+
+
+def _run_module(args: list[str], cwd: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.run([sys.executable, "-m", "artenc.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_gloo(tiny_images, tmp_path):
+    """Lightning's DDP strategy with 2 CPU processes (gloo) and gathered negatives."""
+    run = tmp_path / "run"
+    _run_module([*overrides(tiny_images, run, tmp_path / "cache"), "trainer=ddp", "trainer.accelerator=cpu",
+                 "trainer.devices=2", "trainer.precision=32-true", "trainer.sync_batchnorm=false",
+                 "loss.gather=true", "data.batch_size=4", "trainer.max_epochs=2"], tmp_path)
+    assert (run / "encoder.pt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_sweep(tiny_images, tmp_path):
+    """`-m loss.temperature=0.05,0.2` runs one job per value, each with its own encoder."""
+    args = [o for o in overrides(tiny_images, tmp_path / "unused", tmp_path / "cache") if not o.startswith("hydra.")]
+    _run_module(["-m", *args, "loss.temperature=0.05,0.2", "trainer.fast_dev_run=true",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert len(list((tmp_path / "sweep").glob("*/encoder.pt"))) == 2

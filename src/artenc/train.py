@@ -61,6 +61,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     backbone, datamodule, model = build(cfg)
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(

@@ -110,6 +110,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.classes: dict[str, list[str]] = {}
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self._feature_encoder = None
 
     # ----- table -----------------------------------------------------------------------
     def read_table(self) -> pd.DataFrame:
@@ -133,10 +134,13 @@ class ContrastiveDataModule(L.LightningDataModule):
         return df
 
     def _encoder(self):
+        """The backbone as an Encoder (ONNX Runtime on CPU), built once."""
         from artenc.runtime import create_encoder
 
-        return create_encoder(self.backbone_name, self.backbone_weights, device=self.device,
-                              runtime=self.feature_runtime)
+        if self._feature_encoder is None:
+            self._feature_encoder = create_encoder(self.backbone_name, self.backbone_weights, device=self.device,
+                                                   runtime=self.feature_runtime)
+        return self._feature_encoder
 
     def _features(self, paths: Sequence[str]) -> np.ndarray:
         return cached_view_features(paths, self._encoder(), self.augment, self.cache_views, self.cache_dir,

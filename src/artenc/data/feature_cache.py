@@ -51,12 +51,15 @@ class SeededViewDataset(Dataset):
             return self.view(img)
 
 
-def cache_key(paths: Sequence[str], encoder: Encoder, augment: object, seed: int) -> str:
-    """Digest of everything the cached features depend on (files, weights, preprocess, augment)."""
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cache_key(paths: Sequence[str], encoder: Encoder) -> str:
+    """Digest of the files (path, size, mtime), the backbone weights and its preprocessing."""
     files = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
-    blob = json.dumps({"files": files, "fingerprint": encoder.signature.fingerprint,
-                       "preprocess": encoder.signature.preprocess, "augment": repr(augment), "seed": seed})
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return _digest({"files": files, "fingerprint": encoder.signature.fingerprint,
+                    "preprocess": encoder.signature.preprocess})
 
 
 def _encode_view(dataset: Dataset, encoder: Encoder, batch_size: int, workers: int, desc: str) -> np.ndarray:
@@ -75,15 +78,18 @@ def cached_view_features(
 ) -> np.ndarray:
     """Features (N, 1 + n_augmented, D) float16 of `paths`: view 0 clean, then augmented views.
 
-    Computed on first use and stored under `root/<key>/view-XXX.npy`.
+    Computed on first use and stored under `root/<key>/`: `clean.npy`, and
+    `aug-<augment digest>-s<seed>-<v>.npy` per augmented view (so changing the
+    augmentations or their number reuses the clean view and the views already there).
     """
     if n_augmented > 0 and augment is None:
         raise ValueError("n_augmented > 0 needs an augment transform")
-    folder = Path(root or default_cache_dir()) / cache_key(paths, encoder, augment, seed)
+    folder = Path(root or default_cache_dir()) / cache_key(paths, encoder)
     folder.mkdir(parents=True, exist_ok=True)
+    aug_id = _digest(repr(augment))[:12]
     views = []
     for v in range(1 + n_augmented):
-        path = folder / f"view-{v:03d}.npy"
+        path = folder / ("clean.npy" if v == 0 else f"aug-{aug_id}-s{seed}-{v:03d}.npy")
         if not path.is_file():
             if v == 0:
                 dataset = SeededViewDataset(paths, lambda img: to_uint8_chw(img, encoder.preprocess))
