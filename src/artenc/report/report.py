@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,6 @@ class ReportOptions:
     map_method: str = "umap"
     sections: tuple[str, ...] = SECTIONS
     seed: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)  # filled in: section -> why it is missing
 
 
 def _missing(section_id: str, title: str, exc: Exception) -> Section:
@@ -79,7 +78,6 @@ def build_sections(store: Store, opts: ReportOptions) -> list[Section]:
             built = build()
         except (ImportError, OptionalDependencyError) as exc:
             built = _missing(sid, title, exc)
-            opts.skipped[sid] = built.note
         if isinstance(built, tuple):
             built, clustering = built
         built.meta["seconds"] = round(time.monotonic() - start, 2)
