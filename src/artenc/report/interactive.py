@@ -129,8 +129,8 @@ def map_fragment(
         "x": x.tolist(), "y": y.tolist(), "k": [cat_index[k] for k in colors.keys],
         "n": list(names), "l": list(details), "t": np.where(with_thumb, t, -1).tolist(),
         "thumbs": [thumb_uri(str(paths[i]), thumb_size) for i in np.flatnonzero(with_thumb)] if paths else [],
-        "colors": [colors.colors[c] for c in categories], "r": float(np.clip(60 / np.sqrt(max(n, 1)), 2.2, 7)),
-        "s": shown.tolist(), "z": 44,
+        "colors": [colors.colors[c] for c in categories], "r": float(np.clip(40 / np.sqrt(max(n, 1)), 2.2, 5)),
+        "s": shown.tolist(), "z": 60 if n < 500 else 44,
     }
     uid = f"amap{next(_ids)}"
     counts = {c: 0 for c in categories}

@@ -41,6 +41,8 @@ class ReportOptions:
 def _missing(section_id: str, title: str, exc: Exception) -> Section:
     """A section that could not be computed because a module or package is not available."""
     why = str(exc) if isinstance(exc, OptionalDependencyError) else f"needs {getattr(exc, 'name', None) or exc}"
+    cause = exc.__cause__ or exc
+    log.warning("report: %s left out: %s: %s", section_id, type(cause).__name__, cause)
     return Section(section_id, title, note=f"This section is not available here: {why}.")
 
 
