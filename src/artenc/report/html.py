@@ -86,7 +86,7 @@ def tile(t: Tile) -> str:
     chips = "".join(f'<span class="lab{" match" if m else ""}" title="{escape(text)}">{escape(_clip(text))}</span>'
                     for text, m in t.labels)
     score = f'<span class="sim">{escape(t.score)}</span> ' if t.score else ""
-    return (f'<figure class="tile {t.kind}" title="{escape(t.hover or t.title)}"><img loading="lazy" '
+    return (f'<figure class="tile {t.kind}" title="{escape(t.hover or t.title)}"><img decoding="async" '
             f'src="{t.src}" alt="{escape(t.title)}"><figcaption>{score}{escape(t.title)}<br>{chips}'
             "</figcaption></figure>")
 
