@@ -41,7 +41,8 @@ def build(cfg: DictConfig):
     from artenc.runtime import EmbeddingModule
 
     backbone = hydra.utils.instantiate(cfg.backbone)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
+    datamodule = hydra.utils.instantiate(cfg.data, _partial_=True)(backbone=backbone)
     # backbone features are unit vectors (EmbeddingModule); the head normalises too, so the
     # exported encoder (raw pooled features -> head) computes exactly what was trained
     head = hydra.utils.instantiate(cfg.head, in_dim=backbone.dim, normalize_input=True)
@@ -58,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from artenc.backbones.exported import save_encoder
+    from artenc.models.pooling import MultiScaleFeatures
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -78,9 +80,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("export", True) and trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "encoder.pt"
+        features = backbone.model.config() if isinstance(backbone.model, MultiScaleFeatures) else None
         save_encoder(
-            out, backbone_name=backbone.name, backbone=backbone.model, head=model.head.cpu(),
-            preprocess=backbone.preprocess,
+            out, backbone_name=cfg.backbone.name, backbone=backbone.model, head=model.head.cpu(),
+            preprocess=backbone.preprocess, features=features,
             extra={"label_fields": list(cfg.data.label_fields), "classes": datamodule.classes,
                    "checkpoint": best or None, "val_metrics": metrics},
         )

@@ -47,8 +47,13 @@ def save_encoder(
     head: ProjectionHead,
     preprocess: PreprocessConfig,
     extra: dict | None = None,
+    features: dict | None = None,
 ) -> Path:
-    """Write an exported encoder; returns its path."""
+    """Write an exported encoder; returns its path.
+
+    `features`: the config of a feature wrapper around the timm `backbone_name` model
+    (`artenc.models.pooling.MultiScaleFeatures.config()`), None for its plain pooled output.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {
@@ -56,6 +61,7 @@ def save_encoder(
         "backbone": backbone_name,
         "head": head.config(),
         "preprocess": preprocess.to_dict(),
+        "features": features,
         "extra": extra or {},
     }
     encoder = HeadedEncoder(backbone, head)
@@ -90,6 +96,10 @@ def load_exported_encoder(path: str | Path) -> Backbone:
         net = timm.create_model(name, pretrained=False)
     else:  # registered non-timm architectures (torchvision): build with their own weights, then overwrite
         net = create_backbone(name).model
+    if config.get("features"):
+        from artenc.models.pooling import wrap_features
+
+        net = wrap_features(net, config["features"])
     head = ProjectionHead(**config["head"])
     encoder = HeadedEncoder(net, head)
     try:

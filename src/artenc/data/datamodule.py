@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from artenc.backbones import create_backbone
+from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
-from artenc.data.feature_cache import ViewFn, cached_view_features
+from artenc.data.feature_cache import ViewFn, cached_view_features, encoder_from_backbone
 from artenc.data.splits import SplitSpec
 from artenc.embed import read_labels
 from artenc.errors import UsageError
@@ -86,7 +86,7 @@ class ContrastiveDataModule(L.LightningDataModule):
 
     def __init__(
         self, root: str, labels: str, label_fields: Sequence[str], split: SplitSpec,
-        augment: ViewFn, backbone_name: str, backbone_weights: str | None = None,
+        augment: ViewFn, backbone: Backbone | None = None,
         include: Mapping[str, Sequence[str]] | None = None, mode: Mode = "cache", views: int = 2,
         cache_views: int = 4, cache_dir: str | None = None, batch_size: int = 256, num_workers: int = 0,
         feature_batch_size: int = 64, feature_runtime: str = "auto", device: str = "auto", seed: int = 0,
@@ -100,7 +100,7 @@ class ContrastiveDataModule(L.LightningDataModule):
             raise ValueError("label_fields must name at least one label column, e.g. [style]")
         self.root, self.labels_csv = Path(root), Path(labels)
         self.label_fields, self.split, self.augment = list(label_fields), split, augment
-        self.backbone_name, self.backbone_weights = backbone_name, backbone_weights
+        self.backbone = backbone  # the built frozen backbone (train() passes it in)
         self.include = {k: [str(v) for v in vs] for k, vs in (include or {}).items()}
         self.mode, self.views, self.cache_views, self.cache_dir = mode, views, cache_views, cache_dir
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -135,11 +135,10 @@ class ContrastiveDataModule(L.LightningDataModule):
 
     def _encoder(self):
         """The backbone as an Encoder (ONNX Runtime on CPU), built once."""
-        from artenc.runtime import create_encoder
-
+        if self.backbone is None:
+            raise ValueError("the DataModule needs the built backbone: ContrastiveDataModule(..., backbone=...)")
         if self._feature_encoder is None:
-            self._feature_encoder = create_encoder(self.backbone_name, self.backbone_weights, device=self.device,
-                                                   runtime=self.feature_runtime)
+            self._feature_encoder = encoder_from_backbone(self.backbone, self.device, self.feature_runtime)
         return self._feature_encoder
 
     def _features(self, paths: Sequence[str]) -> np.ndarray:
@@ -166,7 +165,9 @@ class ContrastiveDataModule(L.LightningDataModule):
             self.val_set = FeatureViewsDataset(feats[val_rows], codes[val_rows], 1, sample=False)
         else:
             paths = df["path"].to_numpy()
-            clean = create_backbone(self.backbone_name, self.backbone_weights).preprocess
+            if self.backbone is None:
+                raise ValueError("full mode needs the backbone's preprocessing: pass backbone=...")
+            clean = self.backbone.preprocess
             self.train_set = ImageViewsDataset(paths[train_rows], codes[train_rows], MultiView(self.augment, self.views))
             self.val_set = ImageViewsDataset(paths[val_rows], codes[val_rows],
                                              lambda img: to_uint8_chw(img, clean)[None])

@@ -7,6 +7,32 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Standardize(nn.Module):
+    """Per-feature standardisation with running statistics (BatchNorm1d without affine,
+    written as plain arithmetic so ONNX export needs no static channel size).
+
+    Training: normalises with the batch statistics and updates the running ones.
+    Eval: uses the running statistics. Input (N, D) -> (N, D).
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 1:
+            mean, var = x.mean(0), x.var(0, unbiased=False)
+            with torch.no_grad():
+                unbiased = var * x.shape[0] / (x.shape[0] - 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
 class ProjectionHead(nn.Module):
     """MLP `dims[0] -> ... -> dims[-1]`; hidden layers get BatchNorm (optional) and ReLU.
 
@@ -14,12 +40,14 @@ class ProjectionHead(nn.Module):
     flattened for BatchNorm. `dims` of length 1 is the identity. `in_dim`, when given,
     is prepended to `dims` (so a config can name only the layers after the backbone).
     `normalize_input` L2-normalises the input first (backbone features in artenc are
-    unit vectors; the exported encoder needs the same step).
+    unit vectors; the exported encoder needs the same step). `input_batch_norm` standardises
+    each input feature with running statistics of the training features (`Standardize`),
+    for inputs that concatenate features of different scales.
     """
 
     def __init__(
         self, dims: list[int], batch_norm: bool = True, dropout: float = 0.0,
-        normalize_input: bool = False, in_dim: int | None = None,
+        normalize_input: bool = False, in_dim: int | None = None, input_batch_norm: bool = False,
     ) -> None:
         super().__init__()
         dims = ([in_dim] if in_dim is not None else []) + list(dims)
@@ -31,7 +59,8 @@ class ProjectionHead(nn.Module):
         self.batch_norm = batch_norm
         self.dropout = dropout
         self.normalize_input = normalize_input
-        layers: list[nn.Module] = []
+        self.input_batch_norm = input_batch_norm
+        layers: list[nn.Module] = [Standardize(self.dims[0])] if input_batch_norm else []
         for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True)):
             last = i == len(self.dims) - 2
             layers.append(nn.Linear(d_in, d_out, bias=last or not batch_norm))
@@ -50,13 +79,15 @@ class ProjectionHead(nn.Module):
     def config(self) -> dict:
         """JSON-serialisable constructor arguments (stored in exported encoders)."""
         return {"dims": self.dims, "batch_norm": self.batch_norm, "dropout": self.dropout,
-                "normalize_input": self.normalize_input}
+                "normalize_input": self.normalize_input, "input_batch_norm": self.input_batch_norm}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize_input:
             x = F.normalize(x, dim=-1)
+        if x.ndim == 2:  # (N, D): no reshape, so ONNX export keeps static feature sizes
+            return self.layers(x)
         lead = x.shape[:-1]
-        return self.layers(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_dim)
+        return self.layers(x.reshape(-1, self.dims[0])).reshape(*lead, self.out_dim)
 
 
 def simclr_head(in_dim: int, hidden_dim: int = 512, out_dim: int = 128) -> ProjectionHead:
