@@ -142,23 +142,21 @@ def duplicates_section(store: Store, *, threshold: float | None = None, verify: 
     n_dups = sum(len(g["duplicates"]) for g in groups)
     how = (f"cosine ≥ {doc['threshold']} confirmed by SIFT/RANSAC (≥ {doc['min_inliers']} inliers)"
            if doc["verified"] else f"cosine ≥ {doc['threshold']} (embedding only)")
-    leaks = 0
     body = stats([("groups", len(groups)), ("redundant copies", n_dups),
                   ("candidate pairs", doc["candidate_pairs"]), ("confirmed pairs", doc["duplicate_pairs"])])
-    for gi, g in enumerate(groups[:max_groups]):
-        rows = g["_rows"]
+    members = [store.index_of([g["keep"], *(d["path"] for d in g["duplicates"])]) for g in groups]
+    spans = [split is not None and items[split].astype(str).iloc[rows].nunique() > 1 for rows in members]
+    for gi, (g, rows) in enumerate(zip(groups[:max_groups], members, strict=False)):
         tiles = [work_tile(items, rows[0], columns, kind="keep", score="keep")]
-        for d, r in zip(g["duplicates"], store.index_of([d["path"] for d in g["duplicates"]]), strict=True):
+        for d, r in zip(g["duplicates"], rows[1:], strict=True):
             score = f"{d['similarity']:.3f}" + (f" · {d['inliers']} inliers" if "inliers" in d else "")
             tiles.append(work_tile(items, r, columns, score=score))
-        sides = sorted(set(items[split].astype(str).iloc[rows])) if split else []
-        flag = f" — spans {escape(split)} {', '.join(map(escape, sides))}" if len(sides) > 1 else ""
-        leaks += int(len(sides) > 1)
+        sides = ", ".join(map(escape, sorted(set(items[split].astype(str).iloc[rows])))) if spans[gi] else ""
+        flag = f" — spans {escape(split)} {sides}" if sides else ""
         body += f'<div class="group"><h3>group {gi + 1}: {len(rows)} works{flag}</h3>{tile_row(tiles)}</div>'
     if len(groups) > max_groups:
         body += f"<p>… and {len(groups) - max_groups} more groups (run <code>artenc dedup</code> for all).</p>"
-    for g in groups[max_groups:]:
-        leaks += int(split is not None and items[split].astype(str).iloc[g["_rows"]].nunique() > 1)
+    leaks = int(sum(spans))
     lede = (f"Works that are the same picture (edited copies, crops, re-scans): {how}. The keeper (green frame) "
             "has the highest resolution. " + (f"{leaks} group(s) span several values of <b>{escape(split)}</b>: "
                                               "copies shared between splits leak test works into training."
