@@ -134,3 +134,49 @@ def test_empty_store_exit_2(tmp_path, caplog):
     store = vector_store(tmp_path, np.zeros((0, 8), np.float32))
     assert main(["dedup", str(store.root)]) == 2
     assert "empty" in caplog.text
+
+
+def brute_top_pairs(x: np.ndarray, t: float, m: int, floor: float) -> set[tuple[int, int]]:
+    s = x @ x.T
+    np.fill_diagonal(s, -np.inf)
+    out = brute_pairs(x, t)
+    for i, row in enumerate(s):
+        for j in np.argsort(-row)[:m]:
+            if row[j] >= floor:
+                out.add((min(i, int(j)), max(i, int(j))))
+    return out
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_top_m_rule_matches_brute_force(exact):
+    x, _ = planted()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pairs = candidate_pairs(x, 0.9, exact=exact, top_m=3, floor=0.05)
+    found = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+    truth = brute_top_pairs(x, 0.9, 3, 0.05)
+    assert len(found) == len(pairs)  # no pair twice
+    assert found <= truth
+    assert len(found) >= (len(truth) if exact else 0.9 * len(truth))
+    assert np.all(pairs.i < pairs.j)
+    np.testing.assert_allclose(pairs.sim, np.einsum("pd,pd->p", x[pairs.i], x[pairs.j]), atol=1e-5)
+
+
+def test_top_m_rule_finds_a_copy_below_the_threshold():
+    """A planted copy at cosine ~0.65 (below 0.75) is its original's nearest neighbour: a candidate."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    noise = rng.standard_normal(64).astype(np.float32)
+    copy = 0.65 * x[7] + np.sqrt(1 - 0.65**2) * (noise - (noise @ x[7]) * x[7]) / np.linalg.norm(
+        noise - (noise @ x[7]) * x[7])
+    x = np.vstack([x, copy[None]])
+    assert 0.6 < float(x[7] @ x[400]) < 0.7
+    old = candidate_pairs(x, 0.75)
+    assert (7, 400) not in set(zip(old.i.tolist(), old.j.tolist(), strict=True))
+    new = candidate_pairs(x, 0.75, top_m=5, floor=0.55)
+    assert (7, 400) in set(zip(new.i.tolist(), new.j.tolist(), strict=True))
+    assert len(new) <= 5 * len(x)  # O(n m) pairs, random pairs (cosine ~0) stay below the floor
+    with pytest.raises(UsageError, match="top-m"):
+        candidate_pairs(x, 0.75, top_m=-1)
+    with pytest.raises(UsageError, match="floor"):
+        candidate_pairs(x, 0.75, top_m=2, floor=1.5)

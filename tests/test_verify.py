@@ -79,3 +79,19 @@ def test_similar_verify_reranks_an_edited_photo(store, tmp_path, capsys):
                  "--json"]) == 0
     top = json.loads(capsys.readouterr().out)["results"][0]["neighbors"][0]
     assert top["path"] == original and top["inliers"] >= DEFAULT_MIN_INLIERS
+
+
+def test_ratio_matches_agree_with_opencv():
+    import cv2
+
+    from artenc.verify import RATIO, _ratio_matches
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (300, 128), dtype=np.uint8)
+    b = np.vstack([np.clip(a[:150].astype(int) + rng.integers(-5, 6, (150, 128)), 0, 255),
+                   rng.integers(0, 256, (200, 128))]).astype(np.uint8)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a.astype(np.float32), b.astype(np.float32), k=2)
+    ref = {(m.queryIdx, m.trainIdx) for m, n in knn if m.distance < RATIO * n.distance}
+    q, t = _ratio_matches(a, b)
+    assert set(zip(q.tolist(), t.tolist(), strict=True)) == ref
+    assert len(ref) >= 140

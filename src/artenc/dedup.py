@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.9  # embedding only (--no-verify): the workshop's threshold
-DEFAULT_VERIFY_THRESHOLD = 0.75  # candidates for geometric verification
+DEFAULT_VERIFY_THRESHOLD = 0.75  # candidates for geometric verification: every pair >= this ...
+DEFAULT_TOP_M = 5  # ... plus each work's 5 nearest neighbours ...
+DEFAULT_FLOOR = 0.55  # ... with cosine >= 0.55 (chosen on WikiArt dev rows, docs/search.md)
 MAX_PAIRS = 20_000_000  # 20M pairs = 320 MB of (i, j, sim); a lower threshold is refused
 SCORE_BYTES = 256 * 2**20
 
@@ -77,22 +79,52 @@ def _collect(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Pairs:
     return Pairs(i.astype(np.int64), j.astype(np.int64), s.astype(np.float32))
 
 
-def _exact_pairs(x: np.ndarray, threshold: float) -> Pairs:
+def _top_pairs(rows: slice, cols_start: int, scores: np.ndarray, top_m: int, floor: float):
+    """The top-m columns of each row of `scores` (self excluded by the caller) with score >= floor."""
+    m = min(top_m, scores.shape[1])
+    if m <= 0:
+        return None
+    top = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else \
+        np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    s = np.take_along_axis(scores, top, axis=1)
+    ok = s >= floor
+    i = np.broadcast_to(np.arange(rows.start, rows.stop)[:, None], top.shape)[ok]
+    j = top[ok] + cols_start
+    keep = i != j
+    i, j, s = i[keep], j[keep], s[ok][keep]
+    return np.minimum(i, j), np.maximum(i, j), s
+
+
+def _unique_pairs(pairs: Pairs, n: int) -> Pairs:
+    key = pairs.i * n + pairs.j
+    _, first = np.unique(key, return_index=True)
+    return pairs.select(np.sort(first))
+
+
+def _exact_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0) -> Pairs:
     n = len(x)
     block = int(max(16, min(4096, SCORE_BYTES // (4 * max(n, 1)))))
     parts, count = [], 0
     for rows in iter_blocks(n, block):
-        scores = x[rows] @ x[rows.start:].T  # upper triangle only: columns >= first row
+        start = 0 if top_m else rows.start  # top-m needs whole rows, the range part the upper triangle
+        scores = x[rows] @ x[start:].T
+        if top_m:
+            r = np.arange(rows.stop - rows.start)
+            scores[r, r + rows.start - start] = -np.inf  # not its own neighbour
         r, c = np.nonzero(scores >= threshold)
-        i, j = r + rows.start, c + rows.start
+        i, j = r + rows.start, c + start
         keep = j > i
         parts.append((i[keep], j[keep], scores[r[keep], c[keep]]))
         count += int(keep.sum())
         _check_count(count, threshold)
-    return _collect(parts)
+        top = _top_pairs(rows, start, scores, top_m, floor) if top_m else None
+        if top is not None:
+            parts.append(top)
+    pairs = _collect(parts)
+    return _unique_pairs(pairs, n) if top_m else pairs
 
 
-def _ivf_pairs(x: np.ndarray, threshold: float, seed: int = 0) -> Pairs:
+def _ivf_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0, seed: int = 0) -> Pairs:
     faiss = load_faiss()
     n, d = x.shape
     nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))
@@ -111,18 +143,29 @@ def _ivf_pairs(x: np.ndarray, threshold: float, seed: int = 0) -> Pairs:
         parts.append((lo[keep], hi[keep], sims[keep]))
         count += int(keep.sum())
         _check_count(count // 2, threshold)
-    pairs = _collect(parts)
-    key = pairs.i * n + pairs.j  # each pair is usually found from both ends
-    _, first = np.unique(key, return_index=True)
-    return pairs.select(np.sort(first))
+        if top_m:
+            s, nb = index.search(x[rows], top_m + 1)
+            i = np.broadcast_to(np.arange(rows.start, rows.stop)[:, None], nb.shape)
+            ok = (nb >= 0) & (nb != i) & (s >= floor)
+            a, b = i[ok], nb[ok]
+            parts.append((np.minimum(a, b), np.maximum(a, b), s[ok]))
+    return _unique_pairs(_collect(parts), n)  # each pair is usually found from both ends
 
 
-def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None = None) -> Pairs:
-    """All pairs i < j with cosine >= threshold (exact up to AUTO_EXACT_MAX vectors by default)."""
+def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None = None,
+                    top_m: int = 0, floor: float | None = None) -> Pairs:
+    """All pairs i < j with cosine >= threshold (exact up to AUTO_EXACT_MAX vectors by default).
+
+    With `top_m` > 0, also every pair where one work is among the other's `top_m` nearest
+    neighbours with cosine >= `floor` (the verified mode's candidate rule, see DEFAULT_TOP_M).
+    """
     x = as_unit_matrix(vectors)
     threshold = check_threshold(threshold)
+    if top_m < 0:
+        raise UsageError(f"--top-m must be >= 0, got {top_m}")
+    floor = threshold if floor is None else min(check_threshold(floor, "--floor"), threshold)
     exact = len(x) <= AUTO_EXACT_MAX if exact is None else exact
-    return _exact_pairs(x, threshold) if exact else _ivf_pairs(x, threshold)
+    return _exact_pairs(x, threshold, top_m, floor) if exact else _ivf_pairs(x, threshold, top_m, floor)
 
 
 def keeper_order(items: pd.DataFrame) -> np.ndarray:
@@ -203,6 +246,8 @@ def find_duplicates(
     across: str | None = None,
     workers: int | None = None,
     exact: bool | None = None,
+    top_m: int | None = None,
+    floor: float | None = None,
 ) -> dict:
     """`artenc dedup` as a function; returns the JSON document (groups, keepers, duplicates)."""
     if len(store) == 0:
@@ -214,9 +259,14 @@ def find_duplicates(
     threshold = check_threshold(threshold)
     if across is not None and across not in store.label_columns:
         raise UsageError(f"--across {across}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
-    pairs = candidate_pairs(store.vectors, threshold, exact=exact)
+    if top_m is None:
+        top_m = DEFAULT_TOP_M if verify else 0
+    if floor is None:
+        floor = DEFAULT_FLOOR
+    pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
     n_candidates = len(pairs)
-    log.info("%d candidate pairs with cosine >= %.3f", n_candidates, threshold)
+    log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",
+             n_candidates, threshold, top_m, min(floor, threshold))
     if verify and len(pairs):
         from artenc.verify import verify_pairs
 
@@ -233,6 +283,8 @@ def find_duplicates(
             d["sides"] = sorted(set(side[d["_rows"]]))
     return {
         "threshold": threshold,
+        "top_m": top_m,
+        "floor": min(floor, threshold) if top_m else None,
         "verified": bool(verify),
         "min_inliers": min_inliers if verify else None,
         "across": across,

