@@ -85,3 +85,23 @@ def test_empty_store_exit_2(tmp_path, caplog):
     store = vector_store(tmp_path, np.zeros((0, 8), np.float32))
     assert main(["cluster", str(store.root), "--k", "3"]) == 2
     assert "empty" in caplog.text
+
+
+def test_sweep_sample_smaller_than_data_polishes_on_all(monkeypatch):
+    """With a sweep sample smaller than the data, inertia is over all works, medoids come from
+    the sample, polishing converged, and the planted clusters are found."""
+    import artenc.cluster as C
+
+    monkeypatch.setattr(C, "SWEEP_MAX", 120)
+    x, truth = clustered(6, 60, dim=32, spread=0.3, seed=5)
+    x = x[np.random.default_rng(0).permutation(len(x))]
+    rows, fits, _ = C.sweep_k(x, [4, 6, 8], seed=0)
+    d_all = C.cross_distances(x, x)
+    for row in rows:
+        fit = fits[row["k"]]
+        assert np.all(fit.medoids < 120)  # medoid candidates come from the sweep sample
+        loss = d_all[np.arange(len(x)), fit.medoids[fit.labels]].sum()
+        assert row["inertia"] == pytest.approx(loss, rel=1e-4)
+        again = C.polish(d_all[:, :120], fit.medoids)  # polished: a fixed point, loss never rises
+        assert again.loss <= fit.loss + 1e-3
+    assert len(np.unique(fits[6].labels)) == 6

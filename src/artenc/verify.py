@@ -160,13 +160,9 @@ def _cached(root: str, sha: str) -> Keypoints:
 
 def _one_blas_thread():
     """Worker processes share the cores: one BLAS thread each (the matcher's matrix products)."""
-    try:
-        from threadpoolctl import threadpool_limits  # comes with scikit-learn
-    except ImportError:  # pragma: no cover
-        from contextlib import nullcontext
+    from artenc.index import one_blas_thread
 
-        return nullcontext()
-    return threadpool_limits(1)
+    return one_blas_thread()
 
 
 def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
