@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.errors import UsageError
+from artenc.images import absolute
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
@@ -32,7 +33,7 @@ class Query:
 
 
 def _store_row(store: Store, query: str) -> int | None:
-    row = store.index_of([str(Path(query).resolve())])[0]
+    row = store.index_of([str(absolute(query))])[0]
     if row is not None:
         return row
     matches = np.flatnonzero(store.items["relpath"].to_numpy() == query)
@@ -62,7 +63,7 @@ def resolve_queries(store: Store, queries: list[str]) -> list[Query]:
     out = []
     for q, r in zip(queries, rows, strict=True):
         if r is None:
-            out.append(Query(q, str(Path(q).resolve()), new_vectors[q], None))
+            out.append(Query(q, str(absolute(q)), new_vectors[q], None))
         else:
             out.append(Query(q, str(paths[r]), store.vectors[r], r))
     return out
