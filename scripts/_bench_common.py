@@ -16,10 +16,11 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def clustered_vectors(n: int, dim: int = 1280, n_clusters: int = 1000, within: float = 0.8,
-                      seed: int = 0, dup_share: float = 0.0) -> np.ndarray:
+                      seed: int = 0, dup_share: float = 0.0, planted: list | None = None) -> np.ndarray:
     """Unit vectors around random centres: cos(point, centre) ~ `within` (pairs ~ within^2).
 
-    `dup_share` of the rows are replaced by near-copies (cosine ~0.97) of other rows.
+    `dup_share` of the rows are replaced by near-copies (cosine ~0.97) of other rows; their
+    (source, copy) rows are appended to `planted` when given.
     Generated in blocks so the only big array is the result.
     """
     rng = np.random.default_rng(seed)
@@ -37,6 +38,8 @@ def clustered_vectors(n: int, dim: int = 1280, n_clusters: int = 1000, within: f
         jitter = rng.standard_normal((n_dup, dim)).astype(np.float32)
         jitter /= np.linalg.norm(jitter, axis=1, keepdims=True)
         x[dst] = x[src] + 0.25 * jitter
+        if planted is not None:
+            planted.extend(zip(src.tolist(), dst.tolist(), strict=True))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
