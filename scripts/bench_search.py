@@ -46,6 +46,13 @@ def bench(name: str, x: np.ndarray, n_queries: int, k: int = 10) -> list[dict]:
         found = ids[:, 1:] if kind == "flat" else ids[q_idx][:, 1:]
         rows.append({"data": name, "method": f"artenc {kind}", "build_s": build, "qps": qps,
                      "recall@10": recall_at(found, truth)})
+        if kind == "hnsw":  # the same graph at other efSearch values (the default is 32)
+            for ef in (16, 64):
+                vindex.index.hnsw.efSearch = ef
+                t0 = time.perf_counter()
+                _, ids = vindex.search(x, k + 1)
+                rows.append({"data": name, "method": f"artenc hnsw ef{ef}", "build_s": build,
+                             "qps": len(x) / (time.perf_counter() - t0), "recall@10": recall_at(ids[q_idx][:, 1:], truth)})
         del vindex
     for r in rows:
         r["speedup"] = r["qps"] / sk_qps

@@ -109,7 +109,7 @@ def _unique_pairs(pairs: Pairs, n: int) -> Pairs:
 
 def _exact_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0) -> Pairs:
     n = len(x)
-    block = int(max(16, min(4096, SCORE_BYTES // (4 * max(n, 1)))))
+    block = int(max(16, min(1024, SCORE_BYTES // (4 * max(n, 1)))))  # small: closer to n^2/2 products
     parts, count = [], 0
     for rows in iter_blocks(n, block):
         start = 0 if top_m else rows.start  # top-m needs whole rows, the range part the upper triangle
