@@ -175,6 +175,17 @@ def test_other_model_into_same_store_refused(gallery: Path, tmp_path: Path, capl
     assert len(Store.open(out)) == 6
 
 
+def test_trim_borders_is_recorded_and_reused_for_queries(gallery: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "store"
+    assert main(["embed", str(gallery / "a"), "--out", str(out), "--workers", "0", "--trim-borders"]) == 0
+    meta = Store.open(out).meta
+    assert meta["preprocess"]["trim_borders"] is True
+    from artenc.runtime import encoder_for_store
+
+    assert encoder_for_store(meta).preprocess.trim_borders is True
+    assert main(["embed", str(gallery / "b"), "--out", str(out), "--workers", "0"]) == 2  # other preprocessing
+
+
 def test_onnx_matches_torch(gallery: Path, lite0_encoder, lite0_torch_encoder) -> None:
     paths = sorted(gallery.rglob("*.*"))
     a, _ = encode_files(paths, lite0_encoder)

@@ -182,3 +182,22 @@ def test_discover_images_recursive_skips_hidden_and_non_images(tmp_path: Path) -
     assert found == ["a/b/y.png", "a/x.JPG", "z.webp"]
     with pytest.raises(FileNotFoundError):
         discover_images([tmp_path / "missing"])
+
+
+def test_trim_borders_crops_letterbox_bars_only() -> None:
+    from artenc.preprocess import PreprocessConfig, resize_and_crop, trim_borders
+
+    work = painting(8, (160, 100))
+    boxed = Image.new("RGB", (160, 160))
+    boxed.paste(work, (0, 30))  # black bars above and below, JPEG-like noise in them
+    noisy = np.asarray(boxed).copy()
+    noisy[:30] = np.random.default_rng(0).integers(0, 8, noisy[:30].shape)
+    boxed = Image.fromarray(noisy)
+    assert trim_borders(boxed).size == (160, 100)
+    assert trim_borders(work).size == work.size  # nothing to trim
+    dark = Image.new("RGB", (100, 100), (5, 5, 5))
+    dark.paste((200, 200, 200), (45, 45, 55, 55))  # a dark painting with a small light spot: kept whole
+    assert trim_borders(dark).size == (100, 100)
+    cfg = PreprocessConfig(trim_borders=True)
+    assert resize_and_crop(boxed, cfg).size == (224, 224)
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg

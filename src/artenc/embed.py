@@ -209,6 +209,7 @@ def embed_folders(
     flush_every: int = 1024,
     encoder: Encoder | None = None,
     progress: bool = True,
+    trim_borders: bool | None = None,
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out`; see module docstring."""
     if batch_size < 1:
@@ -225,7 +226,7 @@ def embed_folders(
     label_df = read_labels(labels, root_paths) if labels else None
 
     start = time.monotonic()
-    encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime)
+    encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature)
     tasks, unchanged, known = _plan(root_paths, store)
     report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged, unchanged=unchanged,

@@ -31,6 +31,7 @@ class PreprocessConfig:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    trim_borders: bool = False  # crop dark letterbox bars before resizing (see `trim_borders`)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -56,7 +57,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessConfig:
-        keys = {"size", "crop_pct", "interpolation", "mean", "std"}
+        keys = {"size", "crop_pct", "interpolation", "mean", "std", "trim_borders"}
         kw = {k: v for k, v in d.items() if k in keys}
         for k in ("mean", "std"):
             if k in kw:
@@ -64,11 +65,34 @@ class PreprocessConfig:
         return cls(**kw)
 
 
+BAR_LEVEL = 12  # a letterbox bar is darker than this everywhere (JPEG noise included)
+
+
+def trim_borders(img: Image.Image, level: int = BAR_LEVEL, min_keep: float = 0.3) -> Image.Image:
+    """Crop dark bars at the edges (letterboxing: scans padded to a square with black).
+
+    Keeps the bounding box of pixels brighter than `level`. Leaves the image alone when
+    nothing is trimmed or when the box would keep less than `min_keep` of a side (a
+    mostly dark painting, not a bar).
+    """
+    w, h = img.size
+    bbox = img.convert("L").point(lambda v: 255 if v > level else 0).getbbox()
+    if bbox is None:
+        return img
+    left, top, right, bottom = bbox
+    if (right - left) < min_keep * w or (bottom - top) < min_keep * h or bbox == (0, 0, w, h):
+        return img
+    return img.crop(bbox)
+
+
 def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     """Resize (short side to cfg.resize_to, aspect kept) and centre-crop to cfg.size.
 
-    Matches torchvision's `Resize(int)` + `CenterCrop` on PIL images.
+    Matches torchvision's `Resize(int)` + `CenterCrop` on PIL images; with
+    `cfg.trim_borders`, dark letterbox bars are cropped first.
     """
+    if cfg.trim_borders:
+        img = trim_borders(img)
     w, h = img.size
     target = cfg.resize_to
     if w <= h:

@@ -6,6 +6,7 @@ compact uint8 crops and both runtimes produce identical vectors (within 1e-4).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -141,14 +142,37 @@ def create_encoder(
     device: str = "auto",
     runtime: str = "auto",
     threads: int | None = None,
+    trim_borders: bool | None = None,
 ) -> Encoder:
-    """Build backbone `model` and pick a runtime: torch on GPU, ONNX Runtime on CPU (auto)."""
+    """Build backbone `model` and pick a runtime: torch on GPU, ONNX Runtime on CPU (auto).
+
+    `trim_borders` overrides the model's preprocessing (crop letterbox bars first);
+    None keeps what the model specifies (exported encoders record it).
+    """
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    resolve_device(device)  # fail on a bad device before building the model
+    backbone = create_backbone(model, weights)
+    if trim_borders is not None and trim_borders != backbone.preprocess.trim_borders:
+        backbone.preprocess = dataclasses.replace(backbone.preprocess, trim_borders=trim_borders)
+    return encoder_from_backbone(backbone, device=device, runtime=runtime, threads=threads, weights=weights)
+
+
+def encoder_from_backbone(
+    backbone: Backbone,
+    *,
+    device: str = "auto",
+    runtime: str = "auto",
+    threads: int | None = None,
+    weights: str | None = None,
+) -> Encoder:
+    """An Encoder for an already built Backbone: ONNX Runtime on CPU (export cached per
+    fingerprint), torch on GPU, both with normalisation and L2 normalisation in the graph."""
     if runtime not in RUNTIMES:
         raise UsageError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
     device = resolve_device(device)
     if runtime == "onnx" and device == "cuda":
         raise UsageError("--runtime onnx runs on the CPU; use --runtime torch with --device cuda")
-    backbone = create_backbone(model, weights)
     module = EmbeddingModule(backbone.model, backbone.preprocess).eval()
     signature = ModelSignature(
         model=backbone.name,
@@ -169,7 +193,6 @@ def create_encoder(
             return Encoder(backbone, signature, "onnx", "cpu", None, session)
         except ImportError as exc:
             log.warning("ONNX Runtime unavailable (%s); falling back to torch", exc)
-            runtime = "torch"
     if threads:
         torch.set_num_threads(threads)
     module = module.to(device)
@@ -182,7 +205,9 @@ def encoder_for_store(
     meta: dict, *, device: str = "auto", runtime: str = "auto", threads: int | None = None
 ) -> Encoder:
     """Rebuild the encoder a store was made with, so new queries land in the same space."""
-    encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime, threads=threads)
+    trim = bool(meta.get("preprocess", {}).get("trim_borders", False))
+    encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime, threads=threads,
+                             trim_borders=trim)
     if encoder.signature.fingerprint != meta.get("fingerprint"):
         raise UsageError(
             f"the store was built with {meta['model']!r} weights {meta.get('fingerprint')}, but the "

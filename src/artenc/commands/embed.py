@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: torch on GPU, ONNX Runtime on CPU")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="decompression-bomb guard: refuse images with more pixels (default ~179M)")
+    p.add_argument("--trim-borders", action="store_true", default=None,
+                   help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
                    help="commit results to the store every N images (a killed run loses at most N)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     report = embed_folders(
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, flush_every=args.flush_every,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, flush_every=args.flush_every, trim_borders=args.trim_borders,
     )
     if args.json:
         emit_json(report.to_dict())

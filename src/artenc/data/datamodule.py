@@ -25,12 +25,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
-from artenc.data.feature_cache import ViewFn, cached_view_features, encoder_from_backbone
+from artenc.data.feature_cache import ViewFn, cached_view_features
 from artenc.data.splits import SplitSpec
 from artenc.embed import read_labels
 from artenc.errors import UsageError
 from artenc.images import load_image
 from artenc.preprocess import to_uint8_chw
+from artenc.runtime import encoder_from_backbone
 
 log = logging.getLogger(__name__)
 Mode = Literal["cache", "full"]
@@ -138,7 +139,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         if self.backbone is None:
             raise ValueError("the DataModule needs the built backbone: ContrastiveDataModule(..., backbone=...)")
         if self._feature_encoder is None:
-            self._feature_encoder = encoder_from_backbone(self.backbone, self.device, self.feature_runtime)
+            self._feature_encoder = encoder_from_backbone(self.backbone, device=self.device, runtime=self.feature_runtime)
         return self._feature_encoder
 
     def _features(self, paths: Sequence[str]) -> np.ndarray:

@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from artenc.backbones import Backbone
 from artenc.images import load_image
 from artenc.preprocess import to_uint8_chw
 from artenc.progress import Progress
@@ -32,26 +31,6 @@ ViewFn = Callable[[Image.Image], np.ndarray]
 def default_cache_dir() -> Path:
     """$ARTENC_CACHE_DIR/features (default ~/.cache/artenc/features)."""
     return cache_dir() / "features"
-
-
-def encoder_from_backbone(backbone: Backbone, device: str = "auto", runtime: str = "auto",
-                          threads: int | None = None) -> Encoder:
-    """An Encoder for an already built Backbone (ONNX Runtime on CPU, torch on GPU), with
-    the same normalisation and ONNX export cache as `artenc.runtime.create_encoder`."""
-    from artenc import runtime as rt
-    from artenc.backbones.weights import fingerprint_module
-    from artenc.store import ModelSignature
-
-    device = rt.resolve_device(device)
-    module = rt.EmbeddingModule(backbone.model, backbone.preprocess).eval()
-    signature = ModelSignature(model=backbone.name, fingerprint=fingerprint_module(backbone.model),
-                               preprocess=backbone.preprocess.to_dict(), dim=backbone.dim)
-    if runtime == "onnx" or (runtime == "auto" and device == "cpu"):
-        path = rt._onnx_path(signature)
-        if not path.is_file():
-            rt.export_onnx(module, backbone.preprocess.size, path)
-        return Encoder(backbone, signature, "onnx", "cpu", None, rt._onnx_session(path, threads))
-    return Encoder(backbone, signature, "torch", device, module.to(device), None)
 
 
 class SeededViewDataset(Dataset):
