@@ -190,6 +190,14 @@ def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.Data
     return tasks, unchanged, known
 
 
+def _lower_priority(_worker_id: int) -> None:
+    """Decoding workers yield the CPU to the model: they fill its idle gaps instead of stalling it."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+
+
 def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1)))
 
@@ -240,6 +248,7 @@ def embed_folders(
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
         prefetch_factor=4 if workers else None, persistent_workers=False,
+        worker_init_fn=_lower_priority if workers and encoder.device == "cpu" else None,
         multiprocessing_context="spawn" if workers and torch.cuda.is_available() else None,
     )
     rows: list[dict] = []

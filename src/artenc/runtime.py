@@ -65,7 +65,8 @@ class Encoder:
     runtime: str
     device: str
     _module: EmbeddingModule | None = None
-    _session: object | None = None
+    _sessions: list | None = None  # ONNX Runtime sessions; a batch is split across them
+    _pool: object | None = None
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -76,8 +77,14 @@ class Encoder:
             raise ValueError(f"expected uint8 (N,3,H,W), got {batch.dtype} {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, self.signature.dim), dtype=np.float32)
-        if self._session is not None:
-            return self._session.run(None, {"images": np.ascontiguousarray(batch)})[0]
+        if self._sessions:
+            batch = np.ascontiguousarray(batch)
+            chunks = np.array_split(batch, min(len(self._sessions), len(batch)))
+            if len(chunks) == 1:
+                return self._sessions[0].run(None, {"images": batch})[0]
+            runs = [self._pool.submit(s.run, None, {"images": c})
+                    for s, c in zip(self._sessions, chunks, strict=False)]
+            return np.concatenate([r.result()[0] for r in runs])
         assert self._module is not None
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
@@ -115,14 +122,29 @@ def export_onnx(module: EmbeddingModule, size: int, path: Path) -> Path:
     return path
 
 
-def _onnx_session(path: Path, threads: int | None):
+MAX_SESSIONS = 4
+
+
+def _onnx_session(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _onnx_sessions(path: Path, threads: int | None) -> list:
+    """`threads` given: one session with that many threads (e.g. a server running one query
+    per core). Otherwise one single-threaded session per core (up to MAX_SESSIONS), each
+    taking a slice of the batch: no intra-op barriers to stall when decoding workers share
+    the cores (measured on 2 cores: 225 vs 201 images/s for one 2-thread session)."""
+    if threads:
+        return [_onnx_session(path, threads)]
+    cores = os.cpu_count() or 1
+    n = min(cores, MAX_SESSIONS)
+    return [_onnx_session(path, max(1, cores // n)) for _ in range(n)]
 
 
 def resolve_device(device: str) -> str:
@@ -189,8 +211,11 @@ def encoder_from_backbone(
             if not path.is_file():
                 log.info("exporting %s to ONNX (once per model): %s", backbone.name, path)
                 export_onnx(module, backbone.preprocess.size, path)
-            session = _onnx_session(path, threads)
-            return Encoder(backbone, signature, "onnx", "cpu", None, session)
+            from concurrent.futures import ThreadPoolExecutor
+
+            sessions = _onnx_sessions(path, threads)
+            pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="artenc-onnx") if len(sessions) > 1 else None
+            return Encoder(backbone, signature, "onnx", "cpu", None, sessions, pool)
         except ImportError as exc:
             log.warning("ONNX Runtime unavailable (%s); falling back to torch", exc)
     if threads:
