@@ -12,7 +12,7 @@ import numpy as np
 THUMB = 256
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -38,11 +38,11 @@ def _short(path: str, width: int = 28) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
+def save_figure(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return out
 
 
@@ -51,7 +51,7 @@ def draw_tiles(
     tile_inches: float = 2.2,
 ) -> Path:
     """Draw rows of (image path, caption) tiles into one PNG; rows may differ in length."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows = max(1, len(rows))
     n_cols = max(1, max((len(r) for r in rows), default=1))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(tile_inches * n_cols, tile_inches * n_rows + 0.3),
@@ -66,7 +66,7 @@ def draw_tiles(
                 ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def draw_neighbor_grid(results: list[dict], out: str | os.PathLike) -> Path:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -> list[Path]:
     """Write elbow.png (inertia and distortion vs k) and silhouette.png (silhouette and gap)."""
-    from artenc.viz.grids import _pyplot, _save
+    from artenc.viz.grids import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     ks = [row["k"] for row in sweep]
     written = []
@@ -24,7 +24,7 @@ def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -
     ax.axvline(chosen_k, color="tab:red", lw=1, label=f"chosen k={chosen_k}")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("elbow: k-medoids cost by k (cosine distance)")
-    written.append(_save(fig, out_dir / "elbow.png"))
+    written.append(save_figure(fig, out_dir / "elbow.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(ks, [row["silhouette"] for row in sweep], "o-", ms=3, label="silhouette")
@@ -38,5 +38,5 @@ def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -
     ax.legend(loc="upper left", fontsize=8)
     ax2.legend(loc="upper right", fontsize=8)
     ax.set_title("silhouette and gap statistic by k")
-    written.append(_save(fig, out_dir / "silhouette.png"))
+    written.append(save_figure(fig, out_dir / "silhouette.png"))
     return written

@@ -147,9 +147,9 @@ def plot_map(
     max_thumbnails: int = 80, title: str | None = None,
 ) -> Path:
     """Scatter the map into a PNG, with a legend; with `paths`, thumbnails spread over the map."""
-    from artenc.viz.grids import _pyplot, _save, thumbnail
+    from artenc.viz.grids import pyplot, save_figure, thumbnail
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 9) if paths else (9, 7.5))
     size = float(np.clip(2000 / max(len(coords), 1), 4, 40))
     for cat in colors.categories:
@@ -173,7 +173,7 @@ def plot_map(
         spine.set_visible(False)
     ax.set_title(title or f"{len(coords)} works" + (f", coloured by {colors.field}" if colors.field else ""),
                  fontsize=11)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def store_map(store: Store, field: str | None = None, method: str = "umap", **kwargs) -> tuple[np.ndarray, Coloring]:
