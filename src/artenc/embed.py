@@ -8,6 +8,7 @@ work and a re-run finishes the job with no lost and no duplicated rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -192,10 +193,8 @@ def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.Data
 
 def _lower_priority(_worker_id: int) -> None:
     """Decoding workers yield the CPU to the model: they fill its idle gaps instead of stalling it."""
-    try:
+    with contextlib.suppress(OSError):
         os.nice(10)
-    except OSError:
-        pass
 
 
 def default_workers() -> int:
