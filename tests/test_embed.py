@@ -234,6 +234,9 @@ def test_kill_and_resume_matches_clean_run(tmp_path: Path) -> None:
     assert proc.poll() is None, "embedding finished before it could be killed; make the job bigger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(1.0)
+    orphans = subprocess.run(["pgrep", "-f", f"--out {killed}$"], capture_output=True, text=True).stdout.split()
+    assert orphans == [], "decoding workers outlived their killed parent"
     partial = len(Store.open(killed))
     assert 0 < partial < 48
     subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, stderr=subprocess.DEVNULL)

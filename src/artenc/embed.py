@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -191,10 +192,27 @@ def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.Data
     return tasks, unchanged, known
 
 
-def _lower_priority(_worker_id: int) -> None:
-    """Decoding workers yield the CPU to the model: they fill its idle gaps instead of stalling it."""
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL when the embedding process dies, even by `kill -9`
+    (otherwise it can block forever on a full result pipe and linger as an orphan)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+def _init_cpu_worker(_worker_id: int) -> None:
+    """Decoding workers die with their parent and yield the CPU to the model (they fill its
+    idle gaps instead of stalling it)."""
+    _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(10)
+
+
+def _init_worker(_worker_id: int) -> None:
+    _die_with_parent()
 
 
 def default_workers() -> int:
@@ -247,7 +265,7 @@ def embed_folders(
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
         prefetch_factor=4 if workers else None, persistent_workers=False,
-        worker_init_fn=_lower_priority if workers and encoder.device == "cpu" else None,
+        worker_init_fn=_init_cpu_worker if encoder.device == "cpu" else _init_worker,
         multiprocessing_context="spawn" if workers and torch.cuda.is_available() else None,
     )
     rows: list[dict] = []
