@@ -34,6 +34,7 @@ import numpy as np
 
 from artenc.errors import UsageError
 from artenc.index import as_unit_matrix, iter_blocks, load_faiss
+from artenc.store import l2_normalize
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -213,7 +214,7 @@ def reference_sets(x: np.ndarray, b: int, size: int, seed: int) -> list[np.ndarr
     refs = []
     for _ in range(b):
         z = rng.uniform(lo, hi, size=(size, len(lo))).astype(np.float32) @ axes + mean
-        refs.append(as_unit_matrix(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)))
+        refs.append(as_unit_matrix(l2_normalize(z)))
     return refs
 
 

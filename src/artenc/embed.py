@@ -280,13 +280,10 @@ def embed_folders(
             store.append_segment(frame, block)
         rows, vecs, n_vec = [], [], 0
 
-    embed_seconds = 0.0
     try:
         with Progress(len(tasks), "embed", enabled=progress) as bar:
             for records, pixels in loader:
-                t0 = time.monotonic()
                 out_vecs = encoder.encode(pixels) if pixels is not None else None
-                embed_seconds += time.monotonic() - t0
                 k = 0
                 for r in records:
                     row = {c: r.get(c) for c in BASE_COLUMNS}

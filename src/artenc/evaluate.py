@@ -242,17 +242,11 @@ def evaluate_arrays(
 def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> dict:
     """`evaluate_arrays` on an opened `artenc.store.Store`; fields default to its label columns."""
     from artenc.errors import UsageError
+    from artenc.predict import label_fields
 
     items = store.items
     split_column = kwargs.get("split_column", "split")
-    available = [c for c in store.label_columns if c != split_column]
-    fields = list(fields) if fields else available
-    missing = [f for f in fields if f not in items.columns]
-    if missing or not fields:
-        raise UsageError(
-            f"{store.root}: no label field {', '.join(missing) or '(none given)'}; label columns: "
-            f"{', '.join(store.label_columns) or 'none (embed with --labels CSV)'}"
-        )
+    fields = label_fields(store, fields, split_column)
     for key in ("query_split", "gallery_split"):
         split = kwargs.get(key)
         if split is not None:

@@ -10,7 +10,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps
@@ -52,12 +52,6 @@ def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(absolute(Path(dirpath) / name))
     return sorted(found)
-
-
-def iter_chunks(items: list, size: int) -> Iterator[list]:
-    """Yield consecutive slices of `items` of at most `size` elements."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

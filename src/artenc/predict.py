@@ -32,6 +32,15 @@ def label_fields(store: Store, fields: Sequence[str] | None, split_column: str =
     return list(fields)
 
 
+def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
+    """One label field's vote: label, confidence, votes (most first); missing labels
+    (None, NaN, "") do not vote, and with no votes the label is None."""
+    pairs = [(str(v), float(s)) for v, s in zip(values, sims, strict=True) if v is not None and v == v and v != ""]
+    label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
+    return {"label": label, "confidence": round(confidence, 4),
+            "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
+
+
 def predict_vectors(
     store: Store, vectors: np.ndarray, fields: Sequence[str], k: int = 10,
     query_rows: Sequence[int | None] | None = None,
@@ -52,11 +61,7 @@ def predict_vectors(
         neigh = items.iloc[irow[ok]]
         result: dict = {"fields": {}, "neighbors": []}
         for field in fields:
-            values = neigh[field].fillna("").astype(str).to_numpy()
-            has = values != ""
-            label, confidence, votes = knn_vote(list(values[has]), list(srow[ok][has]))
-            result["fields"][field] = {"label": label, "confidence": round(confidence, 4),
-                                       "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
+            result["fields"][field] = field_vote(neigh[field].tolist(), srow[ok])
         for (_, item), s in zip(neigh.iterrows(), srow[ok], strict=True):
             entry = {"path": item["path"], "relpath": item["relpath"], "similarity": round(float(s), 4)}
             entry.update({f: (None if item[f] is None or item[f] != item[f] else str(item[f])) for f in fields})

@@ -174,7 +174,7 @@ class Store:
         self.segment_dir.mkdir(parents=True, exist_ok=True)
         _atomic_save_npy(self.segment_dir / f"seg-{seg:06d}.npy", vectors)
         _atomic_save_parquet(self.segment_dir / f"seg-{seg:06d}.parquet", rows[BASE_COLUMNS])
-        self.__dict__.pop("_live", None)
+        self.reload()
         return seg
 
     def _read_segments(self) -> tuple[pd.DataFrame, np.ndarray]:
@@ -207,8 +207,9 @@ class Store:
         return items, vectors, skipped
 
     def reload(self) -> Store:
-        self.__dict__.pop("_live", None)
-        self.__dict__.pop("labels", None)
+        """Forget cached views so the next access reads the files again."""
+        for cached in ("_live", "labels", "_items", "_row_of_path"):
+            self.__dict__.pop(cached, None)
         return self
 
     # ----- public views --------------------------------------------------------------
@@ -223,11 +224,16 @@ class Store:
 
     @property
     def items(self) -> pd.DataFrame:
-        """One row per embedded file: ITEM_COLUMNS plus label columns."""
+        """One row per embedded file: ITEM_COLUMNS plus label columns (shared: treat as read-only,
+        like `vectors`; `.copy()` it to modify)."""
+        return self._items
+
+    @cached_property
+    def _items(self) -> pd.DataFrame:
         items = self._live[0]
         labels = self.labels
         if labels is None or labels.empty:
-            return items.copy()
+            return items
         return items.merge(labels, on="path", how="left", validate="one_to_one")
 
     @property
@@ -258,7 +264,7 @@ class Store:
             labels = labels.rename(columns={c: f"label_{c}" for c in clash})
         labels = labels.drop_duplicates("path", keep="last").astype({"path": str})
         _atomic_save_parquet(self.root / "labels.parquet", labels.reset_index(drop=True))
-        self.__dict__.pop("labels", None)
+        self.reload()
 
     @property
     def revision(self) -> str:
@@ -272,8 +278,11 @@ class Store:
 
     def index_of(self, paths: Sequence[str]) -> list[int | None]:
         """Row indices of absolute paths in `items` (None where absent)."""
-        lookup = {p: i for i, p in enumerate(self._live[0]["path"])}
-        return [lookup.get(str(p)) for p in paths]
+        return [self._row_of_path.get(str(p)) for p in paths]
+
+    @cached_property
+    def _row_of_path(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self._live[0]["path"])}
 
     # ----- maintenance ---------------------------------------------------------------
     def compact(self) -> None:

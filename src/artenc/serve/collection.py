@@ -75,8 +75,9 @@ def duplicate_groups(store, threshold: float) -> list[DuplicateGroup]:
     from artenc.dedup import find_duplicates
 
     doc = find_duplicates(store, threshold, verify=False)
-    row = {p: i for i, p in enumerate(store.items["path"].astype(str))}
-    return [DuplicateGroup(row[g["keep"]], [(row[d["path"]], d["similarity"]) for d in g["duplicates"]])
+    return [DuplicateGroup(store.index_of([g["keep"]])[0],
+                           [(i, d["similarity"]) for i, d in
+                            zip(store.index_of([d["path"] for d in g["duplicates"]]), g["duplicates"], strict=True)])
             for g in doc["groups"]]
 
 

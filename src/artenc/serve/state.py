@@ -125,18 +125,14 @@ class ServeState:
     def predict(self, ids: np.ndarray, sims: np.ndarray) -> dict[str, dict]:
         """Per label field: the neighbours' majority label, its share of votes, all votes.
 
-        Same vote as `artenc.predict` (`evaluate.knn_vote`, missing labels do not vote), on
-        the neighbours already found, so a request searches once.
+        Same vote as `artenc predict` (`predict.field_vote`), on the neighbours already
+        found, so a request searches once. Fields without any vote are left out.
         """
-        from artenc.evaluate import knn_vote
+        from artenc.predict import field_vote
 
         out = {}
         for field in self.predicted_fields:
-            pairs = [(str(self.labels[i][field]), float(s)) for i, s in zip(ids, sims, strict=True)
-                     if self.labels[i][field] not in (None, "")]
-            if not pairs:
-                continue
-            label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
-            out[field] = {"label": label, "confidence": round(confidence, 4),
-                          "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
+            vote = field_vote([self.labels[i][field] for i in ids], sims)
+            if vote["label"] is not None:
+                out[field] = vote
         return out
