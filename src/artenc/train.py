@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from artenc.backbones.exported import save_encoder
-    from artenc.models.pooling import MultiScaleFeatures
+    from artenc.models.pooling import FeatureWrapper
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -80,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("export", True) and trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "encoder.pt"
-        features = backbone.model.config() if isinstance(backbone.model, MultiScaleFeatures) else None
+        features = backbone.model.config() if isinstance(backbone.model, FeatureWrapper) else None
         save_encoder(
             out, backbone_name=cfg.backbone.name, backbone=backbone.model, head=model.head.cpu(),
             preprocess=backbone.preprocess, features=features,

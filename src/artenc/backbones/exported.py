@@ -52,7 +52,7 @@ def save_encoder(
     """Write an exported encoder; returns its path.
 
     `features`: the config of a feature wrapper around the timm `backbone_name` model
-    (`artenc.models.pooling.MultiScaleFeatures.config()`), None for its plain pooled output.
+    (`artenc.models.pooling.FeatureWrapper.config()`), None for its plain pooled output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

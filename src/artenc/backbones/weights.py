@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -45,8 +46,13 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str
 
 
 def fingerprint_module(model: nn.Module) -> str:
-    """A stable hash of a network's parameters and buffers (identifies the weights)."""
+    """A stable hash of a network's parameters and buffers (identifies the weights), and of
+    the `config()` of any feature wrapper in it (the same weights pooled differently differ)."""
     h = hashlib.sha256()
+    for name, module in model.named_modules():
+        config = getattr(module, "config", None)
+        if callable(config):
+            h.update(f"{name}:{json.dumps(config(), sort_keys=True)}".encode())
     for key, tensor in sorted(model.state_dict().items()):
         h.update(key.encode())
         h.update(str(tuple(tensor.shape)).encode())

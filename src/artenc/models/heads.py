@@ -42,25 +42,31 @@ class ProjectionHead(nn.Module):
     `normalize_input` L2-normalises the input first (backbone features in artenc are
     unit vectors; the exported encoder needs the same step). `input_batch_norm` standardises
     each input feature with running statistics of the training features (`Standardize`),
-    for inputs that concatenate features of different scales.
+    for inputs that concatenate features of different scales. `input_dropout` drops input
+    features while training (a regulariser for wide inputs such as covariance statistics).
     """
 
     def __init__(
         self, dims: list[int], batch_norm: bool = True, dropout: float = 0.0,
         normalize_input: bool = False, in_dim: int | None = None, input_batch_norm: bool = False,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         dims = ([in_dim] if in_dim is not None else []) + list(dims)
         if len(dims) < 1 or any(int(d) <= 0 for d in dims):
             raise ValueError(f"dims must be positive layer sizes, e.g. [1280, 512, 128]; got {dims}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, rate in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0 <= rate < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
         self.dims = [int(d) for d in dims]
         self.batch_norm = batch_norm
         self.dropout = dropout
         self.normalize_input = normalize_input
         self.input_batch_norm = input_batch_norm
+        self.input_dropout = input_dropout
         layers: list[nn.Module] = [Standardize(self.dims[0])] if input_batch_norm else []
+        if input_dropout > 0:
+            layers.append(nn.Dropout(input_dropout))
         for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True)):
             last = i == len(self.dims) - 2
             layers.append(nn.Linear(d_in, d_out, bias=last or not batch_norm))
@@ -79,7 +85,8 @@ class ProjectionHead(nn.Module):
     def config(self) -> dict:
         """JSON-serialisable constructor arguments (stored in exported encoders)."""
         return {"dims": self.dims, "batch_norm": self.batch_norm, "dropout": self.dropout,
-                "normalize_input": self.normalize_input, "input_batch_norm": self.input_batch_norm}
+                "normalize_input": self.normalize_input, "input_batch_norm": self.input_batch_norm,
+                "input_dropout": self.input_dropout}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize_input:
