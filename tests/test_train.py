@@ -73,11 +73,7 @@ def _ckpt_step(path: Path) -> tuple[int, int]:
 
 
 def test_resume_and_export_reproduces_training_embeddings(tiny_images, tmp_path):
-    from artenc.backbones.exported import load_exported_encoder
-    from artenc.images import load_image
-    from artenc.preprocess import to_uint8_chw
-    from artenc.runtime import create_encoder
-    from artenc.train import build, train
+    from artenc.train import train
 
     run = tmp_path / "run"
     base = [o for o in overrides(tiny_images, run, tmp_path / "cache") if not o.startswith("hydra.")]
@@ -91,19 +87,45 @@ def test_resume_and_export_reproduces_training_embeddings(tiny_images, tmp_path)
     assert step2 == 2 * step1 and epoch2 > epoch1  # continued, not restarted
     assert {"val/p_at_k", "val/map_at_k", "val/knn_accuracy"} <= set(metrics)
 
-    # training-time embeddings: the LightningModule on uint8 images, weights of the exported checkpoint
-    cfg = compose(*base)
+    encoded, trained = _exported_and_training_embeddings(compose(*base), run, tiny_images, "torch")
+    np.testing.assert_allclose(encoded, trained, atol=1e-5)
+
+
+def test_texture_backbone_trains_and_exports_to_onnx(tiny_images, tmp_path):
+    """Texture statistics + input dropout: one epoch, then the exported encoder on ONNX Runtime
+    gives the training-time embeddings."""
+    from artenc.train import train
+
+    run = tmp_path / "run"
+    base = [o for o in overrides(tiny_images, run, tmp_path / "cache") if not o.startswith("hydra.")]
+    base += [f"paths.output_dir={run}", "trainer.max_epochs=1", "backbone=lite0_texture",
+             "head.input_batch_norm=true", "head.input_dropout=0.5", "head.dims=[16,8]"]
+    train(compose(*base))
+    encoded, trained = _exported_and_training_embeddings(compose(*base), run, tiny_images, "onnx")
+    assert encoded.shape == (18, 8)
+    np.testing.assert_allclose(encoded, trained, atol=1e-4)
+
+
+def _exported_and_training_embeddings(cfg, run: Path, root: Path, runtime: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of the images under root by the exported `run/encoder.pt` (on `runtime`) and
+    by the LightningModule with the weights of the checkpoint it was exported from."""
+    from artenc.backbones.exported import load_exported_encoder
+    from artenc.images import load_image
+    from artenc.preprocess import to_uint8_chw
+    from artenc.runtime import create_encoder
+    from artenc.train import build
+
     _, _, module = build(cfg)
     exported = load_exported_encoder(run / "encoder.pt")
     source_ckpt = _exported_checkpoint(run / "encoder.pt")
     module.load_state_dict(torch.load(source_ckpt, map_location="cpu", weights_only=False)["state_dict"])
     module.eval()
-    paths = sorted((tiny_images / "images").glob("*.jpg"))
+    paths = sorted((root / "images").glob("*.jpg"))
     images = np.stack([to_uint8_chw(load_image(p), exported.preprocess) for p in paths])
     with torch.no_grad():
         trained = module(torch.from_numpy(images)[:, None])[:, 0].numpy()
-    encoded = create_encoder(str(run / "encoder.pt"), runtime="torch", device="cpu").encode(images)
-    np.testing.assert_allclose(encoded, trained, atol=1e-5)
+    encoded = create_encoder(str(run / "encoder.pt"), runtime=runtime, device="cpu").encode(images)
+    return encoded, trained
 
 
 def _exported_checkpoint(encoder_pt: Path) -> str:
