@@ -190,3 +190,18 @@ def test_multiscale_features_and_standardize_export_round_trip(tmp_path):
     assert loaded.dim == 8
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), expected)
+
+
+def test_augmented_views_follow_the_backbone_input_size(tiny_images, tmp_path):
+    """lite1 takes 240 px: augmented views are made at 240 unless a conflicting size is asked for."""
+    from artenc.errors import UsageError
+    from artenc.train import build
+
+    base = [o for o in overrides(tiny_images, tmp_path / "run", tmp_path / "cache") if not o.startswith("hydra.")]
+    cfg = compose(*base, "backbone=lite1")
+    _, datamodule, _ = build(cfg)
+    assert datamodule.augment.size == 240 and cfg.data.augment.size == 240
+    view = datamodule.augment(Image.new("RGB", (300, 200)))
+    assert view.shape == (3, 240, 240)
+    with pytest.raises(UsageError, match="data.augment.size=224.*240 px"):
+        build(compose(*base, "backbone=lite1", "data.augment.size=224"))

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from artenc.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,26 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in node.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
+    """Augmented views are made at the backbone's input size: `data.augment.size: null`
+    takes it; another size is refused (its features would not match the clean view's)."""
+    augment = cfg.data.get("augment")
+    if augment is None or "size" not in augment:
+        return
+    if augment.size is None:
+        with open_dict(cfg):
+            augment.size = size
+    elif int(augment.size) != size:
+        raise UsageError(f"data.augment.size={augment.size}, but the backbone {cfg.backbone.name} takes {size} px "
+                         "inputs: leave data.augment.size=null to follow the backbone")
+
+
 def build(cfg: DictConfig):
     """(backbone, datamodule, LightningModule) from a composed config."""
     from artenc.runtime import EmbeddingModule
 
     backbone = hydra.utils.instantiate(cfg.backbone)
+    _augment_at_backbone_size(cfg, backbone.preprocess.size)
     # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
     datamodule = hydra.utils.instantiate(cfg.data, _partial_=True)(backbone=backbone)
     # backbone features are unit vectors (EmbeddingModule); the head normalises too, so the
