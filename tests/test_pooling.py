@@ -115,15 +115,22 @@ def test_layer_statistics_onnx_matches_torch():
     np.testing.assert_allclose(onnx_out, torch_out, atol=1e-4)
 
 
-def test_layer_statistics_encoder_export_round_trip(tmp_path, lite0):
+@pytest.mark.parametrize(("kind", "hidden", "input_dropout"), [("multiscale", 32, 0.0), ("layer_stats", 16, 0.5)])
+def test_wrapper_and_standardizing_head_export_round_trip(tmp_path, lite0, kind, hidden, input_dropout):
+    """Each wrapper + a standardising head survive save/load bit for bit."""
     from artenc.backbones.exported import HeadedEncoder, load_exported_encoder, save_encoder
     from artenc.models.heads import ProjectionHead
     from artenc.preprocess import PreprocessConfig
 
-    wrapper = LayerStatistics(lite0, ["blocks.2", "bn2"], ["blocks.1"]).eval()
-    head = ProjectionHead([16, 8], in_dim=wrapper.dim, normalize_input=True, input_batch_norm=True, input_dropout=0.5)
+    if kind == "multiscale":
+        wrapper = MultiScaleFeatures(lite0, [1, 3]).eval()
+        assert wrapper.dim == 1280 + 2 * (24 + 112)
+    else:
+        wrapper = LayerStatistics(lite0, ["blocks.2", "bn2"], ["blocks.1"]).eval()
+    head = ProjectionHead([hidden, 8], in_dim=wrapper.dim, normalize_input=True, input_batch_norm=True,
+                          input_dropout=input_dropout)
     head.train()
-    head(torch.randn(16, wrapper.dim))
+    head(torch.randn(16, wrapper.dim))  # running statistics move away from (0, 1)
     head.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -131,6 +138,7 @@ def test_layer_statistics_encoder_export_round_trip(tmp_path, lite0):
     path = save_encoder(tmp_path / "encoder.pt", backbone_name="tf_efficientnet_lite0", backbone=wrapper,
                         head=head, preprocess=PreprocessConfig(), features=wrapper.config())
     loaded = load_exported_encoder(path)
+    assert loaded.dim == 8
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), expected)
 

@@ -165,33 +165,6 @@ def test_multirun_sweep(tiny_images, tmp_path):
     assert len(list((tmp_path / "sweep").glob("*/encoder.pt"))) == 2
 
 
-def test_multiscale_features_and_standardize_export_round_trip(tmp_path):
-    """The multi-scale wrapper + a standardising head survive save/load bit for bit."""
-    import timm
-
-    from artenc.backbones.exported import HeadedEncoder, load_exported_encoder, save_encoder
-    from artenc.models.heads import ProjectionHead
-    from artenc.models.pooling import MultiScaleFeatures
-    from artenc.preprocess import PreprocessConfig
-
-    torch.manual_seed(0)
-    wrapper = MultiScaleFeatures(timm.create_model("tf_efficientnet_lite0", pretrained=False), [1, 3]).eval()
-    assert wrapper.dim == 1280 + 2 * (24 + 112)
-    head = ProjectionHead([32, 8], in_dim=wrapper.dim, normalize_input=True, input_batch_norm=True)
-    head.train()
-    head(torch.randn(16, wrapper.dim))  # running statistics move away from (0, 1)
-    head.eval()
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = HeadedEncoder(wrapper, head)(x)
-    path = save_encoder(tmp_path / "encoder.pt", backbone_name="tf_efficientnet_lite0", backbone=wrapper,
-                        head=head, preprocess=PreprocessConfig(), features=wrapper.config())
-    loaded = load_exported_encoder(path)
-    assert loaded.dim == 8
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x), expected)
-
-
 def test_augmented_views_follow_the_backbone_input_size(tiny_images, tmp_path):
     """lite1 takes 240 px: augmented views are made at 240 unless a conflicting size is asked for."""
     from artenc.errors import UsageError

@@ -101,12 +101,13 @@ class LayerStatistics(FeatureWrapper):
         self.model, self.layers, self.covariance_layers = model, list(layers), list(covariance_layers)
         if not self.layers and not self.covariance_layers:
             raise ValueError("LayerStatistics needs at least one layer, e.g. layers=['blocks.5', 'bn2']")
+        self._hooked = list(dict.fromkeys([*self.layers, *self.covariance_layers]))  # each layer once
         modules = dict(model.named_modules())
-        missing = [n for n in {*self.layers, *self.covariance_layers} if n not in modules or not n]
+        missing = [n for n in self._hooked if n not in modules or not n]
         if missing:
             some = ", ".join(n for n in list(modules)[1:12])
             raise ValueError(f"{type(model).__name__} has no layer named {sorted(missing)} (some names: {some}, ...)")
-        for name in dict.fromkeys([*self.layers, *self.covariance_layers]):
+        for name in self._hooked:
             modules[name].register_forward_hook(_keep_output)
         with torch.no_grad():
             channels = {n: m.shape[1] for n, m in self._run(torch.zeros(1, 3, 64, 64)).items()}
@@ -122,7 +123,7 @@ class LayerStatistics(FeatureWrapper):
         """Run the model; the outputs of the hooked layers by name."""
         self.model.forward_features(x)
         maps = {}
-        for name in dict.fromkeys([*self.layers, *self.covariance_layers]):
+        for name in self._hooked:
             module = self.model.get_submodule(name)
             maps[name] = module.__dict__.pop("_artenc_output", None)
             if maps[name] is None:
