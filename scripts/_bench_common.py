@@ -87,7 +87,7 @@ def load_note() -> str:
 
 def embed_cached(images: list[Path], out: Path, labels: Path | None = None):
     """Embed `images` (files) into the store `out` unless it is already there; returns the Store."""
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
     from artenc.store import Store
 
     if not (out / "meta.json").exists():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from artenc.embed import embed_folders
+from artenc.embedding import embed_folders
 from artenc.images import discover_images
 from artenc.runtime import create_encoder
 

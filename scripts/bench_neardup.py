@@ -76,7 +76,7 @@ def main() -> None:
         return
     print(f"# bench_neardup  {load_note()}")
     from artenc.dedup import find_duplicates
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
     from artenc.store import Store
 
     workdir = Path(args.workdir) / f"o{args.originals}-d{args.distractors}-s{args.seed}"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from artenc.commands.compare import markdown_table
-from artenc.embed import embed_folders
+from artenc.embedding import embed_folders
 from artenc.evaluate import evaluate_store
 from artenc.store import Store
 

@@ -21,7 +21,7 @@ def golden_image_path(folder: Path) -> Path:
 if __name__ == "__main__":
     import tempfile
 
-    from artenc.embed import encode_files
+    from artenc.embedding import encode_files
     from artenc.runtime import create_encoder
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -80,7 +80,7 @@ def image_store(tmp_path_factory, encoder=None) -> Store:
     key = str(tmp_path_factory.getbasetemp())
     if key in _IMAGE_STORES:
         return _IMAGE_STORES[key]
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
 
     root = tmp_path_factory.mktemp("paintings")
     images = root / "images"

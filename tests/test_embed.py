@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from artenc.cli import main
-from artenc.embed import embed_folders, encode_files
+from artenc.embedding import embed_folders, encode_files
 from artenc.store import Store
 from tests.conftest import painting, write_gallery
 from tests.golden import GOLDEN, golden_image_path

@@ -47,7 +47,7 @@ def test_stored_query_is_left_out(toy_store):
 
 
 def test_cli_predict_on_images(tmp_path, capsys):
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
 
     rng = np.random.default_rng(0)
     (tmp_path / "img").mkdir()

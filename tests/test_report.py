@@ -121,7 +121,7 @@ def test_report_cli_refuses_bad_arguments(store: Store, tmp_path: Path, argv: li
 
 def test_report_on_an_embedded_gallery(gallery: Path, tmp_path: Path, lite0_encoder) -> None:
     """The whole path on real images: embed, then a report with verified near-duplicates."""
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
     from tests.conftest import painting
 
     painting(3).crop((10, 10, 300, 240)).save(gallery / "a" / "copy_of_3.jpg", quality=85)

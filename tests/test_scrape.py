@@ -167,7 +167,7 @@ def test_wga_rerun_resumes_without_refetching(wga_crawl: dict) -> None:
 
 
 def test_manifest_feeds_artenc_embed_labels(wga_crawl: dict, tmp_path: Path) -> None:
-    pytest.importorskip("artenc.embed")
+    pytest.importorskip("artenc.embedding")
     out, store = wga_crawl["out"], tmp_path / "store"
     cmd = [sys.executable, "-m", "artenc.cli", "embed", str(out), "--out", str(store)]
     cmd += ["--labels", str(out / "manifest.csv"), "--runtime", "torch", "--workers", "0", "--json"]

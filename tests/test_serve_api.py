@@ -34,7 +34,7 @@ LIMIT = 1_000_000  # upload limit for these tests
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, lite0_encoder) -> tuple[Path, Path]:
     """A store of 18 paintings labelled by style, plus a planted near-copy of work 0."""
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
 
     root = tmp_path_factory.mktemp("serve")
     images = write_gallery(root / "gallery", 18)

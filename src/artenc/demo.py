@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artenc.demo_gallery import build_gallery
-from artenc.embed import embed_folders
+from artenc.embedding import embed_folders
 from artenc.store import Store
 
 log = logging.getLogger("artenc")

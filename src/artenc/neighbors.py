@@ -51,7 +51,7 @@ def resolve_queries(store: Store, queries: list[str]) -> list[Query]:
             raise UsageError(f"{q}: not in the store and no such image file")
     new_vectors: dict[str, np.ndarray] = {}
     if new:
-        from artenc.embed import encode_files
+        from artenc.embedding import encode_files
         from artenc.runtime import encoder_for_store
 
         vectors, errors = encode_files(new, encoder_for_store(store.meta))

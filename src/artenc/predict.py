@@ -75,7 +75,7 @@ def predict_images(
     device: str = "auto", runtime: str = "auto",
 ) -> list[dict]:
     """Embed image files with the store's own encoder and predict their labels."""
-    from artenc.embed import encode_files
+    from artenc.embedding import encode_files
     from artenc.runtime import encoder_for_store
 
     fields = label_fields(store, fields)

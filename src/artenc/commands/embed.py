@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
-    from artenc.embed import embed_folders
+    from artenc.embedding import embed_folders
     from artenc.images import DEFAULT_MAX_PIXELS
 
     report = embed_folders(

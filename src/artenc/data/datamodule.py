@@ -27,7 +27,7 @@ from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
 from artenc.data.feature_cache import ViewFn, cached_view_features
 from artenc.data.splits import SplitSpec
-from artenc.embed import read_labels
+from artenc.embedding import read_labels
 from artenc.errors import UsageError
 from artenc.images import load_image
 from artenc.preprocess import to_uint8_chw
