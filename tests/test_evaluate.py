@@ -87,11 +87,11 @@ def test_evaluate_arrays_splits_and_missing_labels():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     items = pd.DataFrame({"style": y, "split": np.tile(["dev", "holdout"], 30)})
     items.loc[0, "style"] = ""  # unlabelled: neither query nor gallery
-    r = evaluate_arrays(x, items, ["style"], k=5, query_split="holdout", gallery_split="dev")
+    r = evaluate_arrays(x, items, ["style"], k=5, query_split="holdout", gallery_split="dev").to_dict()
     s = r["fields"]["style"]
     assert s["p_at_k"] == 1.0 and s["knn_accuracy"] == 1.0 and s["linear_probe_accuracy"] == 1.0
     assert s["n_queries"] == 30 and s["n_gallery"] == 29 and r["leave_one_out"] is False
-    loo = evaluate_arrays(x, items, ["style"], k=5, query_split="holdout")
+    loo = evaluate_arrays(x, items, ["style"], k=5, query_split="holdout").to_dict()
     assert loo["leave_one_out"] and loo["fields"]["style"]["n_gallery"] == 30
     assert loo["fields"]["style"]["map_at_k"] == 1.0
 

@@ -32,7 +32,7 @@ def toy_store(tmp_path) -> Store:
 
 
 def test_votes_confidence_and_neighbours(toy_store):
-    [r] = predict_vectors(toy_store, _unit([5]), ["style", "school"], k=3)
+    [r] = [p.to_dict() for p in predict_vectors(toy_store, _unit([5]), ["style", "school"], k=3)]
     assert r["fields"]["style"] == {"label": "a", "confidence": pytest.approx(2 / 3, abs=1e-4),
                                     "votes": {"a": 2, "b": 1}}
     # the unlabelled neighbour does not vote: x 1, y 1 -> tie broken by similarity (x at 5 deg)
@@ -42,7 +42,7 @@ def test_votes_confidence_and_neighbours(toy_store):
 
 
 def test_stored_query_is_left_out(toy_store):
-    [r] = predict_vectors(toy_store, _unit([0]), ["style"], k=1, query_rows=[0])
+    [r] = [p.to_dict() for p in predict_vectors(toy_store, _unit([0]), ["style"], k=1, query_rows=[0])]
     assert r["neighbors"][0]["relpath"] == "1.jpg"
 
 
@@ -76,6 +76,6 @@ def test_cli_predict_usage_errors(tmp_path, caplog):
 
 
 def test_predict_json_shape(toy_store):
-    [r] = predict_vectors(toy_store, _unit([95]), ["style"], k=2)
+    [r] = [p.to_dict() for p in predict_vectors(toy_store, _unit([95]), ["style"], k=2)]
     doc = json.loads(json.dumps(r))
     assert doc["fields"]["style"]["label"] == "b" and doc["fields"]["style"]["confidence"] == 1.0

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.errors import UsageError
+from artenc.errors import ParameterError, UsageError
 from artenc.index import as_unit_matrix, iter_blocks, load_faiss
 from artenc.store import l2_normalize
 
@@ -87,9 +87,9 @@ def parse_k_range(text: str) -> list[int]:
             raise ValueError
         ks = list(range(*parts))
     except ValueError:
-        raise UsageError(f"--k-range must look like START:STOP[:STEP] (e.g. {DEFAULT_K_RANGE}), got {text!r}") from None
+        raise ParameterError("k_range", f"must look like START:STOP[:STEP] (e.g. {DEFAULT_K_RANGE}), got {text!r}") from None
     if not ks or ks[0] < 1:
-        raise UsageError(f"--k-range {text!r} gives no k >= 1")
+        raise ParameterError("k_range", f"{text!r} gives no k >= 1")
     return ks
 
 
@@ -131,7 +131,7 @@ def fit_kmedoids(diss: np.ndarray, k: int, *, seed: int = 0, init: np.ndarray | 
 
     n = len(diss)
     if not 1 <= k <= n:
-        raise UsageError(f"k must be between 1 and the number of works ({n}), got {k}")
+        raise ParameterError("k", f"must be between 1 and the number of works ({n}), got {k}")
     start = kmedoids_plusplus(diss, k, np.random.default_rng(seed), init)
     if init is None or len(init) == 0:
         start = np.asarray(kmedoids.alternating(diss, start.astype(np.uintp), max_iter=100).medoids)
@@ -303,7 +303,7 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
     if n == 0:
         raise UsageError("cannot cluster an empty store (embed some images first)")
     if sample_size < 2:
-        raise UsageError(f"--sample-size must be >= 2, got {sample_size}")
+        raise ParameterError("sample_size", f"must be >= 2, got {sample_size}")
     rng = np.random.default_rng(seed)
     sample = rng.permutation(n)[:sample_size]  # random order: its head is the sweep sample
     xs = x[sample]
@@ -311,8 +311,8 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         ks = parse_k_range(k_range) if isinstance(k_range, str) else list(k_range)
         ks = [kk for kk in ks if 2 <= kk < len(sample)]
         if not ks:
-            raise UsageError(f"--k auto needs some k in [2, {len(sample) - 1}] (the works available); "
-                             f"--k-range gives none")
+            raise ParameterError("k_range", f"gives no k in [2, {len(sample) - 1}] (the works available) "
+                                 "for k='auto'")
         rows, fits, _ = sweep_k(xs, ks, seed=seed)
         chosen, rule = choose_k(rows)
         fit = fits[chosen]
@@ -320,11 +320,11 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         try:
             k = int(k)
         except (TypeError, ValueError):
-            raise UsageError(f"--k must be an integer or 'auto', got {k!r}") from None
+            raise ParameterError("k", f"must be an integer or 'auto', got {k!r}") from None
         if not 1 <= k <= n:
-            raise UsageError(f"--k {k} is outside [1, {n}]: the store holds {n} works")
+            raise ParameterError("k", f"{k} is outside [1, {n}]: the store holds {n} works")
         if k > len(sample):
-            raise UsageError(f"--k {k} exceeds --sample-size {len(sample)}; raise --sample-size")
+            raise ParameterError("k", f"{k} exceeds sample_size {len(sample)}; raise sample_size")
         rows, rule = [], "given"
         fit = fit_kmedoids(cosine_distances(xs), k, seed=seed)
     medoids = sample[fit.medoids]
@@ -355,39 +355,101 @@ def label_summary(store: Store, labels: np.ndarray, k: int, top: int = 3) -> lis
     return out
 
 
-def cluster_store(store: Store, k: int | str = "auto", *, k_range: str = DEFAULT_K_RANGE,
-                  sample_size: int = SAMPLE_MAX, seed: int = 0, plots_dir: str | os.PathLike | None = None) -> dict:
-    """`artenc cluster` as a function: the JSON document (and PNGs in `plots_dir`)."""
+@dataclass(frozen=True)
+class ClusterReport:
+    """Result of `cluster_store`: the clustering of a store's works with paths and labels.
+
+    Attributes:
+        clustering: `Clustering` (medoid rows, (n,) int64 cluster of every work, (n,)
+            float32 cosine distance to its medoid, the k sweep when k was chosen).
+        paths: (n,) paths of the store's works, aligned with `clustering.labels`.
+        label_summaries: per cluster, the most frequent values of each label column and
+            the purity (None when the store has no labels).
+        count: works in the store; plots: files written by `draw_cluster_plots`.
+
+    `to_dict()` is the `artenc cluster --json` document.
+    """
+
+    clustering: Clustering
+    paths: np.ndarray
+    label_summaries: list[dict | None]
+    count: int
+    plots: list[str] | None = None
+
+    @property
+    def k(self) -> int:
+        return self.clustering.k
+
+    @property
+    def medoids(self) -> np.ndarray:
+        """(k,) int64 store rows of the medoids (the representative works)."""
+        return self.clustering.medoids
+
+    @property
+    def medoid_paths(self) -> list[str]:
+        return [str(self.paths[m]) for m in self.clustering.medoids]
+
+    def members(self, cluster: int) -> np.ndarray:
+        """Store rows of one cluster, nearest to its medoid first (the medoid itself first)."""
+        c = self.clustering
+        rows = np.flatnonzero(c.labels == cluster)
+        rows = rows[np.argsort(c.distances[rows], kind="stable")]
+        medoid = c.medoids[cluster]
+        return np.concatenate([[medoid], rows[rows != medoid]]).astype(np.int64)
+
+    def to_dict(self) -> dict:
+        result = self.clustering
+        sizes = result.sizes
+        clusters = []
+        for c, m in enumerate(result.medoids):
+            members = np.flatnonzero(result.labels == c)
+            entry = {"cluster": c, "medoid": str(self.paths[m]), "size": int(sizes[c]),
+                     "mean_distance": round(float(result.distances[members].mean()), 6)}
+            if self.label_summaries[c] is not None:
+                entry["labels"] = self.label_summaries[c]
+            clusters.append(entry)
+        doc = {
+            "k": result.k,
+            "count": self.count,
+            "sampled": result.sample_size < self.count,
+            "sample_size": result.sample_size,
+            "inertia": round(float(result.distances.sum()), 6),
+            "distortion": round(float(result.distances.mean()), 6),
+            "medoids": self.medoid_paths,
+            "sizes": [int(s) for s in sizes],
+            "clusters": clusters,
+        }
+        if result.sweep:
+            doc.update({"rule": result.rule, "sweep": result.sweep})
+        if self.plots is not None:
+            doc["plots"] = self.plots
+        return doc
+
+
+def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,
+                  sample_size: int = SAMPLE_MAX, seed: int = 0,
+                  plots_dir: str | os.PathLike | None = None) -> ClusterReport:
+    """k-medoids representatives of a store (`cluster_vectors`), with label summaries.
+
+    Args:
+        k: number of clusters, or "auto" to sweep `k_range` ("START:STOP[:STEP]", STOP
+            exclusive) and choose k by the rule in the module docstring.
+        sample_size: most works in the distance matrix (4 * s^2 bytes).
+        plots_dir: when given, write the elbow/silhouette curves, medoid strip and
+            cluster montages there (PNG).
+
+    Returns:
+        `ClusterReport`. Raises UsageError for an empty store, ParameterError for a bad k,
+        k_range or sample_size.
+    """
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     result = cluster_vectors(store.vectors, k, k_range=k_range, sample_size=sample_size, seed=seed)
-    paths = store.items["path"].to_numpy()
-    sizes = result.sizes
-    clusters = []
     summaries = label_summary(store, result.labels, result.k) if store.label_columns else [None] * result.k
-    for c, m in enumerate(result.medoids):
-        members = np.flatnonzero(result.labels == c)
-        entry = {"cluster": c, "medoid": str(paths[m]), "size": int(sizes[c]),
-                 "mean_distance": round(float(result.distances[members].mean()), 6)}
-        if summaries[c] is not None:
-            entry["labels"] = summaries[c]
-        clusters.append(entry)
-    doc = {
-        "k": result.k,
-        "count": len(store),
-        "sampled": result.sample_size < len(store),
-        "sample_size": result.sample_size,
-        "inertia": round(float(result.distances.sum()), 6),
-        "distortion": round(float(result.distances.mean()), 6),
-        "medoids": [str(paths[m]) for m in result.medoids],
-        "sizes": [int(s) for s in sizes],
-        "clusters": clusters,
-    }
-    if result.sweep:
-        doc.update({"rule": result.rule, "sweep": result.sweep})
+    plots = None
     if plots_dir is not None:
-        doc["plots"] = [str(p) for p in draw_cluster_plots(store, result, plots_dir)]
-    return doc
+        plots = [str(p) for p in draw_cluster_plots(store, result, plots_dir)]
+    return ClusterReport(result, store.items["path"].to_numpy(), summaries, len(store), plots)
 
 
 def draw_cluster_plots(store: Store, result: Clustering, out_dir: str | os.PathLike,

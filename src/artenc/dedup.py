@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.errors import UsageError
+from artenc.errors import ParameterError, UsageError
 from artenc.index import AUTO_EXACT_MAX, as_unit_matrix, check_threshold, iter_blocks, load_faiss
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
+from artenc.verify import DEFAULT_MIN_INLIERS, verify_pairs
+
+if TYPE_CHECKING:
     from artenc.store import Store
 
 log = logging.getLogger(__name__)
@@ -236,32 +238,136 @@ def clique_groups(pairs: Pairs, n: int) -> list[list[int]]:
     return groups
 
 
-def _group_docs(store: Store, pairs: Pairs, groups: list[list[int]]) -> list[dict]:
+@dataclass(frozen=True)
+class Duplicate:
+    """A group member that is not the keeper: its row, path, cosine similarity to the
+    keeper (float in [-1, 1]) and RANSAC inliers against it (None when not verified)."""
+
+    row: int
+    path: str
+    similarity: float
+    inliers: int | None = None
+
+    def to_dict(self) -> dict:
+        doc = {"path": self.path, "similarity": round(float(self.similarity), 6)}
+        if self.inliers is not None:
+            doc["inliers"] = int(self.inliers)
+        return doc
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Works that are all duplicates of each other: the keeper and the others.
+
+    Attributes:
+        keep: the keeper's store row; `keep_path` its path.
+        duplicates: the other members, by decreasing similarity to the keeper.
+        sides: with `across`, the values of that label column the group spans.
+    """
+
+    keep: int
+    keep_path: str
+    duplicates: list[Duplicate]
+    sides: list[str] | None = None
+
+    @property
+    def rows(self) -> list[int]:
+        """Store rows of every member, the keeper first."""
+        return [self.keep, *sorted(d.row for d in self.duplicates)]
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.keep_path, *(d.path for d in self.duplicates)]
+
+    def to_dict(self) -> dict:
+        doc: dict = {"keep": self.keep_path, "duplicates": [d.to_dict() for d in self.duplicates]}
+        if self.sides is not None:
+            doc["sides"] = self.sides
+        return doc
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """Result of `find_duplicates`; `to_dict()` is the `artenc dedup --json` document.
+
+    Attributes:
+        groups: `DuplicateGroup`s (cliques; see the module docstring).
+        pairs: every duplicate pair found (store rows i < j, cosine, inliers when verified).
+        threshold, top_m, floor, verified, min_inliers, across: the settings used.
+        count: works in the store; candidate_pairs: pairs compared (or verified).
+    """
+
+    groups: list[DuplicateGroup]
+    pairs: Pairs
+    threshold: float
+    top_m: int
+    floor: float | None
+    verified: bool
+    min_inliers: int | None
+    across: str | None
+    count: int
+    candidate_pairs: int
+
+    @property
+    def duplicate_pairs(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def duplicate_paths(self) -> set[str]:
+        """Paths of every non-keeper member (what `copy_unique` leaves out)."""
+        return {d.path for g in self.groups for d in g.duplicates}
+
+    def to_dict(self) -> dict:
+        return {
+            "threshold": self.threshold,
+            "top_m": self.top_m,
+            "floor": self.floor,
+            "verified": self.verified,
+            "min_inliers": self.min_inliers,
+            "across": self.across,
+            "count": self.count,
+            "candidate_pairs": self.candidate_pairs,
+            "duplicate_pairs": self.duplicate_pairs,
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+    def table(self) -> pd.DataFrame:
+        """One row per member: group, role (keep/duplicate), path, row, similarity to the keeper, inliers."""
+        rows = []
+        for g, group in enumerate(self.groups):
+            rows.append({"group": g, "role": "keep", "path": group.keep_path, "similarity": 1.0, "inliers": None})
+            for d in group.duplicates:
+                rows.append({"group": g, "role": "duplicate", "path": d.path, "similarity": d.similarity,
+                             "inliers": d.inliers})
+        return pd.DataFrame(rows, columns=["group", "role", "path", "similarity", "inliers"])
+
+
+def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: str | None) -> list[DuplicateGroup]:
     items = store.items
     rank = keeper_order(items)
     paths = items["path"].to_numpy()
+    side = items[across].astype(str).to_numpy() if across is not None else None
     lookup = {(a, b): p for p, (a, b) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))}
     vectors = store.vectors
-    docs = []
+    out = []
     for members in groups:
         keep = min(members, key=lambda m: rank[m])
         dups = []
         for m in sorted((m for m in members if m != keep), key=lambda m: rank[m]):
             p = lookup.get((min(keep, m), max(keep, m)))
             sim = float(pairs.sim[p]) if p is not None else float(vectors[keep] @ vectors[m])
-            dup = {"path": str(paths[m]), "similarity": round(sim, 6)}
-            if pairs.inliers is not None and p is not None:
-                dup["inliers"] = int(pairs.inliers[p])
-            dups.append(dup)
-        dups.sort(key=lambda d: -d["similarity"])
-        docs.append({"keep": str(paths[keep]), "duplicates": dups, "_rows": [keep, *sorted(set(members) - {keep})]})
-    return docs
+            inl = int(pairs.inliers[p]) if pairs.inliers is not None and p is not None else None
+            dups.append(Duplicate(int(m), str(paths[m]), round(sim, 6), inl))
+        dups.sort(key=lambda d: -d.similarity)
+        sides = sorted(set(side[members])) if side is not None else None
+        out.append(DuplicateGroup(int(keep), str(paths[keep]), dups, sides))
+    return out
 
 
 def _leak_groups(store: Store, pairs: Pairs, groups: list[list[int]], column: str) -> list[list[int]]:
     """Groups with members on different sides of `column`, plus any cross pair split by grouping."""
     if column not in store.label_columns:
-        raise UsageError(f"--across {column}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
+        raise ParameterError("across", f"{column!r} is not a label column (labels: {', '.join(store.label_columns) or 'none'})")
     side = store.items[column].astype(str).to_numpy()
     leaks = [g for g in groups if len(set(side[g])) > 1]
     group_of = {m: gi for gi, g in enumerate(groups) for m in g}
@@ -276,23 +382,41 @@ def find_duplicates(
     threshold: float | None = None,
     *,
     verify: bool = True,
-    min_inliers: int = 15,
+    min_inliers: int = DEFAULT_MIN_INLIERS,
     across: str | None = None,
     workers: int | None = None,
     exact: bool | None = None,
     top_m: int | None = None,
     floor: float | None = None,
-) -> dict:
-    """`artenc dedup` as a function; returns the JSON document (groups, keepers, duplicates)."""
+) -> DuplicateReport:
+    """Near-duplicate groups of a store (the pipeline in the module docstring).
+
+    Args:
+        store: the store.
+        threshold: cosine similarity of range-search candidates, in [-1, 1] (default
+            DEFAULT_VERIFY_THRESHOLD verified, DEFAULT_THRESHOLD without verification).
+        verify: keep only candidates with >= `min_inliers` RANSAC inliers (`artenc.verify`,
+            SIFT + RANSAC homography; Lowe 2004, Fischler & Bolles 1981).
+        across: a label column; only groups spanning several of its values (leakage).
+        workers: verification processes; exact: exact range search (default: up to
+            AUTO_EXACT_MAX works); top_m, floor: the verified mode's extra candidates.
+
+    Returns:
+        `DuplicateReport` with store rows and paths.
+
+    Raises:
+        UsageError: empty store; ParameterError: bad threshold, min_inliers, top_m, floor
+        or an unknown `across` column.
+    """
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     if min_inliers < 4:
-        raise UsageError(f"--min-inliers must be >= 4 (a homography needs 4 points), got {min_inliers}")
+        raise ParameterError("min_inliers", f"must be >= 4 (a homography needs 4 points), got {min_inliers}")
     if threshold is None:
         threshold = DEFAULT_VERIFY_THRESHOLD if verify else DEFAULT_THRESHOLD
     threshold = check_threshold(threshold)
     if across is not None and across not in store.label_columns:
-        raise UsageError(f"--across {across}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
+        raise ParameterError("across", f"{across!r} is not a label column (labels: {', '.join(store.label_columns) or 'none'})")
     if top_m is None:
         top_m = DEFAULT_TOP_M if verify else 0
     if floor is None:
@@ -302,55 +426,28 @@ def find_duplicates(
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",
              n_candidates, threshold, top_m, min(floor, threshold))
     if verify and len(pairs):
-        from artenc.verify import verify_pairs
-
         pairs.inliers = verify_pairs(store, pairs.i, pairs.j, workers=workers)
         pairs = pairs.select(pairs.inliers >= min_inliers)
         log.info("%d of %d candidate pairs verified (>= %d inliers)", len(pairs), n_candidates, min_inliers)
     groups = clique_groups(pairs, len(store))
     if across is not None:
         groups = _leak_groups(store, pairs, groups, across)
-    docs = _group_docs(store, pairs, groups)
-    if across is not None:
-        side = store.items[across].astype(str).to_numpy()
-        for d in docs:
-            d["sides"] = sorted(set(side[d["_rows"]]))
-    return {
-        "threshold": threshold,
-        "top_m": top_m,
-        "floor": min(floor, threshold) if top_m else None,
-        "verified": bool(verify),
-        "min_inliers": min_inliers if verify else None,
-        "across": across,
-        "count": len(store),
-        "candidate_pairs": n_candidates,
-        "duplicate_pairs": len(pairs),
-        "groups": docs,
-    }
+    return DuplicateReport(
+        groups=_make_groups(store, pairs, groups, across), pairs=pairs, threshold=threshold, top_m=top_m,
+        floor=min(floor, threshold) if top_m else None, verified=bool(verify),
+        min_inliers=min_inliers if verify else None, across=across, count=len(store),
+        candidate_pairs=n_candidates,
+    )
 
 
-def public(doc: dict) -> dict:
-    """The document without private bookkeeping (`_rows`), for JSON output."""
-    return {**doc, "groups": [{k: v for k, v in g.items() if not k.startswith("_")} for g in doc["groups"]]}
+def copy_unique(store: Store, report: DuplicateReport, out_dir: str | os.PathLike) -> int:
+    """Copy every work except the report's non-keeper duplicates to `out_dir` (by relpath).
 
-
-def groups_table(doc: dict) -> pd.DataFrame:
-    """One row per member: group, role (keep/duplicate), path, similarity to the keeper, inliers."""
-    import pandas as pd
-
-    rows = []
-    for g, group in enumerate(doc["groups"]):
-        rows.append({"group": g, "role": "keep", "path": group["keep"], "similarity": 1.0, "inliers": None})
-        for d in group["duplicates"]:
-            rows.append({"group": g, "role": "duplicate", "path": d["path"], "similarity": d["similarity"],
-                         "inliers": d.get("inliers")})
-    return pd.DataFrame(rows, columns=["group", "role", "path", "similarity", "inliers"])
-
-
-def copy_unique(store: Store, doc: dict, out_dir: str | os.PathLike) -> int:
-    """Copy every work except the listed duplicates to `out_dir` (by relpath); originals untouched."""
+    Originals are never touched; returns the number of files copied. Raises UsageError
+    when `out_dir` would overwrite an original.
+    """
     out = Path(out_dir).resolve()
-    dropped = {d["path"] for g in doc["groups"] for d in g["duplicates"]}
+    dropped = report.duplicate_paths
     items = store.items
     copied, seen = 0, set()
     for path, rel, sha in zip(items["path"], items["relpath"], items["sha256"], strict=True):
@@ -361,7 +458,7 @@ def copy_unique(store: Store, doc: dict, out_dir: str | os.PathLike) -> int:
             dst = dst.with_name(f"{dst.stem}-{sha[:8]}{dst.suffix}")
         seen.add(dst)
         if dst.exists() and os.path.samefile(dst, path):
-            raise UsageError(f"--copy-unique-to {out_dir}: would overwrite the original {path}; choose another folder")
+            raise ParameterError("out_dir", f"{out_dir} would overwrite the original {path}; choose another folder")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dst)
         copied += 1

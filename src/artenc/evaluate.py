@@ -16,6 +16,7 @@ When a query is also in the gallery (same id), it is left out of its own neighbo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -198,12 +199,52 @@ def _has_label(values: pd.Series) -> np.ndarray:
     return (values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
 
 
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Retrieval metrics of a set of vectors per label field (`evaluate_arrays`, `evaluate_store`).
+
+    Attributes:
+        fields: per label field, its `FieldMetrics` (fractions in [0, 1]; NaN where
+            undefined, e.g. no query; None for a skipped linear probe).
+        k: neighbours used for P@k, mAP@k, R@k and kNN accuracy.
+        n_queries: works in the query split; query_split / gallery_split: the splits
+            (None = all works / the query set); leave_one_out: gallery == queries.
+        store, model: the store's folder and model name (`evaluate_store` only).
+
+    `to_dict()` is the `artenc evaluate --json` document (NaN becomes None).
+    """
+
+    fields: dict[str, FieldMetrics]
+    k: int
+    n_queries: int
+    query_split: str | None
+    gallery_split: str | None
+    leave_one_out: bool
+    store: str | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict:
+        doc: dict = {"fields": {}, "k": self.k}
+        for field, m in self.fields.items():
+            doc["fields"][field] = {
+                "p_at_k": _finite(m.p_at_k), "map_at_k": _finite(m.map_at_k), "r_at_k": _finite(m.r_at_k),
+                "knn_accuracy": _finite(m.knn_accuracy), "linear_probe_accuracy": _finite(m.linear_probe_accuracy),
+                "n_queries": m.n_queries, "n_gallery": m.n_gallery,
+            }
+        doc["n_queries"] = self.n_queries
+        doc["query_split"], doc["gallery_split"] = self.query_split, self.gallery_split
+        doc["leave_one_out"] = self.leave_one_out
+        if self.store is not None:
+            doc["store"], doc["model"] = self.store, self.model
+        return doc
+
+
 def evaluate_arrays(
     vectors: np.ndarray, items: pd.DataFrame, fields: Sequence[str], k: int = 10,
     query_split: str | None = None, gallery_split: str | None = None, split_column: str = "split",
     linear_probe: bool = True,
-) -> dict:
-    """Evaluate embeddings `vectors` aligned with `items` (label columns); returns the report dict.
+) -> EvaluationReport:
+    """Evaluate embeddings `vectors` (n, dim) float32 unit rows aligned with `items` (label columns).
 
     Queries: rows with `split_column == query_split` (all rows if None); gallery: rows with
     `split_column == gallery_split` (the query set if None, i.e. leave-one-out).
@@ -222,26 +263,23 @@ def evaluate_arrays(
 
     q_mask = select(query_split)
     g_mask = select(gallery_split) if gallery_split is not None else q_mask
-    report: dict = {"fields": {}, "k": k}
+    metrics = {}
     for field in fields:
         labelled = _has_label(items[field])
         qm, gm = q_mask & labelled, g_mask & labelled
         labels = items[field].astype(str).to_numpy(dtype=object)
-        m = retrieval_metrics(vectors[qm], labels[qm], vectors[gm], labels[gm], k, rows[qm], rows[gm], linear_probe)
-        report["fields"][field] = {
-            "p_at_k": _finite(m.p_at_k), "map_at_k": _finite(m.map_at_k), "r_at_k": _finite(m.r_at_k),
-            "knn_accuracy": _finite(m.knn_accuracy), "linear_probe_accuracy": _finite(m.linear_probe_accuracy),
-            "n_queries": m.n_queries, "n_gallery": m.n_gallery,
-        }
-    report["n_queries"] = int(q_mask.sum())
-    report["query_split"], report["gallery_split"] = query_split, gallery_split
-    report["leave_one_out"] = gallery_split is None or gallery_split == query_split
-    return report
+        metrics[field] = retrieval_metrics(vectors[qm], labels[qm], vectors[gm], labels[gm], k, rows[qm], rows[gm],
+                                           linear_probe)
+    return EvaluationReport(metrics, k, int(q_mask.sum()), query_split, gallery_split,
+                            gallery_split is None or gallery_split == query_split)
 
 
-def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> dict:
-    """`evaluate_arrays` on an opened `artenc.store.Store`; fields default to its label columns."""
-    from artenc.errors import UsageError
+def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> EvaluationReport:
+    """`evaluate_arrays` on an opened `artenc.store.Store`; fields default to its label columns.
+
+    Raises ParameterError for an unknown field or split, UsageError for a store without labels.
+    """
+    from artenc.errors import ParameterError
     from artenc.predict import label_fields
 
     items = store.items
@@ -251,10 +289,9 @@ def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> dict
         split = kwargs.get(key)
         if split is not None:
             if split_column not in items.columns:
-                raise UsageError(f"{store.root}: no split column {split_column!r} for --{key.replace('_', '-')}")
+                raise ParameterError("split_column", f"{split_column!r} is not a label column of {store.root} "
+                                     f"(needed for {key})")
             if not (items[split_column].astype(str) == split).any():
-                raise UsageError(f"{store.root}: no item has {split_column}={split!r}")
+                raise ParameterError(key, f"{split!r} matches no item of {store.root} ({split_column}={split!r})")
     report = evaluate_arrays(store.vectors, items, fields, **kwargs)
-    report["store"] = str(store.root)
-    report["model"] = store.meta.get("model")
-    return report
+    return dataclasses.replace(report, store=str(store.root), model=store.meta.get("model"))

@@ -8,18 +8,27 @@ model and preprocessing (`encoder_for_store`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.errors import UsageError
+from artenc.embedding import encode_files
+from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
+from artenc.index import index_for_store
+from artenc.runtime import Encoder, encoder_for_store
+from artenc.verify import DEFAULT_MIN_INLIERS, verify_queries
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
     from artenc.store import Store
+
+EncoderSource = Encoder | Callable[[], Encoder] | None
+DEFAULT_K = 9  # neighbours per query
+DEFAULT_VERIFY_TOP = 30  # candidates re-ranked by geometric verification
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,13 @@ def _store_row(store: Store, query: str) -> int | None:
     return int(matches[0]) if len(matches) == 1 else None
 
 
-def resolve_queries(store: Store, queries: list[str]) -> list[Query]:
-    """Stored paths (absolute, or relative to the embedded folder) or new image files."""
+def resolve_queries(store: Store, queries: list[str], encoder: EncoderSource = None) -> list[Query]:
+    """Stored paths (absolute, or relative to the embedded folder) or new image files.
+
+    New image files are embedded with `encoder` (an `Encoder`, or a zero-argument callable
+    returning one, called only when some query is a new file; default: the store's own
+    model on the best device). Raises UsageError for an empty list or an unusable query.
+    """
     if not queries:
         raise UsageError("give at least one QUERY (an image file or a path in the store)")
     rows = [_store_row(store, q) for q in queries]
@@ -51,10 +65,11 @@ def resolve_queries(store: Store, queries: list[str]) -> list[Query]:
             raise UsageError(f"{q}: not in the store and no such image file")
     new_vectors: dict[str, np.ndarray] = {}
     if new:
-        from artenc.embedding import encode_files
-        from artenc.runtime import encoder_for_store
-
-        vectors, errors = encode_files(new, encoder_for_store(store.meta))
+        if encoder is None:
+            encoder = encoder_for_store(store.meta)
+        elif callable(encoder) and not isinstance(encoder, Encoder):
+            encoder = encoder()
+        vectors, errors = encode_files(new, encoder)
         for q, v, err in zip(new, vectors, errors, strict=True):
             if err:
                 raise UsageError(f"{q}: cannot use as a query ({err})")
@@ -87,7 +102,7 @@ def _plain(value: object) -> object:
 def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query: (ids, similarities) of its k nearest stored works, itself excluded."""
     if k < 1:
-        raise UsageError(f"-k must be >= 1, got {k}")
+        raise ParameterError("k", f"must be >= 1, got {k}")
     matrix = np.stack([q.vector for q in queries])
     sims, ids = index.search(matrix, k + 1)
     out = []
@@ -103,32 +118,125 @@ def rerank_verified(ids: np.ndarray, sims: np.ndarray, inliers: np.ndarray, min_
     return np.lexsort((-sims, -np.where(verified, inliers, 0), ~verified))
 
 
+@dataclass(frozen=True)
+class Neighbor:
+    """One stored work found near a query.
+
+    Attributes:
+        row: its row in the store (`Store.items`, `Store.vectors`).
+        path: its absolute path.
+        similarity: cosine similarity to the query (float, in [-1, 1]).
+        labels: its label columns (missing values are None).
+        inliers: RANSAC inliers against the query when verification ran, else None.
+    """
+
+    row: int
+    path: str
+    similarity: float
+    labels: dict
+    inliers: int | None = None
+
+    def to_dict(self) -> dict:
+        doc = {"path": self.path, "similarity": round(float(self.similarity), 6), "labels": self.labels}
+        if self.inliers is not None:
+            doc["inliers"] = int(self.inliers)
+        return doc
+
+
+@dataclass(frozen=True)
+class QueryNeighbors:
+    """The neighbours of one query, nearest first.
+
+    Attributes:
+        query: the query's absolute path.
+        row: its store row when the query is a stored work (excluded from its own
+            neighbours), else None.
+        neighbors: up to k `Neighbor`s, by decreasing similarity (verified first with
+            verification).
+    """
+
+    query: str
+    row: int | None
+    neighbors: list[Neighbor]
+
+    @property
+    def in_store(self) -> bool:
+        return self.row is not None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(k,) int64 store rows of the neighbours."""
+        return np.array([n.row for n in self.neighbors], dtype=np.int64)
+
+    @property
+    def paths(self) -> list[str]:
+        return [n.path for n in self.neighbors]
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "in_store": self.in_store, "neighbors": [n.to_dict() for n in self.neighbors]}
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    """`similar`'s result: one `QueryNeighbors` per query, in the order given.
+
+    `to_dict()` is the `artenc similar --json` document.
+    """
+
+    results: list[QueryNeighbors]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> QueryNeighbors:
+        return self.results[i]
+
+    def to_dict(self) -> dict:
+        return {"results": [r.to_dict() for r in self.results]}
+
+
 def similar(
     store: Store,
     queries: list[str],
-    k: int = 9,
+    k: int = DEFAULT_K,
     index: VectorIndex | None = None,
     *,
     verify: bool = False,
-    verify_top: int = 30,
-    min_inliers: int = 15,
+    verify_top: int = DEFAULT_VERIFY_TOP,
+    min_inliers: int = DEFAULT_MIN_INLIERS,
     workers: int | None = None,
-) -> dict:
-    """`artenc similar` as a function: {"results": [{"query", "neighbors": [...]}]}.
+    encoder: EncoderSource = None,
+) -> SimilarResult:
+    """The k most cosine-similar stored works of each query.
 
-    With `verify`, the top `verify_top` candidates are re-ranked by geometric verification.
+    Args:
+        store: the store searched.
+        queries: stored paths (absolute, or relative to the embedded folder) or new image
+            files (embedded with the store's model, or `encoder` when given).
+        k: neighbours per query (>= 1).
+        index: a `VectorIndex` over the store (default: the saved one if fresh, else an
+            exact one built in memory).
+        verify: re-rank the top `verify_top` candidates by geometric verification (SIFT +
+            RANSAC, `artenc.verify`); candidates with >= `min_inliers` inliers come first.
+        workers: verification processes (default: one per core).
+
+    Returns:
+        `SimilarResult`; similarities are cosine similarities of the stored float32 vectors.
+
+    Raises:
+        UsageError: empty store, no query, or a query that is neither stored nor a readable image.
+        ParameterError: k < 1.
     """
-    from artenc.index import index_for_store
-
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
-    resolved = resolve_queries(store, queries)
+    resolved = resolve_queries(store, queries, encoder)
     index = index or index_for_store(store)
     found = nearest(index, resolved, max(k, verify_top) if verify else k)
     inliers: list[np.ndarray | None] = [None] * len(found)
     if verify:
-        from artenc.verify import verify_queries
-
         counts = verify_queries(store, [q.path for q in resolved], [ids for ids, _ in found], workers)
         orders = [rerank_verified(ids, sims, c, min_inliers) for (ids, sims), c in zip(found, counts, strict=True)]
         found = [(ids[o], sims[o]) for (ids, sims), o in zip(found, orders, strict=True)]
@@ -137,18 +245,32 @@ def similar(
     results = []
     for q, (ids, sims), inl in zip(resolved, found, inliers, strict=True):
         ids, sims = ids[:k], sims[:k]
+        counts_k = [None] * len(ids) if inl is None else [int(c) for c in inl[:k]]
         neighbors = [
-            {"path": str(paths[i]), "similarity": round(float(s), 6), "labels": lab}
-            for i, s, lab in zip(ids, sims, labels_of(store, ids), strict=True)
+            Neighbor(int(i), str(paths[i]), float(s), lab, c)
+            for i, s, lab, c in zip(ids, sims, labels_of(store, ids), counts_k, strict=True)
         ]
-        if inl is not None:
-            for nb, count in zip(neighbors, inl[:k], strict=True):
-                nb["inliers"] = int(count)
-        results.append({"query": q.path, "in_store": q.item is not None, "neighbors": neighbors})
-    return {"results": results}
+        results.append(QueryNeighbors(q.path, q.item, neighbors))
+    return SimilarResult(results)
 
 
-def pair_similarity(store: Store, a: str, b: str) -> dict:
-    """Cosine similarity of two works (stored paths or new image files)."""
-    qa, qb = resolve_queries(store, [a, b])
-    return {"a": qa.path, "b": qb.path, "similarity": round(float(np.dot(qa.vector, qb.vector)), 6)}
+@dataclass(frozen=True)
+class PairResult:
+    """Cosine similarity of two works; `to_dict()` is the `artenc pair --json` document."""
+
+    a: str
+    b: str
+    similarity: float
+    rows: tuple[int | None, int | None] = (None, None)
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "similarity": round(float(self.similarity), 6)}
+
+
+def pair_similarity(store: Store, a: str, b: str, encoder: EncoderSource = None) -> PairResult:
+    """Cosine similarity (float in [-1, 1]) of two works: stored paths or new image files.
+
+    Raises UsageError when either is neither stored nor a readable image.
+    """
+    qa, qb = resolve_queries(store, [a, b], encoder)
+    return PairResult(qa.path, qb.path, float(np.dot(qa.vector, qb.vector)), (qa.item, qb.item))

@@ -7,14 +7,22 @@ similarity). A query that is itself in the store is left out of its own neighbou
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.errors import UsageError
+from artenc.embedding import encode_files
+from artenc.errors import ParameterError, UsageError
 from artenc.evaluate import knn_vote, topk_neighbors
+from artenc.runtime import encoder_for_store
 from artenc.store import Store
+
+if TYPE_CHECKING:
+    from artenc.runtime import Encoder
 
 
 def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = "split") -> list[str]:
@@ -41,55 +49,126 @@ def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
             "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
 
 
+@dataclass(frozen=True)
+class PredictedNeighbor:
+    """A stored work that voted: its row, path, relpath, cosine similarity and its labels
+    of the predicted fields (str, None where missing)."""
+
+    row: int
+    path: str
+    relpath: str
+    similarity: float
+    labels: dict
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "relpath": self.relpath, "similarity": round(float(self.similarity), 4),
+                **self.labels}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One query's prediction.
+
+    Attributes:
+        fields: per label field, the vote `{"label", "confidence", "votes"}` (`field_vote`):
+            the winning label (None without votes), its share of the votes in [0, 1] and
+            the similarity-weighted count of each label.
+        neighbors: the k nearest stored works, nearest first.
+        image / error: the image file asked for and why it could not be used (None when
+            it could); None for `predict_vectors`.
+        row: the query's store row when it is a stored work (left out of its neighbours).
+    """
+
+    fields: dict[str, dict]
+    neighbors: list[PredictedNeighbor]
+    image: str | None = None
+    error: str | None = None
+    row: int | None = None
+
+    @property
+    def labels(self) -> dict[str, str | None]:
+        """The predicted label of every field."""
+        return {f: v["label"] for f, v in self.fields.items()}
+
+    def to_dict(self) -> dict:
+        doc = {"fields": self.fields, "neighbors": [n.to_dict() for n in self.neighbors]}
+        if self.image is None:
+            return doc
+        return {"image": self.image, "error": self.error, **doc}
+
+
+@dataclass(frozen=True)
+class PredictionReport:
+    """`predict_images`' result; `to_dict()` is the `artenc predict --json` document."""
+
+    store: str
+    k: int
+    predictions: list[Prediction]
+
+    def __iter__(self):
+        return iter(self.predictions)
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+    def __getitem__(self, i: int) -> Prediction:
+        return self.predictions[i]
+
+    def to_dict(self) -> dict:
+        return {"store": self.store, "k": self.k, "predictions": [p.to_dict() for p in self.predictions]}
+
+
 def predict_vectors(
     store: Store, vectors: np.ndarray, fields: Sequence[str], k: int = 10,
     query_rows: Sequence[int | None] | None = None,
-) -> list[dict]:
-    """Predictions for query vectors (n, dim): per field label/confidence/votes, and the neighbours.
+) -> list[Prediction]:
+    """kNN label votes for query vectors (n, dim) float32 unit rows, one `Prediction` each.
 
-    `query_rows[i]`, when not None, is the store row of query i (excluded from its neighbours).
+    `query_rows[i]`, when not None, is the store row of query i (excluded from its
+    neighbours). Raises ParameterError when k < 1.
     """
     if k < 1:
-        raise UsageError(f"-k must be >= 1, got {k}")
+        raise ParameterError("k", f"must be >= 1, got {k}")
     items = store.items
     rows = np.arange(len(items))
     qids = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows])
     sims, idx = topk_neighbors(vectors, store.vectors, k, qids, rows if qids is not None else None)
     out = []
-    for srow, irow in zip(sims, idx, strict=True):
+    for q, (srow, irow) in enumerate(zip(sims, idx, strict=True)):
         ok = irow >= 0
         neigh = items.iloc[irow[ok]]
-        result: dict = {"fields": {}, "neighbors": []}
-        for field in fields:
-            result["fields"][field] = field_vote(neigh[field].tolist(), srow[ok])
-        for (_, item), s in zip(neigh.iterrows(), srow[ok], strict=True):
-            entry = {"path": item["path"], "relpath": item["relpath"], "similarity": round(float(s), 4)}
-            entry.update({f: (None if item[f] is None or item[f] != item[f] else str(item[f])) for f in fields})
-            result["neighbors"].append(entry)
-        out.append(result)
+        votes = {field: field_vote(neigh[field].tolist(), srow[ok]) for field in fields}
+        neighbors = [
+            PredictedNeighbor(int(r), item["path"], item["relpath"], float(s),
+                              {f: (None if item[f] is None or item[f] != item[f] else str(item[f])) for f in fields})
+            for r, (_, item), s in zip(irow[ok], neigh.iterrows(), srow[ok], strict=True)
+        ]
+        out.append(Prediction(votes, neighbors, row=None if qids is None or qids[q] < 0 else int(qids[q])))
     return out
 
 
 def predict_images(
     store: Store, images: Sequence[str | os.PathLike], fields: Sequence[str] | None = None, k: int = 10,
-    device: str = "auto", runtime: str = "auto",
-) -> list[dict]:
-    """Embed image files with the store's own encoder and predict their labels."""
-    from artenc.embedding import encode_files
-    from artenc.runtime import encoder_for_store
+    device: str = "auto", runtime: str = "auto", encoder: Encoder | None = None,
+) -> PredictionReport:
+    """Embed image files with the store's own encoder (or `encoder`) and predict their labels.
 
+    An unreadable image gets `error` set and no votes (the others are still predicted).
+    Raises UsageError for a missing file, ParameterError for an unknown field or k < 1.
+    """
     fields = label_fields(store, fields)
     for p in images:
         if not os.path.isfile(p):
             raise UsageError(f"{p}: no such image file")
-    encoder = encoder_for_store(store.meta, device=device, runtime=runtime)
+    encoder = encoder or encoder_for_store(store.meta, device=device, runtime=runtime)
     vectors, errors = encode_files(list(images), encoder)
     paths = [os.path.realpath(p) for p in images]
     rows = store.index_of([os.path.abspath(p) for p in images])
     rows = [r if r is not None else store.index_of([rp])[0] for r, rp in zip(rows, paths, strict=True)]
     results = predict_vectors(store, vectors, fields, k, rows)
-    for image, error, result in zip(images, errors, results, strict=True):
-        result["image"], result["error"] = str(image), error
+    out = []
+    for image, error, r in zip(images, errors, results, strict=True):
         if error:
-            result["fields"], result["neighbors"] = {}, []
-    return [{"image": r.pop("image"), "error": r.pop("error"), **r} for r in results]
+            r = dataclasses.replace(r, fields={}, neighbors=[])
+        out.append(dataclasses.replace(r, image=str(image), error=error))
+    return PredictionReport(str(store.root), k, out)

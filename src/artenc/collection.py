@@ -1,0 +1,197 @@
+"""`Collection`: the Python face of one embedding store.
+
+    import artenc
+
+    artenc.embed(["paintings/"], "paintings.store", labels="paintings/labels.csv")
+    c = artenc.Collection.open("paintings.store")
+    c.similar(c.paths[0], k=5).to_dict()
+    c.duplicates().groups            # DuplicateGroup(keep=..., keep_path=..., duplicates=[...])
+    c.leaks("split")                 # near-duplicates across train/test
+    c.clusters(k="auto").medoid_paths
+    c.evaluate(["style"]).fields["style"].p_at_k
+    c.predict(["new.jpg"])[0].labels
+
+A `Collection` owns the opened `Store`, a search index built (or loaded) on first use and
+the store's own encoder loaded on first use, so repeated queries pay for neither twice.
+Each method calls one job function (`artenc.neighbors`, `artenc.dedup`, `artenc.cluster`,
+`artenc.evaluate`, `artenc.predict`) and returns its typed result: store rows *and*
+paths, with `.to_dict()` giving the `--json` document of the matching command. The CLI,
+the web page, the report and the demo all render these results.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from artenc import defaults
+from artenc.cluster import ClusterReport, cluster_store
+from artenc.dedup import DuplicateReport, copy_unique, find_duplicates
+from artenc.embedding import encode_files
+from artenc.evaluate import EvaluationReport, evaluate_store
+from artenc.index import VectorIndex, index_for_store
+from artenc.neighbors import PairResult, SimilarResult, pair_similarity, similar
+from artenc.predict import PredictionReport, predict_images
+from artenc.runtime import Encoder, encoder_for_store
+from artenc.store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Collection:
+    """An embedding store with its index and encoder, loaded lazily and kept.
+
+    Args:
+        store: an opened `Store`.
+        index_kind: FAISS index kind when none is saved (`artenc.index.KINDS`; default
+            "auto": exact up to 50,000 works, HNSW above).
+        device, runtime: where new images are embedded ("auto", "cpu", "cuda";
+            "auto", "torch", "onnx").
+        encoder, index: already loaded ones to share (the web page passes its own).
+
+    Thread safety: the lazy loads are guarded by a lock; the results are read-only.
+    """
+
+    def __init__(self, store: Store, *, index_kind: str | None = None, device: str = "auto",
+                 runtime: str = "auto", encoder: Encoder | None = None, index: VectorIndex | None = None) -> None:
+        self.store = store
+        self.index_kind = index_kind
+        self.device = device
+        self.runtime = runtime
+        self._encoder = encoder
+        self._index = index
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, **options) -> Collection:
+        """Open the store at `path` (StoreError when it is not one); options as in `Collection`."""
+        return cls(Store.open(path), **options)
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.store.root)!r}, {len(self)} works, model {self.store.meta.get('model')!r})"
+
+    # ----- what it holds ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    @property
+    def paths(self) -> list[str]:
+        """Absolute paths of the works, in store-row order."""
+        return self.store.items["path"].astype(str).tolist()
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """One row per work: path, relpath, sha256, size, mtime_ns, width, height, label columns."""
+        return self.store.items
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(n, dim) float32 L2-normalised vectors, aligned with `items` (read-only)."""
+        return self.store.vectors
+
+    @property
+    def label_columns(self) -> list[str]:
+        return self.store.label_columns
+
+    @property
+    def index(self) -> VectorIndex:
+        """The saved index when fresh, else one built in memory on first use (then kept)."""
+        with self._lock:
+            if self._index is None:
+                self._index = index_for_store(self.store, self.index_kind)
+            return self._index
+
+    @property
+    def encoder(self) -> Encoder:
+        """The store's own model (same weights and preprocessing), loaded on first use."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = encoder_for_store(self.store.meta, device=self.device, runtime=self.runtime)
+            return self._encoder
+
+    def _load_encoder(self) -> Encoder:
+        return self.encoder
+
+    def encode(self, images: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str | None]]:
+        """Embed image files with the store's model: ((n, dim) float32 unit rows, per-file
+        error or None; a failed file gets a zero row)."""
+        return encode_files([str(p) for p in images], self.encoder)
+
+    # ----- jobs -------------------------------------------------------------------------
+    def similar(self, queries: str | Sequence[str], k: int = defaults.SIMILAR_K, *, verify: bool = False,
+                verify_top: int = defaults.VERIFY_TOP, min_inliers: int = defaults.MIN_INLIERS,
+                workers: int | None = None) -> SimilarResult:
+        """The k most similar stored works of each query (`artenc.neighbors.similar`).
+
+        `queries`: one or more stored paths (absolute or relative to the embedded folder)
+        or new image files. Similarities are cosine similarities in [-1, 1]. Raises
+        UsageError for an unusable query, ParameterError for k < 1.
+        """
+        queries = [queries] if isinstance(queries, (str, os.PathLike)) else [str(q) for q in queries]
+        return similar(self.store, [str(q) for q in queries], k, self.index, verify=verify, verify_top=verify_top,
+                       min_inliers=min_inliers, workers=workers, encoder=self._load_encoder)
+
+    def pair(self, a: str | os.PathLike, b: str | os.PathLike) -> PairResult:
+        """Cosine similarity of two works, stored or new image files (`artenc.neighbors.pair_similarity`)."""
+        a, b = str(a), str(b)
+        return pair_similarity(self.store, a, b, self._load_encoder)
+
+    def duplicates(self, threshold: float | None = None, *, verify: bool = True,
+                   min_inliers: int = defaults.MIN_INLIERS, top_m: int | None = None, floor: float | None = None,
+                   workers: int | None = None, exact: bool | None = None) -> DuplicateReport:
+        """Near-duplicate groups, each with a keeper (`artenc.dedup.find_duplicates`).
+
+        Defaults are the CLI's (`artenc.defaults`): verified by SIFT + RANSAC, candidates at
+        cosine >= 0.75 plus each work's 5 nearest with cosine >= 0.55, 15 inliers.
+        """
+        return find_duplicates(self.store, threshold, verify=verify, min_inliers=min_inliers, workers=workers,
+                               exact=exact, top_m=top_m if verify else 0, floor=floor)
+
+    def leaks(self, column: str, threshold: float | None = None, **options) -> DuplicateReport:
+        """Near-duplicate groups spanning several values of label `column` (train/test leakage).
+
+        Same options as `duplicates`; each group's `sides` lists the values it spans.
+        """
+        verify = options.pop("verify", True)
+        top_m = options.pop("top_m", None)
+        return find_duplicates(self.store, threshold, verify=verify, across=column,
+                               top_m=top_m if verify else 0, **options)
+
+    def copy_unique(self, report: DuplicateReport, out_dir: str | os.PathLike) -> int:
+        """Copy keepers and unique works to `out_dir` (originals untouched); returns the count."""
+        return copy_unique(self.store, report, out_dir)
+
+    def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = defaults.K_RANGE,
+                 sample_size: int = defaults.CLUSTER_SAMPLE, seed: int = 0,
+                 plots_dir: str | os.PathLike | None = None) -> ClusterReport:
+        """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`)."""
+        return cluster_store(self.store, k, k_range=k_range, sample_size=sample_size, seed=seed,
+                             plots_dir=plots_dir)
+
+    def evaluate(self, fields: Sequence[str] | None = None, *, k: int = defaults.EVAL_K,
+                 query_split: str | None = None, gallery_split: str | None = None,
+                 split_column: str = defaults.SPLIT_COLUMN, linear_probe: bool = True) -> EvaluationReport:
+        """Retrieval metrics per label field: P@k, mAP@k, R@k, kNN accuracy, linear probe
+        (`artenc.evaluate.evaluate_store`)."""
+        return evaluate_store(self.store, fields, k=k, query_split=query_split, gallery_split=gallery_split,
+                              split_column=split_column, linear_probe=linear_probe)
+
+    def predict(self, images: str | os.PathLike | Sequence[str | os.PathLike], fields: Sequence[str] | None = None,
+                k: int = defaults.PREDICT_K) -> PredictionReport:
+        """kNN label votes (style, school, period...) for image files (`artenc.predict.predict_images`)."""
+        images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        return predict_images(self.store, images, fields, k, encoder=self.encoder)
+
+    def info(self) -> dict:
+        """What `artenc info --json` prints: count, dim, model, preprocessing, skipped files."""
+        return self.store.summary()
