@@ -68,7 +68,7 @@ def test_groups_do_not_chain(tmp_path):
     for r, a in enumerate((0.0, theta, 2 * theta)):
         x[r] = 0
         x[r, :2] = np.cos(a), np.sin(a)
-    doc = find_duplicates(vector_store(tmp_path, x), 0.9, verify=False)
+    doc = find_duplicates(vector_store(tmp_path, x), 0.9, verify=False).to_dict()
     members = [{g["keep"], *(d["path"] for d in g["duplicates"])} for g in doc["groups"]]
     assert len(members) == 1 and len(members[0]) == 2  # never A, B and C together
 
@@ -102,7 +102,7 @@ def test_leak_across_split(tmp_path, capsys):
 
 
 def test_copy_unique_never_touches_originals(tmp_path):
-    from artenc.dedup import copy_unique, public
+    from artenc.dedup import copy_unique
 
     src = tmp_path / "img"
     src.mkdir()
@@ -110,7 +110,7 @@ def test_copy_unique_never_touches_originals(tmp_path):
     store = vector_store(tmp_path, x)
     for p in store.items["path"]:
         (tmp_path / p.split("/")[-1]).write_bytes(b"x")
-    doc = public(find_duplicates(store, 0.9, verify=False))
+    doc = find_duplicates(store, 0.9, verify=False)
     assert copy_unique(store, doc, tmp_path / "unique") == 20
     assert len(list((tmp_path / "unique").iterdir())) == 20
     assert all((tmp_path / p.split("/")[-1]).exists() for p in store.items["path"])
@@ -196,6 +196,6 @@ def test_cell_search_gives_the_exact_groups_on_planted_copies(tmp_path):
     assert as_set(cells) == as_set(exact)
     assert {(min(a, b), max(a, b)) for a, b in zip(src.tolist(), dst.tolist(), strict=True)} <= as_set(cells)
     store = vector_store(tmp_path, x)
-    groups = [find_duplicates(store, 0.9, verify=False, exact=e)["groups"] for e in (True, False)]
-    rows = [[g["_rows"] for g in gs] for gs in groups]  # similarities may differ in the last digit
+    groups = [find_duplicates(store, 0.9, verify=False, exact=e).groups for e in (True, False)]
+    rows = [[g.rows for g in gs] for gs in groups]  # similarities may differ in the last digit
     assert rows[0] == rows[1] and len(rows[0]) >= 40

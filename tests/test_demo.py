@@ -28,7 +28,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
 
     items = store.items
     originals = items[items["kind"] == "original"]
-    res = similar(store, originals["path"].tolist(), k=5)["results"]
+    res = similar(store, originals["path"].tolist(), k=5).to_dict()["results"]
     style_of = dict(zip(items["path"], items["style"], strict=True))
     hits = [nb["labels"]["style"] == style_of[r["query"]] for r in res for nb in r["neighbors"]]
     assert sum(hits) / len(hits) > 0.8

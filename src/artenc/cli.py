@@ -11,9 +11,51 @@ import sys
 from typing import Any
 
 from artenc import __version__
-from artenc.errors import ArtencError
+from artenc.errors import ArtencError, ParameterError
 
 log = logging.getLogger("artenc")
+
+# The one table from library parameter names to command-line flags. The library raises
+# ParameterError(param, problem) in Python terms; the CLI names the flag the user typed.
+FLAG_OF = {
+    "k": "-k",
+    "k_range": "--k-range",
+    "sample_size": "--sample-size",
+    "threshold": "--threshold",
+    "floor": "--floor",
+    "top_m": "--top-m",
+    "min_inliers": "--min-inliers",
+    "across": "--across",
+    "out_dir": "--copy-unique-to",
+    "out": "--out",
+    "batch_size": "--batch-size",
+    "flush_every": "--flush-every",
+    "workers": "--workers",
+    "max_pixels": "--max-pixels",
+    "device": "--device",
+    "runtime": "--runtime",
+    "model": "--model",
+    "weights": "--weights",
+    "labels": "--labels",
+    "kind": "--kind",
+    "fields": "--field",
+    "field": "--field",
+    "query_split": "--query-split",
+    "gallery_split": "--gallery-split",
+    "split_column": "--split-column",
+    "verify_top": "--verify-top",
+    "method": "--method",
+    "color_by": "--color-by",
+    "max_upload_bytes": "--max-upload-mb",
+    "max_k": "--max-k",
+}
+
+
+def user_message(exc: ArtencError) -> str:
+    """The message the CLI prints for a library error: parameter names become flags."""
+    if isinstance(exc, ParameterError):
+        return f"{FLAG_OF.get(exc.param, exc.param)} {exc.problem}"
+    return str(exc)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ArtencError as exc:
-        log.error("error: %s", exc)
+        log.error("error: %s", user_message(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -311,8 +311,8 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         ks = parse_k_range(k_range) if isinstance(k_range, str) else list(k_range)
         ks = [kk for kk in ks if 2 <= kk < len(sample)]
         if not ks:
-            raise ParameterError("k_range", f"gives no k in [2, {len(sample) - 1}] (the works available) "
-                                 "for k='auto'")
+            raise ParameterError("k_range", f"needs some k in [2, {len(sample) - 1}] (the works available) "
+                                 f"for k='auto'; {k_range!r} gives none")
         rows, fits, _ = sweep_k(xs, ks, seed=seed)
         chosen, rule = choose_k(rows)
         fit = fits[chosen]
@@ -379,6 +379,11 @@ class ClusterReport:
     @property
     def k(self) -> int:
         return self.clustering.k
+
+    @property
+    def rule(self) -> str:
+        """How k was chosen ("given" for a fixed k)."""
+        return self.clustering.rule
 
     @property
     def medoids(self) -> np.ndarray:

@@ -29,12 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from artenc.errors import ParameterError, UsageError
 from artenc.index import AUTO_EXACT_MAX, as_unit_matrix, check_threshold, iter_blocks, load_faiss
-
-import pandas as pd
-
 from artenc.verify import DEFAULT_MIN_INLIERS, verify_pairs
 
 if TYPE_CHECKING:
@@ -367,7 +365,7 @@ def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: st
 def _leak_groups(store: Store, pairs: Pairs, groups: list[list[int]], column: str) -> list[list[int]]:
     """Groups with members on different sides of `column`, plus any cross pair split by grouping."""
     if column not in store.label_columns:
-        raise ParameterError("across", f"{column!r} is not a label column (labels: {', '.join(store.label_columns) or 'none'})")
+        raise ParameterError("across", f"{column!r}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
     side = store.items[column].astype(str).to_numpy()
     leaks = [g for g in groups if len(set(side[g])) > 1]
     group_of = {m: gi for gi, g in enumerate(groups) for m in g}
@@ -416,7 +414,7 @@ def find_duplicates(
         threshold = DEFAULT_VERIFY_THRESHOLD if verify else DEFAULT_THRESHOLD
     threshold = check_threshold(threshold)
     if across is not None and across not in store.label_columns:
-        raise ParameterError("across", f"{across!r} is not a label column (labels: {', '.join(store.label_columns) or 'none'})")
+        raise ParameterError("across", f"{across!r}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
     if top_m is None:
         top_m = DEFAULT_TOP_M if verify else 0
     if floor is None:

@@ -6,6 +6,9 @@ The CLI, the web page (`artenc serve`), the HTML report, the demo and the Python
 
 from __future__ import annotations
 
+# ----- images (artenc.images) ------------------------------------------------------------
+MAX_PIXELS = 178_956_970  # decompression-bomb guard, width * height (Pillow's own bomb limit, ~179 MP)
+
 # ----- near-duplicates (artenc.dedup, artenc.verify) --------------------------------------
 MIN_INLIERS = 15  # RANSAC inliers that make a geometrically verified match
 DEDUP_VERIFY_THRESHOLD = 0.75  # cosine similarity of candidates when verifying

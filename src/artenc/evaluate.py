@@ -292,6 +292,6 @@ def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> Eval
                 raise ParameterError("split_column", f"{split_column!r} is not a label column of {store.root} "
                                      f"(needed for {key})")
             if not (items[split_column].astype(str) == split).any():
-                raise ParameterError(key, f"{split!r} matches no item of {store.root} ({split_column}={split!r})")
+                raise ParameterError(key, f"{split!r}: no item has {split_column}={split!r} in {store.root}")
     report = evaluate_arrays(store.vectors, items, fields, **kwargs)
     return dataclasses.replace(report, store=str(store.root), model=store.meta.get("model"))

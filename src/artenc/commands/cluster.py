@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 
+from artenc import defaults
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from artenc.cluster import DEFAULT_K_RANGE, SAMPLE_MAX
-
     p = sub.add_parser("cluster", help="k-medoids representatives, with automatic k", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (default: %(default)s)")
-    p.add_argument("--k-range", default=DEFAULT_K_RANGE, metavar="START:STOP[:STEP]",
+    p.add_argument("--k-range", default=defaults.K_RANGE, metavar="START:STOP[:STEP]",
                    help="k values swept by --k auto, STOP exclusive (default: %(default)s)")
-    p.add_argument("--sample-size", type=int, default=SAMPLE_MAX,
+    p.add_argument("--sample-size", type=int, default=defaults.CLUSTER_SAMPLE,
                    help="most works in the distance matrix, 4*s^2 bytes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", metavar="DIR", help="write elbow/silhouette curves, medoid strip, cluster montages")
@@ -29,12 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
-    from artenc.cluster import cluster_store
-    from artenc.store import Store
+    from artenc.collection import Collection
 
-    k = args.k if args.k == "auto" else _int_k(args.k)
-    doc = cluster_store(Store.open(args.store), k, k_range=args.k_range, sample_size=args.sample_size,
-                        seed=args.seed, plots_dir=args.plots)
+    doc = Collection.open(args.store).clusters(args.k, k_range=args.k_range, sample_size=args.sample_size,
+                                               seed=args.seed, plots_dir=args.plots).to_dict()
     if args.json:
         emit_json(doc)
         return 0
@@ -50,12 +48,3 @@ def run(args: argparse.Namespace) -> int:
         labels = "  ".join(f"{col}: {next(iter(v['top']), '-')} ({v['purity']:.0%})" for col, v in c.get("labels", {}).items())
         print(f"#{c['cluster']:<3d} n={c['size']:<6d} {c['medoid']}  {labels}".rstrip())
     return 0
-
-
-def _int_k(text: str) -> int:
-    from artenc.errors import UsageError
-
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"--k must be an integer or 'auto', got {text!r}") from None

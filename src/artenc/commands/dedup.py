@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc import defaults
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dedup", help="near-duplicate groups and train/test leakage", description=__doc__)
@@ -23,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="verified mode: also each work's M nearest neighbours as candidates (default 5; 0 = off)")
     p.add_argument("--floor", type=float, default=None,
                    help="verified mode: lowest cosine of a top-M candidate (default 0.55)")
-    p.add_argument("--min-inliers", type=int, default=None, help="RANSAC inliers for a duplicate (default 15)")
+    p.add_argument("--min-inliers", type=int, default=defaults.MIN_INLIERS,
+                   help="RANSAC inliers for a duplicate (default: %(default)s)")
     p.add_argument("--across", metavar="COLUMN", help="only groups spanning several values of a label (leakage)")
     p.add_argument("--copy-unique-to", metavar="DIR", help="copy keepers and unique works here (originals untouched)")
     p.add_argument("--out", metavar="FILE.csv", help="write one row per group member")
@@ -37,25 +40,24 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from artenc.cli import emit_json
-    from artenc.dedup import copy_unique, find_duplicates, groups_table, public
-    from artenc.store import Store
-    from artenc.verify import DEFAULT_MIN_INLIERS
+    from artenc.collection import Collection
 
     log = logging.getLogger("artenc")
-    store = Store.open(args.store)
-    doc = public(find_duplicates(store, args.threshold, verify=args.verify,
-                                 min_inliers=args.min_inliers or DEFAULT_MIN_INLIERS,
-                                 across=args.across, workers=args.workers,
-                                 top_m=args.top_m if args.verify else 0, floor=args.floor))
+    collection = Collection.open(args.store)
+    options = dict(verify=args.verify, min_inliers=args.min_inliers, workers=args.workers, top_m=args.top_m,
+                   floor=args.floor)
+    report = (collection.leaks(args.across, args.threshold, **options) if args.across
+              else collection.duplicates(args.threshold, **options))
+    doc = report.to_dict()
     if args.out:
-        groups_table(doc).to_csv(args.out, index=False)
+        report.table().to_csv(args.out, index=False)
         log.info("wrote %s", args.out)
     if args.grid:
         from artenc.viz.grids import draw_duplicate_groups
 
         draw_duplicate_groups(doc["groups"], args.grid)
     if args.copy_unique_to:
-        n = copy_unique(store, doc, args.copy_unique_to)
+        n = collection.copy_unique(report, args.copy_unique_to)
         log.info("copied %d unique works to %s", n, args.copy_unique_to)
     if args.json:
         emit_json(doc)

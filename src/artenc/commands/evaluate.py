@@ -19,17 +19,15 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_from_args(store_path: str, args: argparse.Namespace) -> dict:
-    from artenc.errors import UsageError
-    from artenc.evaluate import evaluate_store
-    from artenc.store import Store
+    from artenc.collection import Collection
+    from artenc.errors import ParameterError
 
     if args.k < 1:
-        raise UsageError(f"-k must be >= 1, got {args.k}")
-    return evaluate_store(
-        Store.open(store_path), args.field, k=args.k, query_split=args.query_split,
-        gallery_split=args.gallery_split, split_column=args.split_column,
-        linear_probe=not args.no_linear_probe,
-    )
+        raise ParameterError("k", f"must be >= 1, got {args.k}")
+    return Collection.open(store_path).evaluate(
+        args.field, k=args.k, query_split=args.query_split, gallery_split=args.gallery_split,
+        split_column=args.split_column, linear_probe=not args.no_linear_probe,
+    ).to_dict()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

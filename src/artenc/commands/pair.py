@@ -17,10 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
-    from artenc.neighbors import pair_similarity
-    from artenc.store import Store
+    from artenc.collection import Collection
 
-    doc = pair_similarity(Store.open(args.store), args.a, args.b)
+    doc = Collection.open(args.store).pair(args.a, args.b).to_dict()
     if args.out:
         from artenc.viz.grids import draw_pair
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc import defaults
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels (style, school, period...) of images by kNN votes",
@@ -12,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--field", nargs="+", metavar="FIELD", help="label fields (default: all but 'split')")
-    p.add_argument("-k", "--k", type=int, default=10, help="neighbours that vote (default: %(default)s)")
+    p.add_argument("-k", "--k", type=int, default=defaults.PREDICT_K, help="neighbours that vote (default: %(default)s)")
     p.add_argument("--show", type=int, default=5, help="nearest works printed per image (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"])
@@ -22,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
-    from artenc.predict import predict_images
-    from artenc.store import Store
+    from artenc.collection import Collection
 
-    results = predict_images(Store.open(args.store), args.images, args.field, args.k, args.device, args.runtime)
+    collection = Collection.open(args.store, device=args.device, runtime=args.runtime)
+    report = collection.predict(args.images, args.field, args.k)
+    results = report.to_dict()["predictions"]
     if args.json:
         emit_json({"store": args.store, "k": args.k, "predictions": results})
     else:

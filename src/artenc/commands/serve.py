@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc import defaults
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="web page and JSON API: similar works, clusters, duplicates",
@@ -19,11 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     p.add_argument("--max-upload-mb", type=float, default=20.0,
                    help="larger uploads are refused with 413 (default: %(default)s)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
+    p.add_argument("--max-pixels", type=int, default=defaults.MAX_PIXELS,
                    help="decompression-bomb guard for uploads, width x height (default: %(default)s)")
     p.add_argument("--max-k", type=int, default=100, help="most neighbours per query (default: %(default)s)")
-    p.add_argument("--duplicate-threshold", type=float, default=0.9,
-                   help="cosine similarity of near-duplicates on the page (default: %(default)s)")
+    p.add_argument("--duplicate-threshold", type=float, default=None,
+                   help="cosine similarity of near-duplicate candidates on the page (default: as `artenc dedup`, "
+                        f"{defaults.DEDUP_VERIFY_THRESHOLD} verified, {defaults.DEDUP_THRESHOLD} with --no-verify)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="near-duplicates by embedding similarity only, no geometric verification (as `artenc dedup`)")
     p.add_argument("--clusters", default="auto", metavar="K",
                    help="k for the clusters on the page, or 'auto' (default: %(default)s)")
     p.add_argument("--cluster-sample", type=int, default=2000, metavar="N",
@@ -52,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings(
             max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=args.max_pixels, max_k=args.max_k,
-            duplicate_threshold=check_threshold(args.duplicate_threshold, "--duplicate-threshold"),
+            duplicate_threshold=None if args.duplicate_threshold is None
+            else check_threshold(args.duplicate_threshold, "duplicate_threshold"),
+            duplicate_verify=args.verify,
             clusters=args.clusters, cluster_sample=args.cluster_sample, thumbnail_dir=args.thumbnail_dir,
             **({"workers": args.workers} if args.workers is not None else {}),
         )

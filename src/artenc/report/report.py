@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artenc import __version__
-from artenc.errors import OptionalDependencyError
+from artenc import __version__, defaults
+from artenc.collection import Collection
+from artenc.errors import OptionalDependencyError, ParameterError
+from artenc.report import sections as s
+from artenc.report import structure
 from artenc.report.html import Section, page, render_section
 from artenc.report.interactive import MAP_CSS
 
 if TYPE_CHECKING:
+    from artenc.cluster import ClusterReport
+    from artenc.dedup import DuplicateReport
     from artenc.store import Store
 
 log = logging.getLogger("artenc")
@@ -46,30 +51,51 @@ def _missing(section_id: str, title: str, exc: Exception) -> Section:
     return Section(section_id, title, note=f"This section is not available here: {why}.")
 
 
-def build_sections(store: Store, opts: ReportOptions) -> list[Section]:
-    """Compute the sections in order; a section whose code or package is missing becomes a note."""
-    from artenc.report import sections as s
-    from artenc.report import structure
+def _as_collection(source: Collection | Store) -> Collection:
+    return source if isinstance(source, Collection) else Collection(source)
 
+
+def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicates: DuplicateReport | None = None,
+                   clusters: ClusterReport | None = None) -> list[Section]:
+    """Compute the sections in order; a section whose code or package is missing becomes a note.
+
+    Results already computed with the same options (the demo's `duplicates`, `clusters`) are
+    rendered as given instead of being computed again. Raises ParameterError for an unknown
+    section name.
+    """
     unknown = set(opts.sections) - set(SECTIONS)
     if unknown:
-        from artenc.errors import UsageError
+        raise ParameterError("sections", f"has unknown name(s) {', '.join(sorted(unknown))}; "
+                                         f"choose from {', '.join(SECTIONS)}")
+    c = _as_collection(source)
+    store = c.store
+    fields = s.label_fields(store)
+    field = opts.color_by or next(iter(fields), None)
+    found: dict = {"clusters": clusters}
 
-        raise UsageError(f"unknown report section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
-    field = opts.color_by or next(iter(s.label_fields(store)), None)
-    clustering = None
+    def neighbours() -> Section:
+        queries = [c.paths[q] for q in s.pick_queries(store, opts.samples, field, opts.seed)]
+        return s.neighbours_section(store, c.similar(queries, opts.k), k=opts.k, field=field)
+
+    def cluster_section() -> Section:
+        if found["clusters"] is None:
+            found["clusters"] = c.clusters("auto", k_range=opts.k_range or structure.report_k_range(len(c)),
+                                           seed=opts.seed)
+        return structure.clusters_section(store, found["clusters"])
+
+    def map_section() -> Section:
+        labels = None if found["clusters"] is None else found["clusters"].clustering.labels
+        return structure.map_section(store, field=opts.color_by, method=opts.map_method, cluster_labels=labels)
+
     builders = {
         "summary": ("The collection", lambda: s.summary_section(store, seed=opts.seed)),
-        "neighbours": ("Neighbourhoods", lambda: s.neighbours_section(
-            store, samples=opts.samples, k=opts.k, field=field, seed=opts.seed)),
+        "neighbours": ("Neighbourhoods", neighbours),
         "duplicates": ("Near-duplicates", lambda: s.duplicates_section(
-            store, threshold=opts.dedup_threshold, verify=opts.verify)),
-        "clusters": ("Clusters and representative works", lambda: structure.clusters_section(
-            store, k_range=opts.k_range, seed=opts.seed)),
-        "map": ("Map of the collection", lambda: structure.map_section(
-            store, field=opts.color_by, method=opts.map_method,
-            cluster_labels=None if clustering is None else clustering.labels)),
-        "evaluation": ("Evaluation", lambda: s.evaluation_section(store)),
+            store, duplicates or c.duplicates(opts.dedup_threshold, verify=opts.verify))),
+        "clusters": ("Clusters and representative works", cluster_section),
+        "map": ("Map of the collection", map_section),
+        "evaluation": ("Evaluation", lambda: s.evaluation_section(
+            store, c.evaluate(fields, k=defaults.EVAL_K) if fields else None)),
     }
     out = []
     for sid in [x for x in SECTIONS if x in opts.sections]:
@@ -80,8 +106,6 @@ def build_sections(store: Store, opts: ReportOptions) -> list[Section]:
             built = build()
         except (ImportError, OptionalDependencyError) as exc:
             built = _missing(sid, title, exc)
-        if isinstance(built, tuple):
-            built, clustering = built
         built.meta["seconds"] = round(time.monotonic() - start, 2)
         out.append(built)
     return out
@@ -108,12 +132,16 @@ def save_html(html: str, out_path: str | os.PathLike) -> Path:
     return out
 
 
-def write_report(store: Store, out_path: str | os.PathLike, options: ReportOptions | None = None,
+def write_report(source: Collection | Store, out_path: str | os.PathLike, options: ReportOptions | None = None, *,
+                 duplicates: DuplicateReport | None = None, clusters: ClusterReport | None = None,
                  **kwargs) -> Path:
-    """Write the report of `store` to `out_path` (one HTML file) and return its path.
+    """Write the report of a collection (or store) to `out_path` (one HTML file); returns its path.
 
     Options come as a `ReportOptions` or as its fields by keyword, e.g.
-    `write_report(store, "report.html", samples=4, verify=False)`.
+    `write_report(store, "report.html", samples=4, verify=False)`; `duplicates` and
+    `clusters` are results already computed with the same options.
     """
     opts = options or ReportOptions(**kwargs)
-    return save_html(render(store, build_sections(store, opts), opts.title), out_path)
+    c = _as_collection(source)
+    return save_html(render(c.store, build_sections(c, opts, duplicates=duplicates, clusters=clusters), opts.title),
+                     out_path)

@@ -17,6 +17,9 @@ from artenc.viz.umap_map import SPLIT_NAMES
 if TYPE_CHECKING:
     import pandas as pd
 
+    from artenc.dedup import DuplicateReport
+    from artenc.evaluate import EvaluationReport
+    from artenc.neighbors import SimilarResult
     from artenc.store import Store
 
 THUMB = 160
@@ -102,16 +105,12 @@ def pick_queries(store: Store, n: int, field: str | None, seed: int = 0) -> list
     return picks
 
 
-def neighbours_section(store: Store, *, samples: int = 6, k: int = 8, field: str | None = None,
-                       seed: int = 0) -> Section:
-    """For a few sample works: the work, then its k nearest neighbours with their cosine similarity."""
-    from artenc.index import build_index
-    from artenc.neighbors import Query, nearest
-
-    items, vectors = store.items, store.vectors
-    queries = pick_queries(store, samples, field, seed)
-    found = nearest(build_index(vectors, "flat"),
-                    [Query(str(items["relpath"].iloc[q]), str(items["path"].iloc[q]), vectors[q], q) for q in queries], k)
+def neighbours_section(store: Store, result: SimilarResult, *, k: int, field: str | None = None) -> Section:
+    """Render sample works with their k nearest neighbours (`Collection.similar` of stored works,
+    e.g. those of `pick_queries`) and their cosine similarity."""
+    items = store.items
+    queries = [r.row for r in result]
+    found = [(r.rows, [n.similarity for n in r.neighbors]) for r in result]
     columns, body, agree = store.label_columns, "", []
     for q, (ids, sims) in zip(queries, found, strict=True):
         ref = items.iloc[q][columns].to_dict() if columns else None
@@ -131,26 +130,22 @@ def neighbours_section(store: Store, *, samples: int = 6, k: int = 8, field: str
                          "mean_label_agreement": round(float(np.mean(agree)), 4) if agree else None})
 
 
-def duplicates_section(store: Store, *, threshold: float | None = None, verify: bool = True,
-                       max_groups: int = 24) -> Section:
-    """Near-duplicate groups (artenc.dedup): the keeper, then its copies with their similarity."""
-    from artenc.dedup import find_duplicates
-
-    doc = find_duplicates(store, threshold, verify=verify)
+def duplicates_section(store: Store, report: DuplicateReport, *, max_groups: int = 24) -> Section:
+    """Render near-duplicate groups (`Collection.duplicates`): the keeper, then its copies."""
     items, columns, split = store.items, store.label_columns, split_column(store)
-    groups = doc["groups"]
-    n_dups = sum(len(g["duplicates"]) for g in groups)
-    how = (f"cosine ≥ {doc['threshold']} confirmed by SIFT/RANSAC (≥ {doc['min_inliers']} inliers)"
-           if doc["verified"] else f"cosine ≥ {doc['threshold']} (embedding only)")
+    groups = report.groups
+    n_dups = sum(len(g.duplicates) for g in groups)
+    how = (f"cosine ≥ {report.threshold} confirmed by SIFT/RANSAC (≥ {report.min_inliers} inliers)"
+           if report.verified else f"cosine ≥ {report.threshold} (embedding only)")
     body = stats([("groups", len(groups)), ("redundant copies", n_dups),
-                  ("candidate pairs", doc["candidate_pairs"]), ("confirmed pairs", doc["duplicate_pairs"])])
-    members = [store.index_of([g["keep"], *(d["path"] for d in g["duplicates"])]) for g in groups]
+                  ("candidate pairs", report.candidate_pairs), ("confirmed pairs", report.duplicate_pairs)])
+    members = [[g.keep, *(d.row for d in g.duplicates)] for g in groups]
     spans = [split is not None and items[split].astype(str).iloc[rows].nunique() > 1 for rows in members]
     for gi, (g, rows) in enumerate(zip(groups[:max_groups], members, strict=False)):
         tiles = [work_tile(items, rows[0], columns, kind="keep", score="keep")]
-        for d, r in zip(g["duplicates"], rows[1:], strict=True):
-            score = f"{d['similarity']:.3f}" + (f" · {d['inliers']} inliers" if "inliers" in d else "")
-            tiles.append(work_tile(items, r, columns, score=score))
+        for d in g.duplicates:
+            score = f"{d.similarity:.3f}" + (f" · {d.inliers} inliers" if d.inliers is not None else "")
+            tiles.append(work_tile(items, d.row, columns, score=score))
         sides = ", ".join(map(escape, sorted(set(items[split].astype(str).iloc[rows])))) if spans[gi] else ""
         flag = f" — spans {escape(split)} {sides}" if sides else ""
         body += f'<div class="group"><h3>group {gi + 1}: {len(rows)} works{flag}</h3>{tile_row(tiles)}</div>'
@@ -164,21 +159,19 @@ def duplicates_section(store: Store, *, threshold: float | None = None, verify: 
     if not groups:
         body += "<p>No near-duplicates found.</p>"
     return Section("duplicates", "Near-duplicates", lede, body,
-                   meta={"groups": len(groups), "duplicates": n_dups, "threshold": doc["threshold"],
-                         "verified": doc["verified"], "cross_split_groups": leaks if split else None})
+                   meta={"groups": len(groups), "duplicates": n_dups, "threshold": report.threshold,
+                         "verified": report.verified, "cross_split_groups": leaks if split else None})
 
 
-def evaluation_section(store: Store, *, k: int = 10) -> Section:
-    """Retrieval metrics per label field (leave-one-out over all works), with chance levels."""
-    fields = label_fields(store)
-    if not fields:
+def evaluation_section(store: Store, report: EvaluationReport | None) -> Section:
+    """Render retrieval metrics per label field (`Collection.evaluate`, leave-one-out), with chance
+    levels; None (no label fields) gives a note."""
+    if report is None:
         return Section("evaluation", "Evaluation", note="No label columns in this store, so there is nothing to "
-                       "evaluate against (embed with --labels CSV to get this section).")
-    from artenc.evaluate import evaluate_store
-
-    report = evaluate_store(store, fields, k=k)
+                       "evaluate against (embed with labels to get this section).")
+    k, doc = report.k, report.to_dict()
     items, rows = store.items, []
-    for f, m in report["fields"].items():
+    for f, m in doc["fields"].items():
         share = items[f].astype("string").value_counts(normalize=True)
         rows.append((f, m["n_queries"], int(len(share)), m["p_at_k"], m["map_at_k"], m["r_at_k"],
                      m["knn_accuracy"], m["linear_probe_accuracy"], float(share.iloc[0]) if len(share) else None))
@@ -190,4 +183,4 @@ def evaluation_section(store: Store, *, k: int = 10) -> Section:
             f"among the {k}; {k}-NN accuracy: the neighbours' majority vote is right; linear probe: a logistic "
             "regression on the vectors (5-fold cross-validation). Compare with the largest class share: "
             "what always guessing the most common label would score.")
-    return Section("evaluation", "Evaluation", lede, table(headers, rows), meta={"fields": report["fields"]})
+    return Section("evaluation", "Evaluation", lede, table(headers, rows), meta={"fields": doc["fields"]})

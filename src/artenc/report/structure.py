@@ -8,22 +8,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc import defaults
 from artenc.report.html import Section, plot_img, tile_row
 from artenc.report.inline import file_uri
 from artenc.report.sections import label_fields, work_tile
 
 if TYPE_CHECKING:
-    from artenc.cluster import Clustering
+    from artenc.cluster import ClusterReport
     from artenc.store import Store
 
 MAX_CLUSTER_ROWS = 40
 
 
 def report_k_range(n: int) -> str:
-    """k values to sweep: the cluster module's default range, narrower for small collections."""
-    from artenc.cluster import DEFAULT_K_RANGE
-
-    return DEFAULT_K_RANGE if n >= 300 else f"2:{max(3, min(n // 3, 30)) + 1}"
+    """k values to sweep: the default range (`artenc.defaults.K_RANGE`), narrower for small collections."""
+    return defaults.K_RANGE if n >= 300 else f"2:{max(3, min(n // 3, 30)) + 1}"
 
 
 def _chips_of(summary: dict | None) -> list[tuple[str, bool]]:
@@ -32,21 +31,19 @@ def _chips_of(summary: dict | None) -> list[tuple[str, bool]]:
     return [(f"{next(iter(s['top']))} {round(100 * s['purity'])}%", False) for s in summary.values()]
 
 
-def clusters_section(store: Store, *, k_range: str | None = None, per_cluster: int = 8,
-                     seed: int = 0) -> tuple[Section, Clustering]:
-    """k-medoids with k chosen automatically: curves, the medoids, and members nearest each medoid."""
-    from artenc.cluster import cluster_vectors, label_summary
+def clusters_section(store: Store, report: ClusterReport, *, per_cluster: int = 8) -> Section:
+    """Render k-medoids clusters (`Collection.clusters`): curves, the medoids, members nearest each medoid."""
     from artenc.viz.plots import plot_k_sweep
 
     n = len(store)
-    result = cluster_vectors(store.vectors, "auto", k_range=k_range or report_k_range(n), seed=seed)
+    result = report.clustering
     items, columns = store.items, label_fields(store)
-    summaries = label_summary(store, result.labels, result.k) if columns else [None] * result.k
-    summaries = [{c: s[c] for c in columns if c in s} if s else None for s in summaries]
+    summaries = [{c: s[c] for c in columns if c in s} if s else None for s in report.label_summaries]
     sizes = result.sizes
     order = np.argsort(-sizes, kind="stable")
     with tempfile.TemporaryDirectory() as tmp:
-        curves = "".join(plot_img(file_uri(p), p.stem) for p in plot_k_sweep(result.sweep, result.k, tmp))
+        curves = "".join(plot_img(file_uri(p), p.stem) for p in plot_k_sweep(result.sweep, result.k, tmp)) \
+            if result.sweep else ""
     medoids = [work_tile(items, result.medoids[c], [], title=f"cluster {c} · {sizes[c]} works", kind="keep")
                for c in order]
     for t, c in zip(medoids, order, strict=True):
@@ -70,7 +67,7 @@ def clusters_section(store: Store, *, k_range: str | None = None, per_cluster: i
             "to the next (higher is better). Under each group: the works nearest its medoid (d = cosine "
             "distance); percentages give the share of the group's most common label.")
     meta = {"k": result.k, "rule": result.rule, "sizes": sizes.tolist(), "sampled": result.sample_size < n}
-    return Section("clusters", "Clusters and representative works", lede, body, meta=meta), result
+    return Section("clusters", "Clusters and representative works", lede, body, meta=meta)
 
 
 def map_section(store: Store, *, field: str | None = None, method: str = "umap",

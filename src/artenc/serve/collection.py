@@ -2,7 +2,8 @@
 
 Both cost seconds on a large store, so each is computed once, in a background thread,
 on first request (`Background`); until then the API answers "computing" and the page
-polls. Results hold item ids (rows of the store), never paths.
+polls. Both are the library's own results (`artenc.Collection`); the API renders their
+item ids (rows of the store), never paths.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from artenc.errors import ArtencError
+
+if TYPE_CHECKING:
+    from artenc.cluster import ClusterReport
+    from artenc.collection import Collection
+    from artenc.dedup import DuplicateGroup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,46 +68,13 @@ class Background(Generic[T]):
             self._status = status
 
 
-@dataclass(frozen=True)
-class DuplicateGroup:
-    keep: int
-    duplicates: list[tuple[int, float]]  # (item id, cosine similarity to the keeper)
+def duplicate_groups(collection: Collection, threshold: float | None, verify: bool) -> list[DuplicateGroup]:
+    """Near-duplicate groups of the page: `Collection.duplicates` with the CLI's defaults,
+    so `artenc serve` and `artenc dedup` show the same groups for the same store."""
+    return collection.duplicates(threshold, verify=verify).groups
 
 
-def duplicate_groups(store, threshold: float) -> list[DuplicateGroup]:
-    """Near-duplicate cliques by embedding similarity (`artenc.dedup`, no verification)."""
-    from artenc.dedup import find_duplicates
-
-    doc = find_duplicates(store, threshold, verify=False)
-    return [DuplicateGroup(store.index_of([g["keep"]])[0],
-                           [(i, d["similarity"]) for i, d in
-                            zip(store.index_of([d["path"] for d in g["duplicates"]]), g["duplicates"], strict=True)])
-            for g in doc["groups"]]
-
-
-@dataclass(frozen=True)
-class Cluster:
-    medoid: int
-    members: np.ndarray  # item ids, nearest to the medoid first (the medoid itself first)
-
-
-@dataclass(frozen=True)
-class ClusterSet:
-    k: int
-    rule: str
-    clusters: list[Cluster]  # largest first
-
-
-def cluster_collection(vectors: np.ndarray, k: int | str, sample_size: int) -> ClusterSet:
-    """k-medoids clusters (`artenc.cluster`); members ordered by distance to their medoid."""
-    from artenc.cluster import cluster_vectors
-
-    result = cluster_vectors(vectors, k, sample_size=min(sample_size, len(vectors)))
-    clusters = []
-    for c, medoid in enumerate(result.medoids):
-        members = np.flatnonzero(result.labels == c)
-        members = members[np.argsort(result.distances[members], kind="stable")]
-        members = np.concatenate([[medoid], members[members != medoid]]).astype(np.int64)
-        clusters.append(Cluster(int(medoid), members))
-    clusters.sort(key=lambda cl: -len(cl.members))
-    return ClusterSet(result.k, result.rule, clusters)
+def cluster_collection(collection: Collection, k: int | str, sample_size: int) -> ClusterReport:
+    """k-medoids clusters of the page (`Collection.clusters`), at most `sample_size` works in
+    the distance matrix; `ClusterReport.members(c)` lists a cluster nearest-first."""
+    return collection.clusters(k, sample_size=min(sample_size, len(collection)))

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc import defaults
+from artenc.collection import Collection
 from artenc.errors import UsageError
 from artenc.serve.collection import Background, cluster_collection, duplicate_groups
 from artenc.serve.engine import QueryEngine
@@ -36,11 +38,12 @@ class ServeSettings:
     """Limits and options of one server (the CLI flags of `artenc serve`)."""
 
     max_upload_bytes: int = 20 * MB  # larger uploads are answered 413
-    max_pixels: int = 40_000_000  # decompression-bomb guard for uploads (width * height)
+    max_pixels: int = defaults.MAX_PIXELS  # decompression-bomb guard for uploads (width * height)
     max_k: int = 100
     thumbnail_size: int = 256
     thumbnail_dir: str | None = None  # default: <artenc cache>/thumbnails
-    duplicate_threshold: float = 0.9  # cosine, embedding only (no geometric verification)
+    duplicate_threshold: float | None = None  # cosine of candidates; None: `artenc dedup`'s default
+    duplicate_verify: bool = True  # geometric verification, as `artenc dedup`
     clusters: str = "auto"  # k for k-medoids, or "auto" (see artenc.cluster)
     cluster_sample: int = 2000  # works clustered (the rest assigned to the nearest medoid)
     workers: int = os.cpu_count() or 1  # queries running at once (the others wait their turn)
@@ -98,16 +101,17 @@ class ServeState:
         self.predicted_fields = predicted_fields(store)
         self.encoder = encoder or query_encoder(store.meta, settings.threads)
         self.index = index or index_for_store(store)
+        self.collection = Collection(store, encoder=self.encoder, index=self.index)
         size = self.encoder.preprocess.size
         self.encoder.encode(np.zeros((1, 3, size, size), np.uint8))  # warm-up: the first query is not slower
         self.engine = QueryEngine(self.encoder, self.index, workers=settings.workers, threads=settings.threads,
                                   max_pixels=settings.max_pixels)
         thumbs = settings.thumbnail_dir or Path(cache_dir()) / "thumbnails"
         self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size)
-        self.duplicates = Background(
-            "near-duplicate groups", partial(duplicate_groups, store, settings.duplicate_threshold))
+        self.duplicates = Background("near-duplicate groups", partial(
+            duplicate_groups, self.collection, settings.duplicate_threshold, settings.duplicate_verify))
         self.clusters = Background(
-            "clusters", partial(cluster_collection, store.vectors, settings.clusters, settings.cluster_sample))
+            "clusters", partial(cluster_collection, self.collection, settings.clusters, settings.cluster_sample))
         log.info("serving %s: %d works, %s index, %s on %s", store.root, self.count, self.index.kind,
                  self.encoder.signature.model, self.encoder.runtime)
 

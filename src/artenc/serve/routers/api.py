@@ -111,7 +111,7 @@ def duplicates(state: State, request: Request, offset: Offset = 0, limit: Limit 
         doc["total"] = len(status.value)
         doc["groups"] = [
             {"keep": item_view(state, request, g.keep),
-             "duplicates": [item_view(state, request, i, similarity=s) for i, s in g.duplicates]}
+             "duplicates": [item_view(state, request, d.row, similarity=d.similarity) for d in g.duplicates]}
             for g in status.value[offset : offset + limit]
         ]
     return doc
@@ -123,9 +123,9 @@ def clusters(state: State, request: Request, members: Annotated[int, Query(ge=0,
     doc = {**_pending(status), "k": None, "rule": "", "clusters": []}
     if status.value is not None:
         doc.update(k=status.value.k, rule=status.value.rule, clusters=[
-            {"id": c, "size": len(cl.members), "medoid": item_view(state, request, cl.medoid),
-             "members": [item_view(state, request, i) for i in cl.members[:members]]}
-            for c, cl in enumerate(status.value.clusters)])
+            {"id": c, "size": len(cl), "medoid": item_view(state, request, int(cl[0])),
+             "members": [item_view(state, request, int(i)) for i in cl[:members]]}
+            for c, cl in enumerate(_largest_first(status.value))])
     return doc
 
 
@@ -134,8 +134,15 @@ def cluster(state: State, request: Request, cluster_id: int, offset: Offset = 0,
     status = state.clusters.poll()
     if status.value is None:
         raise HTTPException(409 if status.state == "computing" else 503, status.message)
-    if not 0 <= cluster_id < len(status.value.clusters):
-        raise HTTPException(404, f"no cluster {cluster_id} (there are {len(status.value.clusters)})")
-    cl = status.value.clusters[cluster_id]
-    return {"id": cluster_id, "size": len(cl.members), "medoid": item_view(state, request, cl.medoid),
-            "members": [item_view(state, request, i) for i in cl.members[offset : offset + limit]]}
+    ordered = _largest_first(status.value)
+    if not 0 <= cluster_id < len(ordered):
+        raise HTTPException(404, f"no cluster {cluster_id} (there are {len(ordered)})")
+    cl = ordered[cluster_id]
+    return {"id": cluster_id, "size": len(cl), "medoid": item_view(state, request, int(cl[0])),
+            "members": [item_view(state, request, int(i)) for i in cl[offset : offset + limit]]}
+
+
+def _largest_first(report) -> list:
+    """Each cluster's member rows (medoid first, nearest first), largest cluster first."""
+    members = [report.members(c) for c in range(report.k)]
+    return sorted(members, key=lambda m: -len(m))
