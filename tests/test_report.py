@@ -94,13 +94,16 @@ def test_report_content(store: Store, report: tuple[Path, str]) -> None:
 def test_report_notes_missing_sections_and_colours_map_by_cluster(tmp_path: Path, monkeypatch) -> None:
     x = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
     unlabelled = vector_store(tmp_path, x)
-    monkeypatch.setitem(sys.modules, "artenc.dedup", None)  # as if the dedup module had not landed
     out = write_report(unlabelled, tmp_path / "r.html", map_method="pca", k_range="2:4")
     html = out.read_text()
     check_html(out)
-    assert "This section is not available here: needs artenc.dedup" in html
     assert "nothing to evaluate against" in html
     assert "<b>cluster</b>" in html  # no labels: the map is coloured by cluster
+    # an optional package that is not installed: its section becomes a note, the rest is written
+    monkeypatch.setitem(sys.modules, "umap", None)
+    html = write_report(unlabelled, tmp_path / "r2.html", map_method="umap", k_range="2:4").read_text()
+    assert "This section is not available here" in html and "umap" in html
+    assert "Clusters and representative works" in html
 
 
 def test_report_cli_json_and_section_subset(store: Store, tmp_path: Path, capsys) -> None:

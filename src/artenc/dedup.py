@@ -202,6 +202,13 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     return _exact_pairs(x, threshold, top_m, floor) if exact else _cell_pairs(x, threshold, top_m, floor)
 
 
+def default_threshold(verify: bool, threshold: float | None = None) -> float:
+    """`threshold` when given, else the default candidate threshold of the mode (cosine)."""
+    if threshold is not None:
+        return threshold
+    return DEFAULT_VERIFY_THRESHOLD if verify else DEFAULT_THRESHOLD
+
+
 def keeper_order(items: pd.DataFrame) -> np.ndarray:
     """Rank of each item as a keeper (0 = best): resolution, then file size, then path."""
     pixels = items["width"].to_numpy(dtype=np.int64) * items["height"].to_numpy(dtype=np.int64)
@@ -410,9 +417,7 @@ def find_duplicates(
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     if min_inliers < 4:
         raise ParameterError("min_inliers", f"must be >= 4 (a homography needs 4 points), got {min_inliers}")
-    if threshold is None:
-        threshold = DEFAULT_VERIFY_THRESHOLD if verify else DEFAULT_THRESHOLD
-    threshold = check_threshold(threshold)
+    threshold = check_threshold(default_threshold(verify, threshold))
     if across is not None and across not in store.label_columns:
         raise ParameterError("across", f"{across!r}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
     if top_m is None:

@@ -19,7 +19,7 @@ from artenc.errors import ArtencError
 if TYPE_CHECKING:
     from artenc.cluster import ClusterReport
     from artenc.collection import Collection
-    from artenc.dedup import DuplicateGroup
+    from artenc.dedup import DuplicateReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,10 +68,10 @@ class Background(Generic[T]):
             self._status = status
 
 
-def duplicate_groups(collection: Collection, threshold: float | None, verify: bool) -> list[DuplicateGroup]:
+def duplicate_groups(collection: Collection, threshold: float | None, verify: bool) -> DuplicateReport:
     """Near-duplicate groups of the page: `Collection.duplicates` with the CLI's defaults,
     so `artenc serve` and `artenc dedup` show the same groups for the same store."""
-    return collection.duplicates(threshold, verify=verify).groups
+    return collection.duplicates(threshold, verify=verify)
 
 
 def cluster_collection(collection: Collection, k: int | str, sample_size: int) -> ClusterReport:

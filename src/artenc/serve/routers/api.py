@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from PIL import UnidentifiedImageError
 
 from artenc import __version__
+from artenc.dedup import default_threshold
 from artenc.images import ImageLoadError
 from artenc.serve import schemas
 from artenc.serve.collection import Status
@@ -105,14 +106,16 @@ def _pending(status: Status) -> dict:
 @router.get("/duplicates", response_model=schemas.DuplicateGroups, summary="Near-duplicate groups")
 def duplicates(state: State, request: Request, offset: Offset = 0, limit: Limit = 50) -> dict:
     status = state.duplicates.poll()
-    doc = {**_pending(status), "threshold": state.settings.duplicate_threshold, "verified": False,
-           "total": 0, "groups": []}
+    verify = state.settings.duplicate_verify
+    doc = {**_pending(status), "threshold": default_threshold(verify, state.settings.duplicate_threshold),
+           "verified": verify, "total": 0, "groups": []}
     if status.value is not None:
-        doc["total"] = len(status.value)
+        groups = status.value.groups
+        doc["total"] = len(groups)
         doc["groups"] = [
             {"keep": item_view(state, request, g.keep),
              "duplicates": [item_view(state, request, d.row, similarity=d.similarity) for d in g.duplicates]}
-            for g in status.value[offset : offset + limit]
+            for g in groups[offset : offset + limit]
         ]
     return doc
 
