@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from artenc.commands.compare import markdown_table
 from artenc.embedding import embed_folders
 from artenc.evaluate import evaluate_store
+from artenc.report.tables import evaluation_table
 from artenc.store import Store
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "wikiart_style"
@@ -43,7 +43,7 @@ def main() -> int:
             r = evaluate_store(Store.open(store), ["style"], k=10, query_split="holdout", gallery_split=gallery)
             r["store"] = f"{name} (holdout -> {gallery}{', leave-one-out' if gallery == 'holdout' else ''})"
             reports.append(r)
-    print(markdown_table(reports, 10))
+    print(evaluation_table(reports, 10))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     return 0

@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from artenc.backbones import create_backbone, list_backbones
+from artenc.backbones import create_backbone, list_backbones, load_exported_encoder, save_encoder
 from artenc.backbones.efficientnet_lite import packaged_weights_path, rename_lite_keys
-from artenc.backbones.exported import load_exported_encoder, save_encoder
 from artenc.backbones.weights import fingerprint_module, load_state_dict_file
 from artenc.errors import UsageError, WeightsUnavailableError
-from artenc.models.heads import ProjectionHead
+from artenc.layers import ProjectionHead
 from artenc.preprocess import normalize_uint8, to_uint8_chw
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -9,14 +9,24 @@ import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 
+from artenc.backbones import (
+    HeadedEncoder,
+    layer_stats_backbone,
+    load_exported_encoder,
+    save_encoder,
+)
 from artenc.backbones.weights import fingerprint_module
-from artenc.models.pooling import (
+from artenc.layers import (
     LayerStatistics,
     MultiScaleFeatures,
+    ProjectionHead,
     channel_covariance,
     wrap_features,
 )
+from artenc.preprocess import PreprocessConfig, to_uint8_chw
+from artenc.runtime import EmbeddingModule, encoder_from_backbone
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +108,6 @@ def test_fingerprint_tells_wrappers_on_the_same_weights_apart(lite0):
 
 
 def test_layer_statistics_onnx_matches_torch():
-    from PIL import Image
-
-    from artenc.models.pooling import layer_stats_backbone
-    from artenc.preprocess import to_uint8_chw
-    from artenc.runtime import EmbeddingModule, encoder_from_backbone
-
     backbone = layer_stats_backbone("tf_efficientnet_lite0", layers=["blocks.5", "bn2"], covariance_layers=["blocks.4"])
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)) for _ in range(3)]
@@ -118,10 +122,6 @@ def test_layer_statistics_onnx_matches_torch():
 @pytest.mark.parametrize(("kind", "hidden", "input_dropout"), [("multiscale", 32, 0.0), ("layer_stats", 16, 0.5)])
 def test_wrapper_and_standardizing_head_export_round_trip(tmp_path, lite0, kind, hidden, input_dropout):
     """Each wrapper + a standardising head survive save/load bit for bit."""
-    from artenc.backbones.exported import HeadedEncoder, load_exported_encoder, save_encoder
-    from artenc.models.heads import ProjectionHead
-    from artenc.preprocess import PreprocessConfig
-
     if kind == "multiscale":
         wrapper = MultiScaleFeatures(lite0, [1, 3]).eval()
         assert wrapper.dim == 1280 + 2 * (24 + 112)
@@ -144,8 +144,6 @@ def test_wrapper_and_standardizing_head_export_round_trip(tmp_path, lite0, kind,
 
 
 def test_head_input_dropout_only_while_training():
-    from artenc.models.heads import ProjectionHead
-
     head = ProjectionHead([100, 4], batch_norm=False, input_dropout=0.5)
     x = torch.ones(1, 100)
     head.eval()

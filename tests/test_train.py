@@ -109,7 +109,7 @@ def test_texture_backbone_trains_and_exports_to_onnx(tiny_images, tmp_path):
 def _exported_and_training_embeddings(cfg, run: Path, root: Path, runtime: str) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of the images under root by the exported `run/encoder.pt` (on `runtime`) and
     by the LightningModule with the weights of the checkpoint it was exported from."""
-    from artenc.backbones.exported import load_exported_encoder
+    from artenc.backbones import load_exported_encoder
     from artenc.images import load_image
     from artenc.preprocess import to_uint8_chw
     from artenc.runtime import create_encoder

@@ -13,6 +13,7 @@ from PIL import Image
 
 from artenc.cli import main
 from artenc.errors import UsageError
+from artenc.report.interactive import write_map_html
 from artenc.store import Store
 from artenc.viz.projector import SPRITE_MAX, metadata_table, sprite_cell, write_projector
 from artenc.viz.umap_map import (
@@ -24,7 +25,6 @@ from artenc.viz.umap_map import (
     project_2d,
     spread_sample,
     store_map,
-    write_map_html,
 )
 from tests.conftest import painting
 from tests.helpers_search import clustered, vector_store

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,8 +212,6 @@ def encoder_from_backbone(
             if not path.is_file():
                 log.info("exporting %s to ONNX (once per model): %s", backbone.name, path)
                 export_onnx(module, backbone.preprocess.size, path)
-            from concurrent.futures import ThreadPoolExecutor
-
             sessions = _onnx_sessions(path, threads)
             pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="artenc-onnx") if len(sessions) > 1 else None
             return Encoder(backbone, signature, "onnx", "cpu", None, sessions, pool)

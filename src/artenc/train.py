@@ -75,8 +75,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
 
-    from artenc.backbones.exported import save_encoder
-    from artenc.models.pooling import FeatureWrapper
+    from artenc.backbones import save_encoder
+    from artenc.layers import FeatureWrapper
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

@@ -1,4 +1,4 @@
-"""Name -> backbone factory registry (one registry, one `create_backbone`, cf. timm)."""
+"""Name -> backbone factory registry (cf. timm `_registry.py`); `_factory.create_backbone` reads it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from artenc.errors import UsageError
 from artenc.preprocess import PreprocessConfig
 
 
@@ -47,28 +46,6 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backbone(name: str, weights: str | None = None) -> Backbone:
-    """Build backbone `name` with pretrained weights (or the local state_dict `weights`).
-
-    Accepted names: registered ones (`list_backbones()`), any timm model name,
-    `open_clip:ARCH/PRETRAINED`, or a path to an encoder exported by `artenc train`.
-    Raises UsageError for an unknown name, WeightsUnavailableError when weights
-    cannot be found offline.
-    """
-    import os
-
-    from artenc.backbones import exported, open_clip_tower, timm_any
-
-    if name in _REGISTRY:
-        return _REGISTRY[name](weights)
-    if name.endswith((".pt", ".pth")) or os.path.isdir(name):
-        return exported.load_exported_encoder(name)
-    if name.startswith("open_clip:"):
-        return open_clip_tower.create(name.split(":", 1)[1], weights)
-    if timm_any.is_timm_model(name):
-        return timm_any.create(name, weights)
-    raise UsageError(
-        f"unknown model {name!r}. Valid: {', '.join(list_backbones())}; any timm model name "
-        "(see timm.list_models()); 'open_clip:ARCH/PRETRAINED'; or the path of an encoder.pt "
-        "exported by `artenc train`."
-    )
+def registered_factory(name: str) -> Factory | None:
+    """The factory registered under `name`, None when there is none."""
+    return _REGISTRY.get(name)

@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from artenc.backbones._registry import Backbone
 from artenc.errors import UsageError
-from artenc.models.heads import ProjectionHead
+from artenc.layers.heads import ProjectionHead
 from artenc.preprocess import PreprocessConfig
 
 FORMAT = "artenc-encoder/1"
@@ -52,7 +51,7 @@ def save_encoder(
     """Write an exported encoder; returns its path.
 
     `features`: the config of a feature wrapper around the timm `backbone_name` model
-    (`artenc.models.pooling.FeatureWrapper.config()`), None for its plain pooled output.
+    (`artenc.layers.FeatureWrapper.config()`), None for its plain pooled output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,12 +71,13 @@ def save_encoder(
     return path
 
 
-def load_exported_encoder(path: str | Path) -> Backbone:
-    """Rebuild an exported encoder as a Backbone (its `dim` is the head's output size)."""
-    import timm
+def read_encoder(path: str | Path) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+    """Read an exported encoder file: (its path, the config, the state_dict of `HeadedEncoder`).
 
-    from artenc.backbones._registry import create_backbone
-
+    `path` is the `encoder.pt` file or its folder. Raises UsageError when the file is missing,
+    is not an artenc encoder, or has another format version. `artenc.backbones.load_exported_encoder`
+    rebuilds the network from it.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "encoder.pt"
@@ -91,26 +91,4 @@ def load_exported_encoder(path: str | Path) -> Backbone:
         raise UsageError(f"{path}: not an artenc encoder file ({type(exc).__name__}: {exc})") from exc
     if config.get("format") != FORMAT:
         raise UsageError(f"{path}: unsupported encoder format {config.get('format')!r} (expected {FORMAT})")
-    name = config["backbone"]
-    if timm.is_model(name):
-        net = timm.create_model(name, pretrained=False)
-    else:  # registered non-timm architectures (torchvision): build with their own weights, then overwrite
-        net = create_backbone(name).model
-    if config.get("features"):
-        from artenc.models.pooling import wrap_features
-
-        net = wrap_features(net, config["features"])
-    head = ProjectionHead(**config["head"])
-    encoder = HeadedEncoder(net, head)
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise UsageError(f"{path}: weights do not match its config: {str(exc)[:400]}") from exc
-    encoder.eval()
-    return Backbone(
-        name=str(path.resolve()),
-        model=encoder,
-        preprocess=PreprocessConfig.from_dict(config["preprocess"]),
-        dim=head.out_dim,
-        weights_source=str(path),
-    )
+    return path, config, state

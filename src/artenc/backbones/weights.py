@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from artenc.errors import UsageError
@@ -19,8 +20,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"{path}: weights file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)

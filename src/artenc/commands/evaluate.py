@@ -40,11 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
-    from artenc.commands.compare import markdown_table
+    from artenc.report.tables import evaluation_table
 
     report = evaluate_from_args(args.store, args)
     if args.json:
         emit_json(report)
     else:
-        print(markdown_table([report], args.k))
+        print(evaluation_table([report], args.k))
     return 0

@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     from artenc.cli import emit_json
     from artenc.errors import UsageError
+    from artenc.report.interactive import write_map_html
     from artenc.store import Store
-    from artenc.viz.umap_map import plot_map, store_map, write_map_html
+    from artenc.viz.umap_map import plot_map, store_map
 
     log = logging.getLogger("artenc")
     if not args.out and args.html is None:

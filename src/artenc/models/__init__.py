@@ -1,1 +1,5 @@
-"""Trainable modules: projection heads (losses and Lightning modules live beside them)."""
+"""Training parts run by Lightning: the contrastive LightningModule, callbacks and loggers.
+
+Inference modules (projection heads, feature wrappers) live in `artenc.layers`, pretrained
+networks in `artenc.backbones`.
+"""

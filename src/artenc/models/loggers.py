@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from artenc.errors import require
+
 
 def wandb_logger(project: str | None = None, save_dir: str = ".", **kwargs: Any):
     """A Lightning WandbLogger; offline when `project` is None or WANDB_MODE=offline.
 
     Offline runs write under `save_dir/wandb` and can be uploaded later with `wandb sync`.
     """
-    from artenc.errors import require
-
     require("wandb", "train")
     from lightning.pytorch.loggers import WandbLogger
 

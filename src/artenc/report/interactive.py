@@ -1,4 +1,5 @@
-"""An interactive map as an HTML fragment: SVG points, hover thumbnails, legend toggles, zoom.
+"""An interactive map as an HTML fragment: SVG points, hover thumbnails, legend toggles, zoom;
+`write_map_html` puts one on its own page (`artenc umap --html`).
 
 Everything is inline (data as JSON in the page, thumbnails as data URIs, a few lines of
 plain JavaScript), so the fragment works in a file opened from disk with no network.
@@ -7,17 +8,21 @@ plain JavaScript), so the fragment works in a file opened from disk with no netw
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from html import escape
 from itertools import count
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.report.html import page
 from artenc.report.inline import thumb_uri
+from artenc.viz.umap_map import Coloring, point_text, spread_sample
 
 if TYPE_CHECKING:
-    from artenc.viz.umap_map import Coloring
+    from artenc.store import Store
 
 WIDTH, HEIGHT, PAD = 1000, 720, 24
 _ids = count(1)
@@ -111,8 +116,6 @@ def map_fragment(
     `paths`, about `on_map` thumbnails spread over the map are drawn under the points. Hover
     thumbnails are 112 px, 80 px above 1,500 works (about 3 KB each inside the page).
     """
-    from artenc.viz.umap_map import spread_sample
-
     n = len(coords)
     thumb_size = thumb_size or (112 if n <= 1500 else 80)
     x, y = _scale(np.asarray(coords, dtype=np.float64))
@@ -153,3 +156,22 @@ def map_fragment(
         'click a legend entry to hide or show it.</p>'
         f'<script type="application/json">{payload}</script><script>{script}</script></div>'
     )
+
+
+def write_map_html(
+    store: Store, coords: np.ndarray, colors: Coloring, out: str | os.PathLike, *, thumbnails: bool = True,
+    title: str | None = None,
+) -> Path:
+    """A self-contained interactive HTML map of `store` (hover shows the work's thumbnail and labels).
+
+    `coords` (n, 2) float and `colors` come from `artenc.viz.umap_map.store_map`; returns the
+    path of the page written to `out` (its folder is created).
+    """
+    items = store.items
+    names, details = point_text(items, store.label_columns)
+    body = map_fragment(coords, colors, names, details, paths=items["path"].tolist() if thumbnails else None)
+    subtitle = f"{len(items)} works from {store.root} · model {store.meta.get('model')}"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page(title or "Map of the collection", subtitle, body, extra_css=MAP_CSS), encoding="utf-8")
+    return out

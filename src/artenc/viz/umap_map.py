@@ -1,9 +1,10 @@
-"""2-D maps of a store: UMAP coordinates, colouring by a label field, PNG and interactive HTML.
+"""2-D maps of a store: UMAP coordinates, colouring by a label field, a PNG.
 
 `umap-learn` is imported only when a map is computed (install hint otherwise). Its first
 call in a fresh environment JIT-compiles numba code (10-30 s); later calls reuse the cache.
 `method="pca"` is a fast, cruder fallback (the first two principal components), meant for
-smoke tests and quick looks; UMAP is the default.
+smoke tests and quick looks; UMAP is the default. The interactive HTML map is drawn by
+`artenc.report.interactive` (`map_fragment`, `write_map_html`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.errors import UsageError
+from artenc.errors import UsageError, require
+from artenc.store import ITEM_COLUMNS
+from artenc.viz.grids import pyplot, save_figure, thumbnail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,8 +68,6 @@ def project_2d(
         if method == "umap":
             log.info("only %d works: using PCA instead of UMAP", len(x))
         return _pca_2d(x)
-    from artenc.errors import require
-
     umap = require("umap", "viz")
     reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, len(x) - 1)), min_dist=min_dist,
                         metric="cosine", random_state=seed, n_jobs=1)
@@ -97,8 +98,6 @@ def coloring(items: pd.DataFrame, field: str | None) -> Coloring:
     n = len(items)
     if field is None:
         return Coloring(None, np.full(n, "work", dtype=object), ["work"], {"work": PALETTE[0]})
-    from artenc.store import ITEM_COLUMNS
-
     if field not in items.columns:
         raise UsageError(f"--color-by {field}: no such column (label columns: "
                          f"{', '.join(c for c in items.columns if c not in ITEM_COLUMNS) or 'none'})")
@@ -147,8 +146,6 @@ def plot_map(
     max_thumbnails: int = 80, title: str | None = None,
 ) -> Path:
     """Scatter the map into a PNG, with a legend; with `paths`, thumbnails spread over the map."""
-    from artenc.viz.grids import pyplot, save_figure, thumbnail
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 9) if paths else (9, 7.5))
     size = float(np.clip(2000 / max(len(coords), 1), 4, 40))
@@ -194,21 +191,3 @@ def point_text(items: pd.DataFrame, label_columns: list[str]) -> tuple[list[str]
     details = [" · ".join(f"{c}: {v}" for c, v in zip(label_columns, row, strict=True))
                for row in frame.itertuples(index=False)]
     return names, details
-
-
-def write_map_html(
-    store: Store, coords: np.ndarray, colors: Coloring, out: str | os.PathLike, *, thumbnails: bool = True,
-    title: str | None = None,
-) -> Path:
-    """A self-contained interactive HTML map (hover shows the work's thumbnail and labels)."""
-    from artenc.report.html import page
-    from artenc.report.interactive import MAP_CSS, map_fragment
-
-    items = store.items
-    names, details = point_text(items, store.label_columns)
-    body = map_fragment(coords, colors, names, details, paths=items["path"].tolist() if thumbnails else None)
-    subtitle = f"{len(items)} works from {store.root} · model {store.meta.get('model')}"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(title or "Map of the collection", subtitle, body, extra_css=MAP_CSS), encoding="utf-8")
-    return out

@@ -9,20 +9,18 @@ the final ImageNet-pooled vector largely discards:
   (second-order pooling, Lin et al., "Bilinear CNNs", ICCV 2015) of some of them.
 
 Both keep timm's interface, so they run wherever a backbone does (embedding, ONNX export,
-exported encoders), and `config()` / `wrap_features` rebuild them from JSON.
+exported encoders), and `config()` / `wrap_features` rebuild them from JSON. They wrap any
+`nn.Module`; `artenc.backbones.multiscale_backbone` / `layer_stats_backbone` wrap a pretrained
+backbone by name.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from artenc.backbones import Backbone, create_backbone
 
 
 class FeatureWrapper(nn.Module):
@@ -141,25 +139,6 @@ class LayerStatistics(FeatureWrapper):
             parts += [flat.mean(2), flat.std(2)]
         parts += [channel_covariance(maps[n], getattr(self, f"upper_{i}")) for i, n in enumerate(self.covariance_layers)]
         return torch.cat([F.normalize(p, dim=1) for p in parts], 1)
-
-
-def multiscale_backbone(name: str = "tf_efficientnet_lite0", weights: str | None = None,
-                        stages: Sequence[int] = (0, 1, 2, 3, 4)) -> Backbone:
-    """`create_backbone(name, weights)` wrapped in `MultiScaleFeatures`."""
-    base = create_backbone(name, weights)
-    wrapper = MultiScaleFeatures(base.model, stages, base.dim).eval()
-    return Backbone(name=f"{base.name}+multiscale{wrapper.stages}", model=wrapper, preprocess=base.preprocess, dim=wrapper.dim,
-                    weights_source=base.weights_source)
-
-
-def layer_stats_backbone(name: str = "tf_efficientnet_lite0", weights: str | None = None,
-                         layers: Sequence[str] = ("bn2",), covariance_layers: Sequence[str] = ()) -> Backbone:
-    """`create_backbone(name, weights)` wrapped in `LayerStatistics`."""
-    base = create_backbone(name, weights)
-    wrapper = LayerStatistics(base.model, layers, covariance_layers).eval()
-    tag = hashlib.sha256(json.dumps(wrapper.config(), sort_keys=True).encode()).hexdigest()[:8]
-    return Backbone(name=f"{base.name}+layerstats-{tag}", model=wrapper, preprocess=base.preprocess, dim=wrapper.dim,
-                    weights_source=base.weights_source)
 
 
 def wrap_features(model: nn.Module, config: dict) -> FeatureWrapper:
