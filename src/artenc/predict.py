@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from artenc.errors import UsageError
-from artenc.evaluate import knn_vote, topk_neighbors
+from artenc.search import top_k
 from artenc.store import Store
+from artenc.vote import field_vote
 
 
 def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = "split") -> list[str]:
@@ -32,15 +33,6 @@ def label_fields(store: Store, fields: Sequence[str] | None, split_column: str =
     return list(fields)
 
 
-def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
-    """One label field's vote: label, confidence, votes (most first); missing labels
-    (None, NaN, "") do not vote, and with no votes the label is None."""
-    pairs = [(str(v), float(s)) for v, s in zip(values, sims, strict=True) if v is not None and v == v and v != ""]
-    label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
-    return {"label": label, "confidence": round(confidence, 4),
-            "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
-
-
 def predict_vectors(
     store: Store, vectors: np.ndarray, fields: Sequence[str], k: int = 10,
     query_rows: Sequence[int | None] | None = None,
@@ -52,9 +44,8 @@ def predict_vectors(
     if k < 1:
         raise UsageError(f"-k must be >= 1, got {k}")
     items = store.items
-    rows = np.arange(len(items))
-    qids = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows])
-    sims, idx = topk_neighbors(vectors, store.vectors, k, qids, rows if qids is not None else None)
+    exclude = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows], dtype=np.int64)
+    sims, idx = top_k(vectors, store.vectors, k, exclude=exclude)
     out = []
     for srow, irow in zip(sims, idx, strict=True):
         ok = irow >= 0
