@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from artenc.errors import ParameterError
 
 SCORE_BYTES = 256 * 2**20  # one block of float32 scores (pair search); top-k uses a quarter
-TOPK_SCORE_BYTES = SCORE_BYTES // 4  # argpartition adds int64 indices: peak ~3x this
+TOPK_SCORE_BYTES = SCORE_BYTES // 4  # + a negated copy and int64 argpartition indices: peak ~4x this
 QUERY_BLOCK = 4096  # at most this many query rows per block
 MATRIX_BLOCK = 65536  # at most this many matrix rows per block (top-k)
 SIM_TOLERANCE = 16 * float(np.finfo(np.float32).eps)  # 1.9e-6: float32 rounding of unit dots
