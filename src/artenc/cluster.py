@@ -5,7 +5,7 @@ every k of a sweep (the workshop recomputed an n x n matrix for each of its 48 f
 
 Memory bound: at most `sample_size` works are clustered (default SAMPLE_MAX = 8,000).
 Larger stores are clustered on a uniform random sample of that size; every work is then
-assigned to its nearest medoid through a FAISS inner-product search; no n x n matrix.
+assigned to its nearest medoid by an exact blocked top-1 search (`artenc.search`); no n x n matrix.
 A fixed k builds the s x s matrix of the sample (4 * 8000^2 bytes = 256 MB at most).
 
 `--k auto` sweeps k over a range (default 5:100:2). Each k is fitted by FasterPAM on the
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.errors import ParameterError, UsageError
-from artenc.index import as_unit_matrix, iter_blocks, load_faiss
+from artenc.search import as_unit_matrix, limit_threads, top_k
 from artenc.store import l2_normalize
 
 if TYPE_CHECKING:
@@ -141,7 +141,15 @@ def fit_kmedoids(diss: np.ndarray, k: int, *, seed: int = 0, init: np.ndarray | 
 
 
 def cross_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(len(x), len(y)) float32 matrix of 1 - cos, clipped at 0."""
+    """Cosine distances of every row of `x` to every row of `y`.
+
+    Args:
+        x: (n, dim) float32 unit vectors; y: (m, dim) float32 unit vectors.
+
+    Returns:
+        (n, m) float32 matrix of 1 - cos, clipped at 0 (memory 4 n m bytes: callers keep
+        m small, e.g. the sweep sample; nearest-only questions go to `assign`).
+    """
     d = x @ y.T
     np.subtract(1.0, d, out=d)
     np.maximum(d, 0.0, out=d)
@@ -193,10 +201,8 @@ def silhouette(diss: np.ndarray, labels: np.ndarray) -> float:
 
 def principal_axes(centred: np.ndarray) -> np.ndarray:
     """Orthonormal principal axes (rows) of centred rows, via the small Gram matrix."""
-    from artenc.index import one_blas_thread
-
     gram = (centred @ centred.T).astype(np.float64)
-    with one_blas_thread():  # a threaded LAPACK eigh on busy cores: 3.7 s instead of 0.02 s
+    with limit_threads(1):  # a threaded LAPACK eigh on busy cores: 3.7 s instead of 0.02 s
         values, vectors = np.linalg.eigh(gram)
     keep = values > values.max() * 1e-9
     axes = (centred.T.astype(np.float64) @ vectors[:, keep]) / np.sqrt(values[keep])
@@ -283,16 +289,20 @@ def choose_k(rows: list[dict]) -> tuple[int, str]:
 
 
 def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest medoid of every vector through FAISS (blocked); returns (labels, cosine distances)."""
-    faiss = load_faiss()
-    index = faiss.IndexFlatIP(medoid_vectors.shape[1])
-    index.add(as_unit_matrix(medoid_vectors))
-    labels = np.empty(len(vectors), dtype=np.int64)
-    dist = np.empty(len(vectors), dtype=np.float32)
-    for block in iter_blocks(len(vectors), 65536):
-        sims, ids = index.search(np.ascontiguousarray(vectors[block], dtype=np.float32), 1)
-        labels[block], dist[block] = ids[:, 0], np.maximum(1.0 - sims[:, 0], 0.0)
-    return labels, dist
+    """Nearest medoid of every vector: the exact top-1 (`artenc.search.top_k`, in blocks).
+
+    Args:
+        vectors: (n, dim) float unit vectors; medoid_vectors: (k, dim), k >= 1.
+
+    Returns:
+        (labels (n,) int64 index into `medoid_vectors`, ties to the smaller index;
+        distances (n,) float32 cosine distance 1 - cos, clipped at 0).
+
+    Raises:
+        ParameterError: bad arrays or dims that differ.
+    """
+    sims, ids = top_k(vectors, medoid_vectors, 1)
+    return ids[:, 0], np.maximum(1.0 - sims[:, 0], 0.0)
 
 
 def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,

@@ -32,7 +32,19 @@ import numpy as np
 import pandas as pd
 
 from artenc.errors import ParameterError, UsageError
-from artenc.index import AUTO_EXACT_MAX, as_unit_matrix, check_threshold, iter_blocks, load_faiss
+from artenc.index import AUTO_EXACT_MAX, load_faiss
+from artenc.search import (
+    SCORE_BYTES,
+    Pairs,
+    as_unit_matrix,
+    block_range_pairs,
+    block_top_m_pairs,
+    check_pair_count,
+    check_threshold,
+    check_top_m,
+    iter_blocks,
+    similar_pairs,
+)
 from artenc.verify import DEFAULT_MIN_INLIERS, verify_pairs
 
 if TYPE_CHECKING:
@@ -45,90 +57,10 @@ DEFAULT_VERIFY_THRESHOLD = 0.75  # candidates for geometric verification: every 
 DEFAULT_TOP_M = 5  # ... plus each work's 5 nearest neighbours ...
 DEFAULT_FLOOR = 0.55  # ... with cosine >= 0.55 (chosen on WikiArt dev rows, docs/search.md)
 MAX_PAIRS = 20_000_000  # 20M pairs = 320 MB of (i, j, sim); a lower threshold is refused
-SCORE_BYTES = 256 * 2**20
 CELL_PROBE = 2  # large n: each vector is listed in its 2 nearest k-means cells
 CELL_TRAIN_PER_LIST = 32
 CELL_ITERATIONS = 8
 CELL_MIN_SIZE = 256
-
-
-@dataclass
-class Pairs:
-    """Pairs of item rows (i < j) with their cosine similarity (and inliers once verified)."""
-
-    i: np.ndarray
-    j: np.ndarray
-    sim: np.ndarray
-    inliers: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.i)
-
-    def select(self, mask: np.ndarray) -> Pairs:
-        inl = None if self.inliers is None else self.inliers[mask]
-        return Pairs(self.i[mask], self.j[mask], self.sim[mask], inl)
-
-
-def _check_count(count: int, threshold: float) -> None:
-    """Bound memory: refuse thresholds that make near-duplicates of a large share of all pairs."""
-    if count > MAX_PAIRS:
-        raise UsageError(
-            f"more than {MAX_PAIRS} pairs have cosine >= {threshold}: the threshold is too low for "
-            "near-duplicates; raise --threshold"
-        )
-
-
-def _collect(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Pairs:
-    if not parts:
-        return Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    i, j, s = (np.concatenate(x) for x in zip(*parts, strict=True))
-    return Pairs(i.astype(np.int64), j.astype(np.int64), s.astype(np.float32))
-
-
-def _top_pairs(row_ids: np.ndarray, col_ids: np.ndarray, scores: np.ndarray, top_m: int, floor: float):
-    """The top-m columns of each row of `scores` (self excluded by the caller) with score >= floor."""
-    m = min(top_m, scores.shape[1])
-    if m <= 0:
-        return None
-    top = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else \
-        np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    s = np.take_along_axis(scores, top, axis=1)
-    ok = s >= floor
-    i = np.broadcast_to(row_ids[:, None], top.shape)[ok]
-    j = col_ids[top[ok]]
-    keep = i != j
-    i, j, s = i[keep], j[keep], s[ok][keep]
-    return np.minimum(i, j), np.maximum(i, j), s
-
-
-def _unique_pairs(pairs: Pairs, n: int) -> Pairs:
-    key = pairs.i * n + pairs.j
-    _, first = np.unique(key, return_index=True)
-    return pairs.select(np.sort(first))
-
-
-def _exact_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0) -> Pairs:
-    n = len(x)
-    block = int(max(16, min(1024, SCORE_BYTES // (4 * max(n, 1)))))  # small: closer to n^2/2 products
-    parts, count = [], 0
-    for rows in iter_blocks(n, block):
-        start = 0 if top_m else rows.start  # top-m needs whole rows, the range part the upper triangle
-        scores = x[rows] @ x[start:].T
-        if top_m:
-            r = np.arange(rows.stop - rows.start)
-            scores[r, r + rows.start - start] = -np.inf  # not its own neighbour
-        r, c = np.nonzero(scores >= threshold)
-        i, j = r + rows.start, c + start
-        keep = j > i
-        parts.append((i[keep], j[keep], scores[r[keep], c[keep]]))
-        count += int(keep.sum())
-        _check_count(count, threshold)
-        top = _top_pairs(np.arange(rows.start, rows.stop), np.arange(start, n), scores, top_m, floor) \
-            if top_m else None
-        if top is not None:
-            parts.append(top)
-    pairs = _collect(parts)
-    return _unique_pairs(pairs, n) if top_m else pairs
 
 
 def _cell_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0, seed: int = 0) -> Pairs:
@@ -172,18 +104,16 @@ def _cell_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 
         for sub in iter_blocks(len(own), step):
             rows = own[sub]
             scores = x[rows] @ xc.T
-            r, k = np.nonzero(scores >= threshold)
-            i, j = rows[r], cols[k]
-            keep = i != j
-            parts.append((np.minimum(i, j)[keep], np.maximum(i, j)[keep], scores[r[keep], k[keep]]))
-            count += int(keep.sum())
-            _check_count(count // 2, threshold)
+            part = block_range_pairs(scores, rows, cols, threshold, upper=False)
+            parts.append(part)
+            count += len(part[0])
+            check_pair_count(count // 2, threshold, MAX_PAIRS)
             if top_m:
                 scores[rows[:, None] == cols[None, :]] = -np.inf
-                top = _top_pairs(rows, cols, scores, top_m, floor)
+                top = block_top_m_pairs(scores, rows, cols, top_m, floor)
                 if top is not None:
                     parts.append(top)
-    return _unique_pairs(_collect(parts), n)  # a pair can be found from both ends
+    return Pairs.concat(parts).unique(n)  # a pair can be found from both ends
 
 
 def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None = None,
@@ -192,14 +122,29 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
 
     With `top_m` > 0, also every pair where one work is among the other's `top_m` nearest
     neighbours with cosine >= `floor` (the verified mode's candidate rule, see DEFAULT_TOP_M).
+
+    Args:
+        vectors: (n, dim) float unit vectors (float32 used).
+        threshold, floor: cosine similarities in [-1, 1] (floor is capped at threshold).
+        exact: exact blockwise search (`artenc.search.similar_pairs`), or k-means cells
+            (`_cell_pairs`, approximate); None: exact up to AUTO_EXACT_MAX vectors.
+        top_m: nearest neighbours per work that become candidates (0: off).
+
+    Returns:
+        `artenc.search.Pairs` (i < j, each pair once, float32 similarities).
+
+    Raises:
+        ParameterError: bad vectors, threshold, floor or top_m; a threshold so low that
+        more than MAX_PAIRS pairs reach it.
     """
     x = as_unit_matrix(vectors)
     threshold = check_threshold(threshold)
-    if top_m < 0:
-        raise UsageError(f"--top-m must be >= 0, got {top_m}")
-    floor = threshold if floor is None else min(check_threshold(floor, "--floor"), threshold)
+    top_m = check_top_m(top_m)
+    floor = threshold if floor is None else min(check_threshold(floor, "floor"), threshold)
     exact = len(x) <= AUTO_EXACT_MAX if exact is None else exact
-    return _exact_pairs(x, threshold, top_m, floor) if exact else _cell_pairs(x, threshold, top_m, floor)
+    if exact:
+        return similar_pairs(x, threshold, top_m=top_m, floor=floor, max_pairs=MAX_PAIRS, score_bytes=SCORE_BYTES)
+    return _cell_pairs(x, threshold, top_m, floor)
 
 
 def default_threshold(verify: bool, threshold: float | None = None) -> float:

@@ -23,14 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-BLOCK = 2048
-
-
-def _check_vectors(name: str, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{name} must be a float (n, dim) array, got {x.dtype} {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+from artenc.search import top_k
+from artenc.vote import knn_vote
 
 
 def topk_neighbors(
@@ -40,38 +34,28 @@ def topk_neighbors(
     query_ids: np.ndarray | None = None,
     gallery_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product, streamed in blocks of queries.
+    """Exact top-k of each query in `gallery` by cosine similarity, leave-one-out by id.
 
-    Returns (similarities (q, k) float32 descending, indices (q, k) int64 into `gallery`).
-    A gallery item whose id equals the query's id is skipped (leave-one-out). If fewer
-    than k candidates exist, missing slots have index -1 and similarity -inf.
+    Args:
+        queries: (q, dim) float vectors; gallery: (g, dim) float vectors (float32 used).
+        k: neighbours per query, >= 1.
+        query_ids, gallery_ids: (q,), (g,) ids (e.g. store rows); a gallery item whose id
+            equals the query's id is left out of its neighbours.
+
+    Returns:
+        (similarities (q, k) float32 descending, indices (q, k) int64 into `gallery`);
+        missing slots (fewer than k candidates) hold -inf and -1.
+
+    Raises:
+        ParameterError (a ValueError): bad arrays, dims that differ, k < 1.
+
+    The search itself is `artenc.search.top_k` (blocks, ties by smaller index).
     """
-    queries, gallery = _check_vectors("queries", queries), _check_vectors("gallery", gallery)
-    if queries.shape[1] != gallery.shape[1]:
-        raise ValueError(f"queries have dim {queries.shape[1]}, gallery {gallery.shape[1]}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    n_q, n_g = len(queries), len(gallery)
-    exclude = np.full(n_q, -1, dtype=np.int64)
+    exclude = None
     if query_ids is not None and gallery_ids is not None:
         column = {int(g): j for j, g in enumerate(np.asarray(gallery_ids))}
         exclude = np.array([column.get(int(q), -1) for q in np.asarray(query_ids)], dtype=np.int64)
-    kk = min(k, n_g)
-    sims_out = np.full((n_q, k), -np.inf, dtype=np.float32)
-    idx_out = np.full((n_q, k), -1, dtype=np.int64)
-    for start in range(0, n_q, BLOCK):
-        stop = min(start + BLOCK, n_q)
-        sims = queries[start:stop] @ gallery.T
-        rows = np.nonzero(exclude[start:stop] >= 0)[0]
-        sims[rows, exclude[start:stop][rows]] = -np.inf
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < n_g else np.tile(np.arange(n_g), (len(sims), 1))
-        part_sims = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_sims, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-        top = np.take_along_axis(part_sims, order, axis=1)
-        idx[~np.isfinite(top)] = -1
-        sims_out[start:stop, :kk], idx_out[start:stop, :kk] = top, idx
-    return sims_out, idx_out
+    return top_k(queries, gallery, k, exclude=exclude)
 
 
 def relevance(query_labels: np.ndarray, gallery_labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -98,22 +82,6 @@ def map_at_k(rel: np.ndarray, n_relevant: np.ndarray) -> float:
     denom = np.minimum(k, np.asarray(n_relevant))
     ap = np.where(denom > 0, (precision_i * rel).sum(axis=1) / np.maximum(denom, 1), 0.0)
     return float(ap.mean())
-
-
-def knn_vote(labels: Sequence, sims: Sequence[float]) -> tuple[object, float, dict]:
-    """Majority label among neighbours (ties: larger summed similarity).
-
-    Returns (label, confidence = its share of the votes, {label: votes}).
-    """
-    counts: dict = {}
-    weight: dict = {}
-    for label, s in zip(labels, sims, strict=True):
-        counts[label] = counts.get(label, 0) + 1
-        weight[label] = weight.get(label, 0.0) + float(s)
-    if not counts:
-        return None, 0.0, {}
-    best = max(counts, key=lambda lab: (counts[lab], weight[lab]))
-    return best, counts[best] / sum(counts.values()), counts
 
 
 def knn_accuracy(query_labels: np.ndarray, gallery_labels: np.ndarray, idx: np.ndarray, sims: np.ndarray) -> float:

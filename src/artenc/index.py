@@ -6,7 +6,7 @@ their scores are recomputed from the vectors, so LSH Hamming distances never lea
 
 Kinds (`--kind`):
 
-- ``flat``: exact inner-product search (BLAS, blocked), memory n*dim*4 bytes.
+- ``flat``: exact inner-product search (`artenc.search.top_k`: BLAS in blocks), memory n*dim*4 bytes.
 - ``hnsw``: HNSW graph, M=16, efConstruction=64, efSearch=32 (recall@10 0.988 on
   100k clustered 1280-d vectors, ~40x sklearn's brute force; efSearch 64: 0.998, ~25x), memory ~n*(dim*4 + 128) bytes.
 - ``ivfpq``: IVF (nlist ~ 4 sqrt(n)) + product quantiser (dim/8 bytes per vector),
@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.errors import UsageError
+from artenc.search import as_unit_matrix, check_k, iter_blocks, top_k, top_k_of_candidates
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -56,49 +56,6 @@ def load_faiss():
     import faiss
 
     return faiss
-
-
-def one_blas_thread():
-    """Context manager: BLAS/LAPACK on one thread (threadpoolctl, which comes with scikit-learn).
-
-    On shared, busy cores OpenBLAS's threads spin-wait: measured at load 6 on 2 cores, a
-    500x500 eigh takes 3.7 s with 2 threads and 0.02 s with 1.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        from contextlib import nullcontext
-
-        return nullcontext()
-    return threadpool_limits(1)
-
-
-def as_unit_matrix(x: np.ndarray, name: str = "vectors", dim: int | None = None) -> np.ndarray:
-    """Check `x` is a finite 2-D float matrix (of width `dim`); return it C-contiguous float32."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise UsageError(f"{name}: expected a 2-D (n, dim) array, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise UsageError(f"{name}: expected floating-point vectors, got dtype {x.dtype}")
-    if dim is not None and x.shape[1] != dim:
-        raise UsageError(f"{name}: expected dim {dim}, got {x.shape[1]}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise UsageError(f"{name}: contains NaN or infinite values")
-    return x
-
-
-def check_threshold(threshold: float, name: str = "--threshold") -> float:
-    """Cosine thresholds live in [-1, 1]."""
-    if not -1.0 <= float(threshold) <= 1.0:
-        raise UsageError(f"{name} must be a cosine similarity in [-1, 1], got {threshold}")
-    return float(threshold)
-
-
-def iter_blocks(n: int, size: int = SEARCH_BLOCK) -> Iterator[slice]:
-    """Consecutive slices covering range(n)."""
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
 
 
 def choose_kind(kind: str, n: int) -> str:
@@ -125,37 +82,44 @@ class VectorIndex:
         return int(self.vectors.shape[0])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by cosine: (similarities (m,k) float32, ids (m,k) int64, -1 where fewer)."""
+        """Top-k of each query by cosine similarity.
+
+        Args:
+            queries: (m, dim) float unit vectors (cast to float32).
+            k: neighbours per query, >= 1.
+
+        Returns:
+            (similarities (m, k) float32, ids (m, k) int64 rows), most similar first;
+            -inf / -1 where the index holds fewer than k vectors.
+
+        Raises:
+            ParameterError: bad `queries` (shape, dtype, dim, NaN) or `k` < 1.
+
+        ``flat`` is exact (`artenc.search.top_k`, ties by smaller id); the other kinds
+        ask FAISS for candidates, ``hnsw`` keeps FAISS's inner products, ``ivfpq`` and
+        ``lsh`` re-score them exactly (`artenc.search.top_k_of_candidates`).
+        """
         queries = as_unit_matrix(queries, "queries", self.vectors.shape[1])
-        if k < 1:
-            raise UsageError(f"-k must be >= 1, got {k}")
+        k = check_k(k)
+        if self.kind == "flat":
+            return top_k(queries, self.vectors, k, check_matrix=False)  # checked when built
         m, k_eff = len(queries), min(k, self.ntotal)
         sims = np.full((m, k), -np.inf, dtype=np.float32)
         ids = np.full((m, k), -1, dtype=np.int64)
         if m == 0 or k_eff == 0:
             return sims, ids
-        exact_scores = self.kind in ("flat", "hnsw")  # inner products on the stored floats
+        exact_scores = self.kind == "hnsw"  # inner products on the stored floats
         fetch = k_eff if exact_scores else min(self.ntotal, max(4 * k_eff, k_eff + 16))
-        for block in iter_blocks(m):
+        for block in iter_blocks(m, SEARCH_BLOCK):
             scores, cand = self.index.search(queries[block], fetch)
             if exact_scores:
                 sims[block, :k_eff], ids[block, :k_eff] = np.where(cand >= 0, scores, -np.inf), cand
                 continue
             for sub in iter_blocks(len(cand), 256):  # bounded (256, fetch, dim) gather
-                s, i = _rescore(queries[block][sub], cand[sub], self.vectors, k_eff)
+                s, i = top_k_of_candidates(queries[block][sub], cand[sub], self.vectors, k_eff)
                 rows = slice(block.start + sub.start, block.start + sub.stop)
                 sims[rows, :k_eff], ids[rows, :k_eff] = s, i
         return sims, ids
-
-
-def _rescore(q: np.ndarray, cand: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine of candidate ids, sorted descending, top k (missing ids sort last)."""
-    safe = np.where(cand >= 0, cand, 0)
-    scores = np.einsum("md,mcd->mc", q, vectors[safe])
-    scores[cand < 0] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    ids = np.take_along_axis(cand, order, axis=1)
-    return np.take_along_axis(scores, order, axis=1).astype(np.float32), ids
 
 
 def _ivfpq(faiss, x: np.ndarray, seed: int) -> tuple[object, dict]:

@@ -17,9 +17,10 @@ import numpy as np
 
 from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
-from artenc.evaluate import knn_vote, topk_neighbors
 from artenc.runtime import encoder_for_store
+from artenc.search import top_k
 from artenc.store import Store
+from artenc.vote import field_vote
 
 if TYPE_CHECKING:
     from artenc.runtime import Encoder
@@ -38,15 +39,6 @@ def label_fields(store: Store, fields: Sequence[str] | None, split_column: str =
         raise UsageError(f"{store.root}: no label field {', '.join(missing)}; label columns: "
                          f"{', '.join(available) or 'none (embed with --labels CSV)'}")
     return list(fields)
-
-
-def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
-    """One label field's vote: label, confidence, votes (most first); missing labels
-    (None, NaN, "") do not vote, and with no votes the label is None."""
-    pairs = [(str(v), float(s)) for v, s in zip(values, sims, strict=True) if v is not None and v == v and v != ""]
-    label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
-    return {"label": label, "confidence": round(confidence, 4),
-            "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
 
 
 @dataclass(frozen=True)
@@ -130,9 +122,8 @@ def predict_vectors(
     if k < 1:
         raise ParameterError("k", f"must be >= 1, got {k}")
     items = store.items
-    rows = np.arange(len(items))
-    qids = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows])
-    sims, idx = topk_neighbors(vectors, store.vectors, k, qids, rows if qids is not None else None)
+    exclude = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows], dtype=np.int64)
+    sims, idx = top_k(vectors, store.vectors, k, exclude=exclude)
     out = []
     for q, (srow, irow) in enumerate(zip(sims, idx, strict=True)):
         ok = irow >= 0
@@ -143,7 +134,7 @@ def predict_vectors(
                               {f: (None if item[f] is None or item[f] != item[f] else str(item[f])) for f in fields})
             for r, (_, item), s in zip(irow[ok], neigh.iterrows(), srow[ok], strict=True)
         ]
-        out.append(Prediction(votes, neighbors, row=None if qids is None or qids[q] < 0 else int(qids[q])))
+        out.append(Prediction(votes, neighbors, row=None if exclude is None or exclude[q] < 0 else int(exclude[q])))
     return out
 
 

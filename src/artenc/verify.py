@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.search import limit_threads
+
 if TYPE_CHECKING:
     from artenc.store import Store
 
@@ -158,16 +160,9 @@ def _cached(root: str, sha: str) -> Keypoints:
     return KeypointCache(root).load(sha)
 
 
-def _one_blas_thread():
-    """Worker processes share the cores: one BLAS thread each (the matcher's matrix products)."""
-    from artenc.index import one_blas_thread
-
-    return one_blas_thread()
-
-
 def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
     root, pairs = args
-    with _one_blas_thread():
+    with limit_threads(1):  # worker processes share the cores: one BLAS thread each
         return [count_inliers(_cached(root, a), _cached(root, b)) for a, b in pairs]
 
 
@@ -222,7 +217,7 @@ def verify_pairs(store: Store, left: np.ndarray, right: np.ndarray, workers: int
 def _query_job(args: tuple[str, str, list[str]]) -> list[int]:
     root, query_path, shas = args
     q = extract(query_path)
-    with _one_blas_thread():
+    with limit_threads(1):
         return [count_inliers(q, _cached(root, s)) for s in shas]
 
 

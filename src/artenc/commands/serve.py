@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     require("fastapi", "serve")
     uvicorn = require("uvicorn", "serve")
     require("multipart", "serve")
-    from artenc.index import check_threshold
+    from artenc.search import check_threshold
     from artenc.serve.app import create_app
     from artenc.serve.state import MB, ServeSettings
 

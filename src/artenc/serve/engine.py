@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.images import open_image
+from artenc.index import load_faiss
 from artenc.preprocess import to_uint8_chw
+from artenc.search import limit_threads
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
@@ -26,10 +28,15 @@ if TYPE_CHECKING:
 
 
 def _limit_search_threads(threads: int) -> None:
-    """OpenMP thread counts are per calling thread, so each worker sets its own."""
-    from artenc.index import load_faiss
+    """A worker's initializer: `threads` BLAS and OpenMP threads for its searches.
 
-    load_faiss().omp_set_num_threads(threads)
+    `artenc.search.limit_threads`, kept for the worker's life: OpenMP counts (FAISS) are
+    per calling thread, so each worker sets its own; the BLAS limit (exact flat search)
+    is process-wide, the same for every worker. FAISS is loaded first so that its OpenMP
+    runtime is among the pools limited.
+    """
+    load_faiss()
+    limit_threads(threads)
 
 
 class QueryEngine:
