@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from artenc.labels import is_missing
+
 BLOCK = 2048
 
 
@@ -195,7 +197,8 @@ def _finite(x: float | None) -> float | None:
 
 
 def _has_label(values: pd.Series) -> np.ndarray:
-    return (values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
+    """(n,) bool: the value is a label (`labels.is_missing` is False)."""
+    return ~is_missing(values)
 
 
 def evaluate_arrays(

@@ -7,7 +7,6 @@ model and preprocessing (`encoder_for_store`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ import numpy as np
 
 from artenc.errors import UsageError
 from artenc.images import absolute
+from artenc.labels import plain
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
@@ -70,18 +70,13 @@ def resolve_queries(store: Store, queries: list[str]) -> list[Query]:
 
 
 def labels_of(store: Store, rows: np.ndarray) -> list[dict]:
-    """Label columns of the given item rows as plain dicts (missing values become None)."""
+    """Label columns of the given item rows as JSON-ready dicts (`labels.plain`: None for
+    None/NaN, blank strings as stored)."""
     cols = store.label_columns
     if not cols:
         return [{} for _ in rows]
     frame = store.items.iloc[np.asarray(rows, dtype=np.int64)][cols]
-    return [{c: _plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
-
-
-def _plain(value: object) -> object:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+    return [{c: plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:

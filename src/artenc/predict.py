@@ -14,28 +14,20 @@ import numpy as np
 
 from artenc.errors import UsageError
 from artenc.evaluate import knn_vote, topk_neighbors
+from artenc.labels import SPLIT_COLUMN, choose_fields, is_missing
 from artenc.store import Store
 
 
-def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = "split") -> list[str]:
-    """Fields to predict: the ones asked for (checked), else every label column but the split."""
-    available = store.label_columns
-    if not fields:
-        fields = [c for c in available if c != split_column]
-        if not fields:
-            raise UsageError(f"{store.root}: the store has no labels to vote with (embed with --labels CSV)")
-        return fields
-    missing = [f for f in fields if f not in available]
-    if missing:
-        raise UsageError(f"{store.root}: no label field {', '.join(missing)}; label columns: "
-                         f"{', '.join(available) or 'none (embed with --labels CSV)'}")
-    return list(fields)
+def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = SPLIT_COLUMN) -> list[str]:
+    """Fields to predict: the ones asked for (checked), else every label column but the split
+    (`labels.choose_fields` on the store's label columns; ParameterError / UsageError)."""
+    return choose_fields(store.label_columns, fields, split_column, where=str(store.root))
 
 
 def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
     """One label field's vote: label, confidence, votes (most first); missing labels
-    (None, NaN, "") do not vote, and with no votes the label is None."""
-    pairs = [(str(v), float(s)) for v, s in zip(values, sims, strict=True) if v is not None and v == v and v != ""]
+    (`labels.is_missing`: None, NaN, blank) do not vote, and with no votes the label is None."""
+    pairs = [(str(v), float(s)) for v, s, gone in zip(values, sims, is_missing(values), strict=True) if not gone]
     label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
     return {"label": label, "confidence": round(confidence, 4),
             "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}
