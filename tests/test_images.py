@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +205,121 @@ def test_trim_borders_crops_letterbox_bars_only() -> None:
     cfg = PreprocessConfig(trim_borders=True)
     assert resize_and_crop(boxed, cfg).size == (224, 224)
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ---- the one decode-and-crop path ----
+
+
+def _reference_crop(img: Image.Image, cfg) -> np.ndarray:
+    """torchvision's Resize(resize_to) + CenterCrop(size), written out: the whole image resized."""
+    w, h = img.size
+    t = cfg.resize_to
+    new = (t, int(t * h / w)) if w <= h else (int(t * w / h), t)
+    resized = img.resize(new, Image.Resampling.BICUBIC)
+    left, top = int(round((new[0] - cfg.size) / 2.0)), int(round((new[1] - cfg.size) / 2.0))
+    return np.asarray(resized.crop((left, top, left + cfg.size, top + cfg.size))).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("size", [(300, 260), (260, 300), (224, 224), (2000, 1500), (64, 900), (900, 64), (17, 23)])
+def test_decode_crop_matches_resize_then_crop(size: tuple[int, int]) -> None:
+    from artenc.images import decode_crop
+    from artenc.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig()
+    img = painting(11, (max(size[0], 64), max(size[1], 64))).resize(size)
+    data = _png_bytes(img)
+    crop = decode_crop(data, cfg, name="x.png")
+    assert crop.pixels.dtype == np.uint8 and crop.pixels.shape == (3, 224, 224)
+    assert (crop.width, crop.height) == size
+    assert crop.sha256 == hashlib.sha256(data).hexdigest()
+    np.testing.assert_array_equal(crop.pixels, _reference_crop(img, cfg))  # ordinary geometry: exact
+
+
+def test_decode_crop_from_path_and_bytes_agree(tmp_path: Path) -> None:
+    from artenc.images import decode_crop
+    from artenc.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig(size=96, crop_pct=0.9, interpolation="bilinear")
+    path = tmp_path / "w.jpg"
+    path.write_bytes(_jpeg_bytes(painting(12, (1200, 800))))
+    a, b = decode_crop(path, cfg), decode_crop(path.read_bytes(), cfg)
+    assert np.array_equal(a.pixels, b.pixels) and (a.width, a.height, a.sha256) == (b.width, b.height, b.sha256)
+    assert a.pixels.shape == (3, 96, 96) and (a.width, a.height) == (1200, 800)
+    with pytest.raises(ImageLoadError, match="cannot read file"):
+        decode_crop(tmp_path / "missing.jpg", cfg)
+    with pytest.raises(ImageLoadError, match=r"^upload\.png: not an image"):
+        decode_crop(b"not an image at all", cfg, name="upload.png")
+
+
+@pytest.mark.parametrize("size", [(1, 10_000), (10_000, 1), (3, 40_000), (1, 1)])
+def test_crop_plan_bounds_resampling_for_any_geometry(size: tuple[int, int]) -> None:
+    from artenc.preprocess import FULL_RESIZE_LIMIT, PreprocessConfig, crop_plan
+
+    cfg = PreprocessConfig()
+    plan = crop_plan(*size, cfg)
+    w, h = size
+    full_cost = plan.resized[0] * (h + plan.resized[1])
+    assert plan.full_resize == (full_cost <= FULL_RESIZE_LIMIT)
+    assert plan.size == (224, 224)  # what gets resampled is the output, never the resized whole
+    x0, y0, x1, y1 = plan.box
+    assert 0 <= x0 < x1 <= w + 1e-9 and 0 <= y0 < y1 <= h + 1e-9
+    if max(size) >= 10_000:
+        assert not plan.full_resize  # 1 x 10,000 would otherwise become 256 x 2,560,000 (1.9 GB RGB)
+
+
+@pytest.mark.parametrize("size", [(8, 1000), (1000, 8), (260, 300), (50, 300)])
+def test_bounded_path_stays_close_to_the_reference(size, monkeypatch) -> None:
+    import artenc.preprocess as preprocess
+
+    cfg = preprocess.PreprocessConfig()
+    img = painting(13, (max(size[0], 64), max(size[1], 64))).resize(size)
+    reference = np.asarray(preprocess.resize_and_crop(img, cfg)).astype(int)
+    monkeypatch.setattr(preprocess, "FULL_RESIZE_LIMIT", 0)  # force the box path
+    assert not preprocess.crop_plan(*size, cfg).full_resize
+    bounded = np.asarray(preprocess.resize_and_crop(img, cfg)).astype(int)
+    diff = np.abs(bounded - reference)
+    assert diff.max() <= 16 and diff.mean() < 0.1  # same filter taps up to float rounding
+
+
+_PEAK_SCRIPT = """
+import io, resource, sys
+import numpy as np
+from PIL import Image
+from artenc.images import decode_crop
+from artenc.preprocess import PreprocessConfig
+rng = np.random.default_rng(0)
+files = []
+for w, h in ((1, 10_000), (10_000, 1)):
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    files.append(buf.getvalue())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shapes = [decode_crop(f, PreprocessConfig()).pixels.shape for f in files]
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(shapes, grown)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss counts KiB on Linux only")
+def test_thin_images_crop_without_a_large_intermediate() -> None:
+    """The peak memory of a fresh process grows by far less than the 1.9 GB that resizing a
+    1 x 10,000 image to short side 256 would take (Pillow allocates outside tracemalloc)."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    shapes, grown_kib = out.stdout.rsplit(" ", 1)
+    assert shapes == "[(3, 224, 224), (3, 224, 224)]"
+    assert int(grown_kib) < 100 * 1024, f"peak memory grew by {int(grown_kib) // 1024} MiB"
+
+
+def test_thin_images_embed(tmp_path: Path, lite0_encoder) -> None:
+    from artenc.embedding import encode_files
+
+    paths = []
+    for w, h in ((1, 10_000), (10_000, 1)):
+        path = tmp_path / f"thin_{w}x{h}.png"
+        Image.fromarray(np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    vectors, errors = encode_files(paths, lite0_encoder)
+    assert errors == [None, None]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -9,7 +9,6 @@ work and a re-run finishes the job with no lost and no duplicated rows.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -23,8 +22,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from artenc.errors import UsageError
-from artenc.images import DEFAULT_MAX_PIXELS, ImageLoadError, absolute, discover_images, open_image
-from artenc.preprocess import PreprocessConfig, to_uint8_chw
+from artenc.images import (
+    DEFAULT_MAX_PIXELS,
+    Crop,
+    ImageLoadError,
+    absolute,
+    decode_crop,
+    discover_images,
+    read_bytes,
+    sha256_hex,
+)
+from artenc.labels import read_labels
+from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.runtime import Encoder, create_encoder
 from artenc.store import BASE_COLUMNS, Store
@@ -60,12 +69,20 @@ class EmbedReport:
         return asdict(self)
 
 
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _crop_or_error(source: bytes | str, preprocess: PreprocessConfig, max_pixels: int | None, name: str,
+                   sha256: str | None = None) -> tuple[Crop | None, str | None]:
+    """`decode_crop`, with any failure turned into its reason (the message without the name)."""
+    try:
+        return decode_crop(source, preprocess, max_pixels=max_pixels, name=name, sha256=sha256), None
+    except ImageLoadError as exc:
+        return None, str(exc).removeprefix(f"{name}: ")
+    except Exception as exc:  # noqa: BLE001 - any decoder bug must not kill the batch
+        return None, f"unexpected decoding error ({type(exc).__name__}: {exc})"
 
 
 class DecodeDataset(Dataset):
-    """Reads, hashes and preprocesses one file per item; never raises on bad images."""
+    """Reads, hashes and preprocesses one file per item (`images.decode_crop`); never raises
+    on bad images. Files whose hash is in `known_hashes` are hashed but not decoded."""
 
     def __init__(
         self,
@@ -89,23 +106,19 @@ class DecodeDataset(Dataset):
         try:
             st = os.stat(task.path)
             rec["size"], rec["mtime_ns"] = st.st_size, st.st_mtime_ns
-            with open(task.path, "rb") as f:
-                data = f.read()
+            data = read_bytes(task.path)
         except OSError as exc:
             rec["error"] = f"cannot read file ({exc.strerror or exc})"
             return rec
-        rec["sha256"] = file_sha256(data)
-        if rec["sha256"] in self.known_hashes:
-            return rec  # vector already in the store under another path or an older version
-        try:
-            img, (w, h) = open_image(data, task.path, max_pixels=self.max_pixels,
-                                     draft_size=self.preprocess.resize_to)
-            rec["width"], rec["height"] = w, h
-            rec["pixels"] = to_uint8_chw(img, self.preprocess)
         except ImageLoadError as exc:
             rec["error"] = str(exc).removeprefix(f"{task.path}: ")
-        except Exception as exc:  # noqa: BLE001 - any decoder bug must not kill the batch
-            rec["error"] = f"unexpected decoding error ({type(exc).__name__}: {exc})"
+            return rec
+        rec["sha256"] = sha256_hex(data)
+        if rec["sha256"] in self.known_hashes:
+            return rec  # vector already in the store under another path or an older version
+        crop, rec["error"] = _crop_or_error(data, self.preprocess, self.max_pixels, task.path, rec["sha256"])
+        if crop is not None:
+            rec["width"], rec["height"], rec["pixels"] = crop.width, crop.height, crop.pixels
         return rec
 
 
@@ -113,62 +126,34 @@ def encode_files(
     paths: list[str | os.PathLike], encoder: Encoder, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     batch_size: int = 32,
 ) -> tuple[np.ndarray, list[str | None]]:
-    """Embed a few files in-process (queries). Returns (n, dim) vectors (zeros where a file
-    failed) and the per-file error message or None."""
-    errors: list[str | None] = []
+    """Embed a few files in-process (queries).
+
+    Returns ((n, dim) float32 unit vectors, zeros where a file failed; per file the reason
+    it failed, or None). Decoding is `images.decode_crop` with the encoder's preprocessing.
+    """
     vectors = np.zeros((len(paths), encoder.signature.dim), dtype=np.float32)
-    dataset = DecodeDataset([FileTask(str(absolute(p)), Path(p).name) for p in paths],
-                            encoder.preprocess, max_pixels)
+    errors: list[str | None] = []
     for start in range(0, len(paths), batch_size):
-        records, pixels = collate_records([dataset[i] for i in range(start, min(start + batch_size, len(paths)))])
-        out = encoder.encode(pixels) if pixels is not None else None
-        k = 0
-        for j, r in enumerate(records):
-            errors.append(r["error"])
-            if r["has_pixels"]:
-                vectors[start + j] = out[k]
-                k += 1
+        good, pixels = [], []
+        for j, p in enumerate(paths[start : start + batch_size], start):
+            name = str(absolute(p))
+            crop, error = _crop_or_error(name, encoder.preprocess, max_pixels, name)
+            errors.append(error)
+            if crop is not None:
+                good.append(j)
+                pixels.append(crop.pixels)
+        if pixels:
+            vectors[good] = encoder.encode(np.stack(pixels))
     return vectors, errors
 
 
-def encode_image(img, encoder: Encoder) -> np.ndarray:
-    """Embed one decoded PIL image; returns a (dim,) unit vector."""
-    return encoder.encode(to_uint8_chw(img.convert("RGB"), encoder.preprocess)[None])[0]
-
-
 def collate_records(records: list[dict]) -> tuple[list[dict], np.ndarray | None]:
-    """Split a batch into metadata records and one stacked uint8 pixel array."""
+    """Split a batch into metadata records and one stacked uint8 pixel array (N, 3, S, S)."""
     pixels = [r.pop("pixels") for r in records]
     good = [p for p in pixels if p is not None]
     for r, p in zip(records, pixels, strict=True):
         r["has_pixels"] = p is not None
     return records, (np.stack(good) if good else None)
-
-
-def read_labels(labels_csv: str | os.PathLike, roots: list[Path]) -> pd.DataFrame:
-    """Read a labels CSV (`path` + label columns); paths become absolute (relative to a root)."""
-    labels_csv = Path(labels_csv)
-    if not labels_csv.is_file():
-        raise UsageError(f"{labels_csv}: labels file not found")
-    try:
-        df = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
-    except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"{labels_csv}: cannot read CSV ({exc})") from exc
-    if "path" not in df.columns:
-        raise UsageError(f"{labels_csv}: no 'path' column (columns: {', '.join(df.columns)})")
-    dirs = [absolute(r if r.is_dir() else r.parent) for r in roots] + [absolute(labels_csv.parent)]
-
-    def resolve(p: str) -> str:
-        candidate = Path(p)
-        if candidate.is_absolute():
-            return str(absolute(candidate))
-        for d in dirs:
-            if os.path.lexists(d / candidate):
-                return str(absolute(d / candidate))
-        return str(absolute(dirs[0] / candidate))
-
-    df["path"] = [resolve(p) for p in df["path"]]
-    return df
 
 
 def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.DataFrame]:

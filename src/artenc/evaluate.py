@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from artenc.labels import is_missing
 from artenc.search import top_k
 from artenc.vote import knn_vote
 
@@ -164,7 +165,8 @@ def _finite(x: float | None) -> float | None:
 
 
 def _has_label(values: pd.Series) -> np.ndarray:
-    return (values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
+    """(n,) bool: the value is a label (`labels.is_missing` is False)."""
+    return ~is_missing(values)
 
 
 @dataclass(frozen=True)

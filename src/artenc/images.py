@@ -6,14 +6,19 @@ caller can skip the file and record the reason instead of crashing a batch.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps
+
+from artenc.preprocess import PreprocessConfig, to_uint8_chw
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -62,14 +67,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit greyscale: scale to 8 bits by the actual range of the format.
-        import numpy as np
-
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 or img.mode.startswith("I;16") else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype("uint8"), "L")
     if img.mode == "F":
-        import numpy as np
-
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo or 1.0) * 255.0
@@ -105,7 +106,7 @@ def open_image(
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageLoadError(
                     f"{name}: decompression-bomb guard: {width}x{height} = {width * height} pixels "
-                    f"exceeds the limit of {max_pixels} (raise it with --max-pixels)"
+                    f"exceeds the limit of {max_pixels} (raise max_pixels to allow it)"
                 )
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
@@ -141,8 +142,56 @@ def load_image(
     path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft_size: int | None = None
 ) -> Image.Image:
     """Read a file and decode it to RGB (see `open_image`). Raises ImageLoadError."""
+    return open_image(read_bytes(path), str(path), max_pixels=max_pixels, draft_size=draft_size)[0]
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes; ImageLoadError naming the path when it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ImageLoadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    return open_image(data, str(path), max_pixels=max_pixels, draft_size=draft_size)[0]
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of `data`, 64 hex digits (the store's content hash of a file)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    """One image ready for a model: `pixels` uint8 (3, S, S) RGB (S = `PreprocessConfig.size`,
+    not normalised), the source `width` x `height` in pixels after EXIF orientation, and
+    the `sha256` of the file's bytes."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    sha256: str
+
+
+def decode_crop(
+    source: bytes | str | os.PathLike,
+    preprocess: PreprocessConfig,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+    sha256: str | None = None,
+) -> Crop:
+    """Decode an image file (path or bytes) and centre-crop it the way `preprocess` says.
+
+    The one decode-and-crop path of artenc (embedding, queries, the web page, the training
+    feature cache): `open_image` (EXIF orientation, any mode to RGB, decompression-bomb
+    guard `max_pixels` = width * height of the file, large JPEGs decoded at a reduced DCT
+    scale no smaller than `preprocess.resize_to`), then `preprocess.to_uint8_chw` (optional
+    letterbox trimming when `preprocess.trim_borders`, resize, centre crop; memory bounded
+    for any aspect ratio, see `preprocess.resize_and_crop`). `name` labels messages
+    (default: the path, or "<bytes>"); `sha256` skips hashing when the caller already has
+    the bytes' digest. Raises ImageLoadError (message "<name>: <reason>").
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data, name = bytes(source), name or "<bytes>"
+    else:
+        data, name = read_bytes(source), name or str(source)
+    img, (width, height) = open_image(data, name, max_pixels=max_pixels, draft_size=preprocess.resize_to)
+    return Crop(to_uint8_chw(img, preprocess), width, height, sha256 or sha256_hex(data))

@@ -7,7 +7,6 @@ model and preprocessing (`encoder_for_store`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
 from artenc.index import index_for_store
+from artenc.labels import plain
 from artenc.runtime import Encoder, encoder_for_store
 from artenc.verify import DEFAULT_MIN_INLIERS, verify_queries
 
@@ -85,18 +85,13 @@ def resolve_queries(store: Store, queries: list[str], encoder: EncoderSource = N
 
 
 def labels_of(store: Store, rows: np.ndarray) -> list[dict]:
-    """Label columns of the given item rows as plain dicts (missing values become None)."""
+    """Label columns of the given item rows as JSON-ready dicts (`labels.plain`: None for
+    None/NaN, blank strings as stored)."""
     cols = store.label_columns
     if not cols:
         return [{} for _ in rows]
     frame = store.items.iloc[np.asarray(rows, dtype=np.int64)][cols]
-    return [{c: _plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
-
-
-def _plain(value: object) -> object:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+    return [{c: plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
+from artenc.labels import SPLIT_COLUMN, choose_fields
 from artenc.runtime import encoder_for_store
 from artenc.search import top_k
 from artenc.store import Store
@@ -26,19 +27,10 @@ if TYPE_CHECKING:
     from artenc.runtime import Encoder
 
 
-def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = "split") -> list[str]:
-    """Fields to predict: the ones asked for (checked), else every label column but the split."""
-    available = store.label_columns
-    if not fields:
-        fields = [c for c in available if c != split_column]
-        if not fields:
-            raise UsageError(f"{store.root}: the store has no labels to vote with (embed with --labels CSV)")
-        return fields
-    missing = [f for f in fields if f not in available]
-    if missing:
-        raise UsageError(f"{store.root}: no label field {', '.join(missing)}; label columns: "
-                         f"{', '.join(available) or 'none (embed with --labels CSV)'}")
-    return list(fields)
+def label_fields(store: Store, fields: Sequence[str] | None, split_column: str = SPLIT_COLUMN) -> list[str]:
+    """Fields to predict: the ones asked for (checked), else every label column but the split
+    (`labels.choose_fields` on the store's label columns; ParameterError / UsageError)."""
+    return choose_fields(store.label_columns, fields, split_column, where=str(store.root))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
+from artenc.errors import ParameterError
+
 _INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
@@ -85,30 +87,90 @@ def trim_borders(img: Image.Image, level: int = BAR_LEVEL, min_keep: float = 0.3
     return img.crop(bbox)
 
 
-def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
-    """Resize (short side to cfg.resize_to, aspect kept) and centre-crop to cfg.size.
+# Pixels that resizing the whole image may allocate (Pillow's horizontal pass, new_w x height,
+# plus the resized image, new_w x new_h) before the box path takes over; 2**24 pixels = 48 MiB RGB.
+FULL_RESIZE_LIMIT = 1 << 24
 
-    Matches torchvision's `Resize(int)` + `CenterCrop` on PIL images; with
-    `cfg.trim_borders`, dark letterbox bars are cropped first.
+
+@dataclass(frozen=True)
+class CropPlan:
+    """The centre crop of one image under a `PreprocessConfig` (see `crop_plan`).
+
+    resized: (width, height) of torchvision's `Resize(resize_to)` of the whole image.
+    window: (left, top, right, bottom) of the crop inside the resized image, clipped to it.
+    box: the same window in source-pixel coordinates (floats).
+    offset: where the window lands in the `out` x `out` output (non-zero only with padding).
+    full_resize: True when the whole image is resized and then cropped (the exact reference
+        path); False when only `box` is resampled to the window's size (the bounded path).
+    """
+
+    resized: tuple[int, int]
+    window: tuple[int, int, int, int]
+    box: tuple[float, float, float, float]
+    offset: tuple[int, int]
+    out: int
+    full_resize: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the crop window, the largest image resampling makes on either path
+        besides Pillow's own row buffer."""
+        left, top, right, bottom = self.window
+        return right - left, bottom - top
+
+
+def crop_plan(width: int, height: int, cfg: PreprocessConfig) -> CropPlan:
+    """Where the centre crop of a `width` x `height` image lies, and how it will be resampled.
+
+    Geometry of torchvision's `Resize(cfg.resize_to)` + `CenterCrop(cfg.size)`: short side to
+    `resize_to`, the long side truncated to an int, crop offsets rounded, zero padding where
+    the resized image is smaller than the crop. `full_resize` is False when resizing the
+    whole image would allocate more than `FULL_RESIZE_LIMIT` pixels (aspect ratios beyond
+    about 1:250). Raises ParameterError for an empty image.
+    """
+    if width < 1 or height < 1:
+        raise ParameterError("width", f"and height must be >= 1 pixel, got {width}x{height}")
+    target, out = cfg.resize_to, cfg.size
+    if width <= height:
+        new_w, new_h = target, int(target * height / width)
+    else:
+        new_w, new_h = int(target * width / height), target
+    left, top = int(round((new_w - out) / 2.0)), int(round((new_h - out) / 2.0))
+    x0, x1 = max(left, 0), min(left + out, new_w)
+    y0, y1 = max(top, 0), min(top + out, new_h)
+    sx, sy = width / new_w, height / new_h
+    return CropPlan(
+        resized=(new_w, new_h), window=(x0, y0, x1, y1), box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy),
+        offset=(x0 - left, y0 - top), out=out, full_resize=new_w * (height + new_h) <= FULL_RESIZE_LIMIT,
+    )
+
+
+def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
+    """Resize (short side to cfg.resize_to, aspect kept) and centre-crop: RGB, cfg.size x cfg.size.
+
+    Same result as torchvision's `Resize(int)` + `CenterCrop` on PIL images; with
+    `cfg.trim_borders`, dark letterbox bars are cropped first. Memory stays bounded for any
+    geometry: when resizing the whole image would allocate more than `FULL_RESIZE_LIMIT`
+    pixels (a 1 x 10,000 image would become 256 x 2,560,000), only the crop's box of the
+    source is resampled, straight to the output size (Pillow `Image.resize(size, resample,
+    box=...)`; see `crop_plan`). Ordinary aspect ratios keep the resize-then-crop path: the
+    box path computes the same filter taps up to float rounding, which flips some pixels by
+    a few levels and would move vectors past the golden-test tolerance (tests/golden.py).
     """
     if cfg.trim_borders:
         img = trim_borders(img)
-    w, h = img.size
-    target = cfg.resize_to
-    if w <= h:
-        new_w, new_h = target, int(target * h / w)
+    plan = crop_plan(*img.size, cfg)
+    resample = _INTERPOLATIONS[cfg.interpolation]
+    if not plan.full_resize:
+        part = img.resize(plan.size, resample, box=plan.box)
     else:
-        new_w, new_h = int(target * w / h), target
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), _INTERPOLATIONS[cfg.interpolation])
-    size = cfg.size
-    left = int(round((new_w - size) / 2.0))
-    top = int(round((new_h - size) / 2.0))
-    if left < 0 or top < 0:  # tiny image: torchvision pads with zeros; do the same
-        canvas = Image.new("RGB", (max(size, new_w), max(size, new_h)))
-        canvas.paste(img, (max(0, -left), max(0, -top)))
-        img, left, top = canvas, max(0, left), max(0, top)
-    return img.crop((left, top, left + size, top + size))
+        resized = img if plan.resized == img.size else img.resize(plan.resized, resample)
+        part = resized.crop(plan.window)
+    if plan.size == (plan.out, plan.out):
+        return part
+    canvas = Image.new("RGB", (plan.out, plan.out))  # tiny image: torchvision pads with zeros
+    canvas.paste(part, plan.offset)
+    return canvas
 
 
 def to_uint8_chw(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from artenc.labels import is_missing
+
 
 def knn_vote(labels: Sequence, sims: Sequence[float]) -> tuple[object, float, dict]:
     """Majority label among neighbours (ties: larger summed similarity).
@@ -43,15 +45,15 @@ def field_vote(values: Sequence, sims: Sequence[float]) -> dict:
     """One label field's vote as a JSON-ready dict: `knn_vote` of the neighbours' values.
 
     Args:
-        values: (k,) the neighbours' raw values of one label field; missing ones (None,
-            NaN, "") do not vote, the others vote as strings.
+        values: (k,) the neighbours' raw values of one label field; missing ones
+            (`labels.is_missing`: None, NaN, blank) do not vote, the others vote as strings.
         sims: (k,) their cosine similarities to the query.
 
     Returns:
         {"label": str or None, "confidence": share of the votes rounded to 4 decimals,
         "votes": {label: count}, most votes first}.
     """
-    pairs = [(str(v), float(s)) for v, s in zip(values, sims, strict=True) if v is not None and v == v and v != ""]
+    pairs = [(str(v), float(s)) for v, s, gone in zip(values, sims, is_missing(values), strict=True) if not gone]
     label, confidence, votes = knn_vote([p[0] for p in pairs], [p[1] for p in pairs])
     return {"label": label, "confidence": round(confidence, 4),
             "votes": dict(sorted(votes.items(), key=lambda kv: -kv[1]))}

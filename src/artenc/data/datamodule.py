@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
-from artenc.data.feature_cache import ViewFn, cached_view_features
+from artenc.data.feature_cache import CropDataset, ViewFn, cached_view_features
 from artenc.data.splits import SplitSpec
-from artenc.embedding import read_labels
 from artenc.errors import UsageError
 from artenc.images import load_image
-from artenc.preprocess import to_uint8_chw
+from artenc.labels import encode_labels, in_split, read_labels
+from artenc.preprocess import PreprocessConfig
 from artenc.runtime import encoder_from_backbone
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,17 @@ class ImageViewsDataset(Dataset):
         return torch.from_numpy(self.views(load_image(self.paths[i]))), torch.from_numpy(self.labels[i])
 
 
-def encode_labels(df: pd.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, list[str]]]:
-    """Label columns -> (N, F) int64 codes (sorted class names; '' or NaN -> -1), and the classes."""
-    codes, classes = [], {}
-    for field in fields:
-        values = df[field].fillna("").astype(str).str.strip()
-        names = sorted(v for v in values.unique() if v)
-        lookup = {name: i for i, name in enumerate(names)}
-        codes.append(values.map(lambda v, lookup=lookup: lookup.get(v, -1)).to_numpy(dtype=np.int64))
-        classes[field] = names
-    return np.stack(codes, axis=1), classes
+class CleanViewDataset(Dataset):
+    """Images: item i -> (uint8 clean view (1, 3, S, S) by `images.decode_crop`, labels (F,))."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray, preprocess: PreprocessConfig) -> None:
+        self.crops, self.labels = CropDataset(paths, preprocess), labels
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.crops[i][None]), torch.from_numpy(self.labels[i])
 
 
 class ContrastiveDataModule(L.LightningDataModule):
@@ -122,7 +123,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         for column, allowed in self.include.items():
             if column not in df.columns:
                 raise UsageError(f"{self.labels_csv}: no column {column!r} to filter on (data.include)")
-            df = df[df[column].astype(str).isin(allowed)]
+            df = df[in_split(df[column], allowed)]
         missing = [f for f in self.label_fields if f not in df.columns]
         if missing:
             raise UsageError(f"{self.labels_csv}: no label column {missing} (columns: {', '.join(df.columns)})")
@@ -168,10 +169,8 @@ class ContrastiveDataModule(L.LightningDataModule):
             paths = df["path"].to_numpy()
             if self.backbone is None:
                 raise ValueError("full mode needs the backbone's preprocessing: pass backbone=...")
-            clean = self.backbone.preprocess
             self.train_set = ImageViewsDataset(paths[train_rows], codes[train_rows], MultiView(self.augment, self.views))
-            self.val_set = ImageViewsDataset(paths[val_rows], codes[val_rows],
-                                             lambda img: to_uint8_chw(img, clean)[None])
+            self.val_set = CleanViewDataset(paths[val_rows], codes[val_rows], self.backbone.preprocess)
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:

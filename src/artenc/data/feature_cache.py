@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from artenc.images import load_image
-from artenc.preprocess import to_uint8_chw
+from artenc.images import decode_crop, load_image
+from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.runtime import Encoder, cache_dir
 
@@ -51,6 +51,20 @@ class SeededViewDataset(Dataset):
             return self.view(img)
 
 
+class CropDataset(Dataset):
+    """Item i: the clean view of image i, uint8 (3, S, S), by `images.decode_crop` (the same
+    decoding and crop as `artenc embed`, so cached features match stored vectors)."""
+
+    def __init__(self, paths: Sequence[str], preprocess: PreprocessConfig) -> None:
+        self.paths, self.preprocess = list(paths), preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return decode_crop(self.paths[i], self.preprocess).pixels
+
+
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -63,6 +77,7 @@ def cache_key(paths: Sequence[str], encoder: Encoder) -> str:
 
 
 def _encode_view(dataset: Dataset, encoder: Encoder, batch_size: int, workers: int, desc: str) -> np.ndarray:
+    """Encode a dataset of uint8 (3, S, S) views: (N, D) float16 features."""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=np.stack)
     out = []
     with Progress(len(dataset), desc) as bar:
@@ -92,7 +107,7 @@ def cached_view_features(
         path = folder / ("clean.npy" if v == 0 else f"aug-{aug_id}-s{seed}-{v:03d}.npy")
         if not path.is_file():
             if v == 0:
-                dataset = SeededViewDataset(paths, lambda img: to_uint8_chw(img, encoder.preprocess))
+                dataset = CropDataset(paths, encoder.preprocess)
             else:
                 dataset = SeededViewDataset(paths, augment, seed=seed * 1000 + v)
             log.info("feature cache: computing view %d/%d of %d images -> %s", v, n_augmented, len(paths), path)

@@ -8,6 +8,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from artenc.labels import in_split
+
 SplitKind = Literal["random", "column", "group"]
 
 
@@ -16,7 +18,8 @@ class SplitSpec:
     """How to carve a validation set out of the training rows.
 
     - `random`: `val_fraction` of rows, stratified by `column` when it is given.
-    - `column`: rows whose `column` value is in `val_values` are validation.
+    - `column`: rows whose `column` value is in `val_values` are validation
+      (`labels.in_split`: compared as text, missing values in no split).
     - `group`: `val_fraction` of the groups in `column` (e.g. artist), so no group is in
       both sets.
     """
@@ -44,7 +47,7 @@ class SplitSpec:
         rows = np.arange(len(df))
         rng = np.random.default_rng(self.seed)
         if self.kind == "column":
-            val = df[self.column].astype(str).isin([str(v) for v in self.val_values or []]).to_numpy()
+            val = in_split(df[self.column], self.val_values or [])
         elif self.kind == "group":
             groups = df[self.column].astype(str).to_numpy()
             unique = np.unique(groups)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc import labels
 from artenc.report.html import Section, Tile, stats, table, tile_row
 from artenc.report.inline import thumb_uri
-from artenc.viz.umap_map import SPLIT_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,13 +26,13 @@ THUMB = 160
 
 
 def split_column(store: Store) -> str | None:
-    """The label column that marks splits (`split`, `set`...), if any."""
-    return next((c for c in store.label_columns if c.lower() in SPLIT_NAMES), None)
+    """The store's split column (`labels.SPLIT_COLUMN`), if it has one."""
+    return labels.split_column(store.label_columns)
 
 
 def label_fields(store: Store) -> list[str]:
-    """Label columns that describe works (not the split marker)."""
-    return [c for c in store.label_columns if c != split_column(store)]
+    """Label columns that describe works: all but the split column (`labels.label_fields`)."""
+    return labels.label_fields(store.label_columns)
 
 
 def work_tile(items: pd.DataFrame, row: int, columns: list[str], *, score: str | None = None,
@@ -40,10 +40,10 @@ def work_tile(items: pd.DataFrame, row: int, columns: list[str], *, score: str |
     """A tile of one work: thumbnail, name, label chips (green where they equal `reference`)."""
     rec = items.iloc[int(row)]
     chips = []
-    for col in columns:
-        value = rec[col]
-        if value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == "":
+    for col, missing in zip(columns, labels.is_missing([rec[c] for c in columns]), strict=True):
+        if missing:
             continue
+        value = rec[col]
         chips.append((str(value), reference is not None and reference.get(col) == value))
     name = str(rec["relpath"])
     return Tile(thumb_uri(str(rec["path"]), THUMB), title or name.rsplit("/", 1)[-1], score, chips, kind, hover=name)

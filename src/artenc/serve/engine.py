@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.images import open_image
+from artenc.images import decode_crop
 from artenc.index import load_faiss
-from artenc.preprocess import to_uint8_chw
 from artenc.search import limit_threads
 
 if TYPE_CHECKING:
@@ -54,9 +53,9 @@ class QueryEngine:
                                         initializer=_limit_search_threads, initargs=(threads,))
 
     def pixels(self, data: bytes, name: str) -> np.ndarray:
-        """Decode an upload to model-ready uint8 (3, H, W); bombs and non-images raise ImageLoadError."""
-        img, _ = open_image(data, name, max_pixels=self.max_pixels, draft_size=self.encoder.preprocess.resize_to)
-        return to_uint8_chw(img, self.encoder.preprocess)
+        """Decode an upload to model-ready uint8 (3, S, S) (`images.decode_crop`); bombs and
+        non-images raise ImageLoadError."""
+        return decode_crop(data, self.encoder.preprocess, max_pixels=self.max_pixels, name=name).pixels
 
     def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims, ids = self.index.search(vectors, k)

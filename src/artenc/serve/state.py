@@ -18,7 +18,7 @@ import numpy as np
 
 from artenc import defaults
 from artenc.collection import Collection
-from artenc.errors import UsageError
+from artenc.labels import label_fields
 from artenc.serve.collection import Background, cluster_collection, duplicate_groups
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
@@ -70,13 +70,8 @@ def query_encoder(meta: dict, threads: int) -> Encoder:
 
 
 def predicted_fields(store: Store) -> list[str]:
-    """Label fields to predict (`artenc.predict`'s choice: all but the split column), if any."""
-    from artenc.predict import label_fields
-
-    try:
-        return label_fields(store, None)
-    except UsageError:  # no labels: nothing to predict
-        return []
+    """Label fields to predict (`labels.label_fields`: all but the split column), maybe none."""
+    return label_fields(store.label_columns)
 
 
 class ServeState:
