@@ -3,13 +3,14 @@
 Distances are d(a, b) = 1 - cos(a, b), float32 matrices computed once and shared by
 every k of a sweep (the workshop recomputed an n x n matrix for each of its 48 fits).
 
-Memory bound: at most `sample_size` works are clustered (default SAMPLE_MAX = 8,000).
+Memory bound: at most `sample_size` works are clustered (default `artenc.defaults.CLUSTER_SAMPLE`
+= 8,000).
 Larger stores are clustered on a uniform random sample of that size; every work is then
 assigned to its nearest medoid through a FAISS inner-product search; no n x n matrix.
 A fixed k builds the s x s matrix of the sample (4 * 8000^2 bytes = 256 MB at most).
 
-`--k auto` sweeps k over a range (default 5:100:2). Each k is fitted by FasterPAM on the
-sweep sample, the first SWEEP_MAX = 3,000 clustered works (a random order), starting from
+`k="auto"` sweeps k over a range (default `artenc.defaults.CLUSTER_K_RANGE` = 5:100:2).
+Each k is fitted by FasterPAM on the sweep sample, the first SWEEP_MAX = 3,000 clustered works (a random order), starting from
 the previous k's medoids plus k-medoids++ additions (warm start), then polished by
 alternating (Voronoi) steps on all clustered works with medoid candidates from the sweep
 sample (`polish`, an s x 3000 matrix, 96 MB at s = 8,000). Recorded per k, over all
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 from artenc.errors import UsageError
 from artenc.index import as_unit_matrix, iter_blocks, load_faiss
 from artenc.store import l2_normalize
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLE_MAX = 8_000
 SWEEP_MAX = 3_000
 PARALLEL_MIN = 5_000  # FasterPAM on fewer works runs single-threaded (2-3x faster on busy cores)
 SILHOUETTE_MAX = 2_000
@@ -49,7 +50,6 @@ GAP_REFERENCES = 3
 GAP_AXES_SAMPLE = 500
 GAP_REFERENCE_SIZE = 500
 KNEE_WINDOW = 0.3
-DEFAULT_K_RANGE = "5:100:2"
 
 
 @dataclass
@@ -87,7 +87,7 @@ def parse_k_range(text: str) -> list[int]:
             raise ValueError
         ks = list(range(*parts))
     except ValueError:
-        raise UsageError(f"--k-range must look like START:STOP[:STEP] (e.g. {DEFAULT_K_RANGE}), got {text!r}") from None
+        raise UsageError(f"--k-range must look like START:STOP[:STEP] (e.g. {CLUSTER_K_RANGE}), got {text!r}") from None
     if not ks or ks[0] < 1:
         raise UsageError(f"--k-range {text!r} gives no k >= 1")
     return ks
@@ -295,8 +295,8 @@ def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray,
     return labels, dist
 
 
-def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,
-                    sample_size: int = SAMPLE_MAX, seed: int = 0) -> Clustering:
+def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
+                    sample_size: int = CLUSTER_SAMPLE, seed: int = 0) -> Clustering:
     """k-medoids of unit vectors; `k="auto"` sweeps `k_range` and picks k by the documented rule."""
     x = as_unit_matrix(vectors)
     n = len(x)
@@ -355,8 +355,8 @@ def label_summary(store: Store, labels: np.ndarray, k: int, top: int = 3) -> lis
     return out
 
 
-def cluster_store(store: Store, k: int | str = "auto", *, k_range: str = DEFAULT_K_RANGE,
-                  sample_size: int = SAMPLE_MAX, seed: int = 0, plots_dir: str | os.PathLike | None = None) -> dict:
+def cluster_store(store: Store, k: int | str = "auto", *, k_range: str = CLUSTER_K_RANGE,
+                  sample_size: int = CLUSTER_SAMPLE, seed: int = 0, plots_dir: str | os.PathLike | None = None) -> dict:
     """`artenc cluster` as a function: the JSON document (and PNGs in `plots_dir`)."""
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps
 
+from artenc.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # ~179 MP, one home: artenc.defaults
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 )
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default bomb limit (~179 MP)
 
 # Truncated files must fail loudly, not decode as grey garbage.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import MIN_INLIERS, SIMILAR_K, VERIFY_TOP
 from artenc.errors import UsageError
 from artenc.images import absolute
 
@@ -106,12 +107,12 @@ def rerank_verified(ids: np.ndarray, sims: np.ndarray, inliers: np.ndarray, min_
 def similar(
     store: Store,
     queries: list[str],
-    k: int = 9,
+    k: int = SIMILAR_K,
     index: VectorIndex | None = None,
     *,
     verify: bool = False,
-    verify_top: int = 30,
-    min_inliers: int = 15,
+    verify_top: int = VERIFY_TOP,
+    min_inliers: int = MIN_INLIERS,
     workers: int | None = None,
 ) -> dict:
     """`artenc similar` as a function: {"results": [{"query", "neighbors": [...]}]}.

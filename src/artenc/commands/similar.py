@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.defaults import MIN_INLIERS, SIMILAR_K, VERIFY_TOP
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("similar", help="nearest neighbours of images", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="image file, or a path in the store")
-    p.add_argument("-k", type=int, default=9, help="neighbours per query (default: %(default)s)")
+    p.add_argument("-k", type=int, default=SIMILAR_K, help="neighbours per query (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     p.add_argument("--grid", metavar="FILE.png", help="draw the query and its neighbours")
     p.add_argument("--verify", action="store_true", help="re-rank candidates by geometric verification")
-    p.add_argument("--verify-top", type=int, default=30, metavar="N",
+    p.add_argument("--verify-top", type=int, default=VERIFY_TOP, metavar="N",
                    help="candidates re-ranked by --verify (default: %(default)s)")
-    p.add_argument("--min-inliers", type=int, default=None, help="inliers that make a match (default 15)")
+    p.add_argument("--min-inliers", type=int, default=MIN_INLIERS,
+                   help="inliers that make a match (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="verification processes")
     p.set_defaults(func=run)
 
@@ -29,11 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
     from artenc.neighbors import similar
     from artenc.store import Store
-    from artenc.verify import DEFAULT_MIN_INLIERS
 
     store = Store.open(args.store)
     doc = similar(store, args.queries, args.k, verify=args.verify, verify_top=args.verify_top,
-                  min_inliers=args.min_inliers or DEFAULT_MIN_INLIERS, workers=args.workers)
+                  min_inliers=args.min_inliers, workers=args.workers)
     if args.grid:
         from artenc.viz.grids import draw_neighbor_grid
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from artenc import __version__
+from artenc.atomic import atomic_write_text
+from artenc.defaults import REPORT_K, REPORT_SAMPLES, VERIFY_DUPLICATES
 from artenc.errors import OptionalDependencyError
 from artenc.report.html import Section, page, render_section
 from artenc.report.interactive import MAP_CSS
@@ -27,11 +29,11 @@ class ReportOptions:
     """What the report computes; the defaults suit collections up to tens of thousands of works."""
 
     title: str | None = None
-    samples: int = 6  # sample works shown with their neighbours
-    k: int = 8  # neighbours per sample work
+    samples: int = REPORT_SAMPLES  # sample works shown with their neighbours
+    k: int = REPORT_K  # neighbours per sample work
     color_by: str | None = None  # label field of the map (default: the first non-split label)
     dedup_threshold: float | None = None  # None: artenc.dedup's default
-    verify: bool = True  # geometric verification of near-duplicates
+    verify: bool = VERIFY_DUPLICATES  # geometric verification of near-duplicates
     k_range: str | None = None  # k-medoids sweep (None: adapted to the collection size)
     map_method: str = "umap"
     sections: tuple[str, ...] = SECTIONS
@@ -102,10 +104,7 @@ def save_html(html: str, out_path: str | os.PathLike) -> Path:
     """Write the page atomically (a reader never sees half a report)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, html)
 
 
 def write_report(store: Store, out_path: str | os.PathLike, options: ReportOptions | None = None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import EVALUATION_K, REPORT_K, REPORT_SAMPLES, VERIFY_DUPLICATES
 from artenc.report.html import Section, Tile, stats, table, tile_row
 from artenc.report.inline import thumb_uri
 from artenc.viz.umap_map import SPLIT_NAMES
@@ -102,7 +103,7 @@ def pick_queries(store: Store, n: int, field: str | None, seed: int = 0) -> list
     return picks
 
 
-def neighbours_section(store: Store, *, samples: int = 6, k: int = 8, field: str | None = None,
+def neighbours_section(store: Store, *, samples: int = REPORT_SAMPLES, k: int = REPORT_K, field: str | None = None,
                        seed: int = 0) -> Section:
     """For a few sample works: the work, then its k nearest neighbours with their cosine similarity."""
     from artenc.index import build_index
@@ -131,7 +132,7 @@ def neighbours_section(store: Store, *, samples: int = 6, k: int = 8, field: str
                          "mean_label_agreement": round(float(np.mean(agree)), 4) if agree else None})
 
 
-def duplicates_section(store: Store, *, threshold: float | None = None, verify: bool = True,
+def duplicates_section(store: Store, *, threshold: float | None = None, verify: bool = VERIFY_DUPLICATES,
                        max_groups: int = 24) -> Section:
     """Near-duplicate groups (artenc.dedup): the keeper, then its copies with their similarity."""
     from artenc.dedup import find_duplicates
@@ -168,7 +169,7 @@ def duplicates_section(store: Store, *, threshold: float | None = None, verify: 
                          "verified": doc["verified"], "cross_split_groups": leaks if split else None})
 
 
-def evaluation_section(store: Store, *, k: int = 10) -> Section:
+def evaluation_section(store: Store, *, k: int = EVALUATION_K) -> Section:
     """Retrieval metrics per label field (leave-one-out over all works), with chance levels."""
     fields = label_fields(store)
     if not fields:

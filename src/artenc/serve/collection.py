@@ -70,11 +70,11 @@ class DuplicateGroup:
     duplicates: list[tuple[int, float]]  # (item id, cosine similarity to the keeper)
 
 
-def duplicate_groups(store, threshold: float) -> list[DuplicateGroup]:
-    """Near-duplicate cliques by embedding similarity (`artenc.dedup`, no verification)."""
+def duplicate_groups(store, threshold: float, *, verify: bool, min_inliers: int) -> list[DuplicateGroup]:
+    """Near-duplicate cliques (`artenc.dedup.find_duplicates`, the same call as `artenc dedup`)."""
     from artenc.dedup import find_duplicates
 
-    doc = find_duplicates(store, threshold, verify=False)
+    doc = find_duplicates(store, threshold, verify=verify, min_inliers=min_inliers)
     return [DuplicateGroup(store.index_of([g["keep"]])[0],
                            [(i, d["similarity"]) for i, d in
                             zip(store.index_of([d["path"] for d in g["duplicates"]]), g["duplicates"], strict=True)])

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.atomic import atomic_write_text
+from artenc.defaults import UMAP_MIN_DIST, UMAP_NEIGHBORS
 from artenc.errors import UsageError
 
 if TYPE_CHECKING:
@@ -53,7 +55,8 @@ class Coloring:
 
 
 def project_2d(
-    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0
+    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = UMAP_NEIGHBORS, min_dist: float = UMAP_MIN_DIST,
+    seed: int = 0,
 ) -> np.ndarray:
     """(n, 2) float32 coordinates of `vectors` (cosine metric for UMAP)."""
     if method not in METHODS:
@@ -210,5 +213,4 @@ def write_map_html(
     subtitle = f"{len(items)} works from {store.root} · model {store.meta.get('model')}"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(title or "Map of the collection", subtitle, body, extra_css=MAP_CSS), encoding="utf-8")
-    return out
+    return atomic_write_text(out, page(title or "Map of the collection", subtitle, body, extra_css=MAP_CSS))

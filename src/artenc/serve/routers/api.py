@@ -105,7 +105,8 @@ def _pending(status: Status) -> dict:
 @router.get("/duplicates", response_model=schemas.DuplicateGroups, summary="Near-duplicate groups")
 def duplicates(state: State, request: Request, offset: Offset = 0, limit: Limit = 50) -> dict:
     status = state.duplicates.poll()
-    doc = {**_pending(status), "threshold": state.settings.duplicate_threshold, "verified": False,
+    doc = {**_pending(status), "threshold": state.settings.duplicate_threshold,
+           "verified": state.settings.verify_duplicates,
            "total": 0, "groups": []}
     if status.value is not None:
         doc["total"] = len(status.value)

@@ -1,0 +1,50 @@
+"""Default values shared by the library, the CLI, the web page and the report: each defined once.
+
+Library functions use these as their keyword defaults; the CLI's flags, `artenc serve`'s
+`ServeSettings` and the report's `ReportOptions` import them rather than repeating the
+numbers, so the same store gives the same answers from every face (in particular, the web
+page and `artenc dedup` give the same near-duplicate groups). Plain constants (and the one
+rule that picks the duplicate threshold), no imports: every layer may import this module.
+"""
+
+from __future__ import annotations
+
+# ----- images ---------------------------------------------------------------------------
+MAX_PIXELS = 178_956_970  # largest image decoded (width * height, pixels); Pillow's bomb error limit
+
+# ----- near-duplicates (artenc.dedup; `artenc dedup`, the web page, the report, the demo) --
+VERIFY_DUPLICATES = True  # confirm candidate pairs by geometric verification (SIFT + RANSAC)
+DUPLICATE_THRESHOLD = 0.75  # verified mode: cosine similarity of candidate pairs
+DUPLICATE_THRESHOLD_UNVERIFIED = 0.9  # embedding-only mode: cosine similarity of duplicates
+DUPLICATE_TOP_M = 5  # verified mode: each work's M nearest neighbours are candidates too (count)
+DUPLICATE_FLOOR = 0.55  # ... when their cosine similarity is at least this (cosine; WikiArt dev rows)
+MIN_INLIERS = 15  # RANSAC inliers (distinct keypoint positions) that make two images one work (count)
+
+
+def duplicate_threshold(verify: bool) -> float:
+    """The default cosine threshold of near-duplicates: DUPLICATE_THRESHOLD when candidates are
+    verified geometrically, DUPLICATE_THRESHOLD_UNVERIFIED when the embedding alone decides."""
+    return DUPLICATE_THRESHOLD if verify else DUPLICATE_THRESHOLD_UNVERIFIED
+
+
+# ----- nearest neighbours (artenc.neighbors; `artenc similar`) ---------------------------
+SIMILAR_K = 9  # neighbours returned per query (count)
+VERIFY_TOP = 30  # candidates re-ranked by geometric verification when asked (count)
+EVALUATION_K = 10  # neighbours behind P@k, mAP@k, R@k and the kNN vote of evaluate / predict (count)
+
+# ----- clusters (artenc.cluster; `artenc cluster`, the report, the web page) -------------
+CLUSTER_K_RANGE = "5:100:2"  # k swept when k is "auto": START:STOP[:STEP], STOP excluded
+CLUSTER_SAMPLE = 8_000  # works clustered at most; the others join their nearest medoid (count)
+SERVE_CLUSTER_SAMPLE = 2_000  # the same, on the web page, smaller so the page answers in seconds (count)
+
+# ----- maps (artenc.viz.umap_map; `artenc umap`, the report) ------------------------------
+UMAP_NEIGHBORS = 15  # UMAP n_neighbors: size of the neighbourhood each point keeps (count)
+UMAP_MIN_DIST = 0.1  # UMAP min_dist: how tightly points may pack in the map (map units)
+
+# ----- report (artenc.report; `artenc report`) -------------------------------------------
+REPORT_SAMPLES = 6  # sample works shown with their neighbours (count)
+REPORT_K = 8  # neighbours shown per sample work (count)
+
+# ----- web page (artenc.serve; `artenc serve`) -------------------------------------------
+MAX_UPLOAD_BYTES = 20 * 2**20  # largest upload body accepted, answered 413 above (bytes); not MAX_PIXELS
+MAX_K = 100  # most neighbours one query may ask for (count)
