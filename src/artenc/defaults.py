@@ -10,7 +10,7 @@ rule that picks the duplicate threshold), no imports: every layer may import thi
 from __future__ import annotations
 
 # ----- images ---------------------------------------------------------------------------
-MAX_PIXELS = 178_956_970  # largest image decoded (width * height, pixels); Pillow's bomb error limit
+MAX_PIXELS = 178_956_970  # largest image decoded (width * height, pixels): 2 * PIL.Image.MAX_IMAGE_PIXELS
 
 # ----- near-duplicates (artenc.dedup; `artenc dedup`, the web page, the report, the demo) --
 VERIFY_DUPLICATES = True  # confirm candidate pairs by geometric verification (SIFT + RANSAC)

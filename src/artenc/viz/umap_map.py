@@ -55,8 +55,8 @@ class Coloring:
 
 
 def project_2d(
-    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = UMAP_NEIGHBORS, min_dist: float = UMAP_MIN_DIST,
-    seed: int = 0,
+    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = UMAP_NEIGHBORS,
+    min_dist: float = UMAP_MIN_DIST, seed: int = 0,
 ) -> np.ndarray:
     """(n, 2) float32 coordinates of `vectors` (cosine metric for UMAP)."""
     if method not in METHODS:
