@@ -8,7 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from artenc.errors import StoreError
+from artenc.atomic import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_save_parquet,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    is_temp_file,
+    temp_path_for,
+)
+from artenc.errors import ParameterError, StoreError
 from artenc.store import BASE_COLUMNS, ModelSignature, Store, l2_normalize
 
 SIG = ModelSignature(model="m", fingerprint="abc", preprocess={"size": 4}, dim=3)
@@ -115,3 +125,76 @@ def test_labels_join_and_no_pickle(tmp_path: Path) -> None:
     for npy in (tmp_path / "s").rglob("*.npy"):
         np.load(npy, allow_pickle=False)  # raises if an object array was pickled
     assert not list((tmp_path / "s").rglob("*.pkl"))
+
+
+# ----- the store's layout and the atomic writes behind it --------------------------------
+def test_store_owns_its_layout(tmp_path: Path) -> None:
+    from artenc.index import build_index, index_paths, load_index, save_index
+    from artenc.verify import KeypointCache, Keypoints
+
+    store = Store.create(tmp_path / "s", SIG)
+    store.append_segment(_rows(["/a", "/b"]), np.eye(3, dtype=np.float32)[:2])
+    root = tmp_path / "s"
+    assert (store.meta_path, store.segment_dir, store.labels_path) == (
+        root / "meta.json", root / "segments", root / "labels.parquet")
+    assert (store.index_dir, store.keypoints_dir) == (root / "index", root / "keypoints")
+    save_index(store, build_index(store.vectors, "flat"))
+    assert all(p.parent == store.index_dir and p.is_file() for p in index_paths(store))
+    assert load_index(store).kind == "flat"
+    cache = KeypointCache(store.keypoints_dir)
+    cache.save("ab" * 32, Keypoints(np.zeros((1, 2), np.float32), np.zeros((1, 128), np.uint8)))
+    assert cache.path("ab" * 32).is_relative_to(store.keypoints_dir)
+    leftovers = [p for p in root.rglob("*") if is_temp_file(p)]
+    assert leftovers == []
+
+
+def test_atomic_write_crash_keeps_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    atomic_write_text(target, "old page")
+    with pytest.raises(RuntimeError, match="killed"), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".html" and tmp != target
+        tmp.write_text("half a new pa")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old page"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    # a crash before the file existed leaves nothing at all
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "new.npy") as tmp:
+        np.save(tmp, np.ones(3))
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_atomic_writers_round_trip(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    atomic_write_json(tmp_path / "m.json", {"dim": 3, "x": [1, 2]})
+    atomic_save_npy(tmp_path / "v.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+    atomic_save_parquet(tmp_path / "t.parquet", pd.DataFrame({"path": ["/a"], "n": [1]}))
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "m.json").read_text() == '{\n  "dim": 3,\n  "x": [\n    1,\n    2\n  ]\n}'
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy", allow_pickle=False), np.arange(6).reshape(2, 3))
+    assert pd.read_parquet(tmp_path / "t.parquet").to_dict("list") == {"path": ["/a"], "n": [1]}
+    atomic_save_npy(tmp_path / "v.npy", np.zeros(2, np.int64))  # replaces the old content
+    assert np.load(tmp_path / "v.npy").tolist() == [0, 0]
+    assert not any(is_temp_file(p) for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("array", [np.array([{"a": 1}, None], dtype=object),
+                                   np.zeros(2, dtype=[("x", "f4"), ("o", "O")])])
+def test_atomic_npy_refuses_object_arrays(tmp_path: Path, array: np.ndarray) -> None:
+    atomic_save_npy(tmp_path / "v.npy", np.ones(2))
+    with pytest.raises(ParameterError, match="^array holds Python objects") as err:
+        atomic_save_npy(tmp_path / "v.npy", array)
+    assert isinstance(err.value, ValueError)
+    assert np.load(tmp_path / "v.npy").tolist() == [1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["v.npy"]
+
+
+def test_compact_removes_leftovers_of_killed_writers(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s", SIG)
+    store.append_segment(_rows(["/a"]), np.eye(3, dtype=np.float32)[:1])
+    store.append_segment(_rows(["/b"]), np.eye(3, dtype=np.float32)[1:2])
+    stale = temp_path_for(store.segment_dir / "seg-000003.parquet")
+    stale.write_bytes(b"half")
+    assert is_temp_file(stale) and not is_temp_file(store.segment_dir / "seg-000001.parquet")
+    store.compact()
+    assert sorted(p.name for p in store.segment_dir.iterdir()) == ["seg-000003.npy", "seg-000003.parquet"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from artenc.cli import main
-from artenc.verify import DEFAULT_MIN_INLIERS, KeypointCache, count_inliers, extract
+from artenc.defaults import MIN_INLIERS as DEFAULT_MIN_INLIERS
+from artenc.verify import KeypointCache, count_inliers, extract
 from tests.helpers_search import edited, image_store, painting
 
 

@@ -3,13 +3,14 @@
 Distances are d(a, b) = 1 - cos(a, b), float32 matrices computed once and shared by
 every k of a sweep (the workshop recomputed an n x n matrix for each of its 48 fits).
 
-Memory bound: at most `sample_size` works are clustered (default SAMPLE_MAX = 8,000).
+Memory bound: at most `sample_size` works are clustered (default `artenc.defaults.CLUSTER_SAMPLE`
+= 8,000).
 Larger stores are clustered on a uniform random sample of that size; every work is then
 assigned to its nearest medoid by an exact blocked top-1 search (`artenc.search`); no n x n matrix.
 A fixed k builds the s x s matrix of the sample (4 * 8000^2 bytes = 256 MB at most).
 
-`--k auto` sweeps k over a range (default 5:100:2). Each k is fitted by FasterPAM on the
-sweep sample, the first SWEEP_MAX = 3,000 clustered works (a random order), starting from
+`k="auto"` sweeps k over a range (default `artenc.defaults.CLUSTER_K_RANGE` = 5:100:2).
+Each k is fitted by FasterPAM on the sweep sample, the first SWEEP_MAX = 3,000 clustered works (a random order), starting from
 the previous k's medoids plus k-medoids++ additions (warm start), then polished by
 alternating (Voronoi) steps on all clustered works with medoid candidates from the sweep
 sample (`polish`, an s x 3000 matrix, 96 MB at s = 8,000). Recorded per k, over all
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 from artenc.errors import ParameterError, UsageError
 from artenc.search import as_unit_matrix, limit_threads, top_k
 from artenc.store import l2_normalize
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLE_MAX = 8_000
 SWEEP_MAX = 3_000
 PARALLEL_MIN = 5_000  # FasterPAM on fewer works runs single-threaded (2-3x faster on busy cores)
 SILHOUETTE_MAX = 2_000
@@ -49,7 +50,6 @@ GAP_REFERENCES = 3
 GAP_AXES_SAMPLE = 500
 GAP_REFERENCE_SIZE = 500
 KNEE_WINDOW = 0.3
-DEFAULT_K_RANGE = "5:100:2"
 
 
 @dataclass
@@ -87,7 +87,7 @@ def parse_k_range(text: str) -> list[int]:
             raise ValueError
         ks = list(range(*parts))
     except ValueError:
-        raise ParameterError("k_range", f"must look like START:STOP[:STEP] (e.g. {DEFAULT_K_RANGE}), got {text!r}") from None
+        raise ParameterError("k_range", f"must look like START:STOP[:STEP] (e.g. {CLUSTER_K_RANGE}), got {text!r}") from None
     if not ks or ks[0] < 1:
         raise ParameterError("k_range", f"{text!r} gives no k >= 1")
     return ks
@@ -305,8 +305,8 @@ def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray,
     return ids[:, 0], np.maximum(1.0 - sims[:, 0], 0.0)
 
 
-def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,
-                    sample_size: int = SAMPLE_MAX, seed: int = 0) -> Clustering:
+def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
+                    sample_size: int = CLUSTER_SAMPLE, seed: int = 0) -> Clustering:
     """k-medoids of unit vectors; `k="auto"` sweeps `k_range` and picks k by the documented rule."""
     x = as_unit_matrix(vectors)
     n = len(x)
@@ -441,8 +441,8 @@ class ClusterReport:
         return doc
 
 
-def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[int] = DEFAULT_K_RANGE,
-                  sample_size: int = SAMPLE_MAX, seed: int = 0,
+def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
+                  sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
                   plots_dir: str | os.PathLike | None = None) -> ClusterReport:
     """k-medoids representatives of a store (`cluster_vectors`), with label summaries.
 

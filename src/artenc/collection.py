@@ -29,12 +29,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from artenc import defaults
 from artenc.cluster import ClusterReport, cluster_store
 from artenc.dedup import DuplicateReport, copy_unique, find_duplicates
+from artenc.defaults import (
+    CLUSTER_K_RANGE,
+    CLUSTER_SAMPLE,
+    EVALUATION_K,
+    MIN_INLIERS,
+    SIMILAR_K,
+    VERIFY_DUPLICATES,
+    VERIFY_TOP,
+)
 from artenc.embedding import encode_files
 from artenc.evaluate import EvaluationReport, evaluate_store
 from artenc.index import VectorIndex, index_for_store
+from artenc.labels import SPLIT_COLUMN
 from artenc.neighbors import PairResult, SimilarResult, pair_similarity, similar
 from artenc.predict import PredictionReport, predict_images
 from artenc.runtime import Encoder, encoder_for_store
@@ -128,8 +137,8 @@ class Collection:
         return encode_files([str(p) for p in images], self.encoder)
 
     # ----- jobs -------------------------------------------------------------------------
-    def similar(self, queries: str | Sequence[str], k: int = defaults.SIMILAR_K, *, verify: bool = False,
-                verify_top: int = defaults.VERIFY_TOP, min_inliers: int = defaults.MIN_INLIERS,
+    def similar(self, queries: str | Sequence[str], k: int = SIMILAR_K, *, verify: bool = False,
+                verify_top: int = VERIFY_TOP, min_inliers: int = MIN_INLIERS,
                 workers: int | None = None) -> SimilarResult:
         """The k most similar stored works of each query (`artenc.neighbors.similar`).
 
@@ -146,8 +155,8 @@ class Collection:
         a, b = str(a), str(b)
         return pair_similarity(self.store, a, b, self._load_encoder)
 
-    def duplicates(self, threshold: float | None = None, *, verify: bool = True,
-                   min_inliers: int = defaults.MIN_INLIERS, top_m: int | None = None, floor: float | None = None,
+    def duplicates(self, threshold: float | None = None, *, verify: bool = VERIFY_DUPLICATES,
+                   min_inliers: int = MIN_INLIERS, top_m: int | None = None, floor: float | None = None,
                    workers: int | None = None, exact: bool | None = None) -> DuplicateReport:
         """Near-duplicate groups, each with a keeper (`artenc.dedup.find_duplicates`).
 
@@ -162,7 +171,7 @@ class Collection:
 
         Same options as `duplicates`; each group's `sides` lists the values it spans.
         """
-        verify = options.pop("verify", True)
+        verify = options.pop("verify", VERIFY_DUPLICATES)
         top_m = options.pop("top_m", None)
         return find_duplicates(self.store, threshold, verify=verify, across=column,
                                top_m=top_m if verify else 0, **options)
@@ -171,23 +180,23 @@ class Collection:
         """Copy keepers and unique works to `out_dir` (originals untouched); returns the count."""
         return copy_unique(self.store, report, out_dir)
 
-    def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = defaults.K_RANGE,
-                 sample_size: int = defaults.CLUSTER_SAMPLE, seed: int = 0,
+    def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
+                 sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
                  plots_dir: str | os.PathLike | None = None) -> ClusterReport:
         """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`)."""
         return cluster_store(self.store, k, k_range=k_range, sample_size=sample_size, seed=seed,
                              plots_dir=plots_dir)
 
-    def evaluate(self, fields: Sequence[str] | None = None, *, k: int = defaults.EVAL_K,
+    def evaluate(self, fields: Sequence[str] | None = None, *, k: int = EVALUATION_K,
                  query_split: str | None = None, gallery_split: str | None = None,
-                 split_column: str = defaults.SPLIT_COLUMN, linear_probe: bool = True) -> EvaluationReport:
+                 split_column: str = SPLIT_COLUMN, linear_probe: bool = True) -> EvaluationReport:
         """Retrieval metrics per label field: P@k, mAP@k, R@k, kNN accuracy, linear probe
         (`artenc.evaluate.evaluate_store`)."""
         return evaluate_store(self.store, fields, k=k, query_split=query_split, gallery_split=gallery_split,
                               split_column=split_column, linear_probe=linear_probe)
 
     def predict(self, images: str | os.PathLike | Sequence[str | os.PathLike], fields: Sequence[str] | None = None,
-                k: int = defaults.PREDICT_K) -> PredictionReport:
+                k: int = EVALUATION_K) -> PredictionReport:
         """kNN label votes (style, school, period...) for image files (`artenc.predict.predict_images`)."""
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         return predict_images(self.store, images, fields, k, encoder=self.encoder)

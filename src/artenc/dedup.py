@@ -7,7 +7,8 @@ Pipeline (`find_duplicates`):
    (at most ~256 MB of scores at a time); above that exact products within spherical
    k-means cells (`_cell_pairs`: each vector listed in its 2 nearest of sqrt(2n) cells; a
    pair whose works share no cell can be missed). With verification, each work's top_m
-   nearest neighbours with cosine >= floor are candidates too (DEFAULT_TOP_M, DEFAULT_FLOOR).
+   nearest neighbours with cosine >= floor are candidates too (`artenc.defaults`:
+   DUPLICATE_TOP_M, DUPLICATE_FLOOR).
 2. Optional geometric verification (`artenc.verify`, on by default in the CLI): a
    candidate is a duplicate only with >= min_inliers RANSAC inliers.
 3. Groups without chaining: a group is a clique, every member is a duplicate of every
@@ -31,6 +32,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from artenc.defaults import (
+    DUPLICATE_FLOOR,
+    DUPLICATE_TOP_M,
+    MIN_INLIERS,
+    VERIFY_DUPLICATES,
+    duplicate_threshold,
+)
 from artenc.errors import ParameterError, UsageError
 from artenc.index import AUTO_EXACT_MAX, load_faiss
 from artenc.search import (
@@ -45,17 +53,13 @@ from artenc.search import (
     iter_blocks,
     similar_pairs,
 )
-from artenc.verify import DEFAULT_MIN_INLIERS, verify_pairs
+from artenc.verify import verify_pairs
 
 if TYPE_CHECKING:
     from artenc.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.9  # embedding only (--no-verify): the workshop's threshold
-DEFAULT_VERIFY_THRESHOLD = 0.75  # candidates for geometric verification: every pair >= this ...
-DEFAULT_TOP_M = 5  # ... plus each work's 5 nearest neighbours ...
-DEFAULT_FLOOR = 0.55  # ... with cosine >= 0.55 (chosen on WikiArt dev rows, docs/search.md)
 MAX_PAIRS = 20_000_000  # 20M pairs = 320 MB of (i, j, sim); a lower threshold is refused
 CELL_PROBE = 2  # large n: each vector is listed in its 2 nearest k-means cells
 CELL_TRAIN_PER_LIST = 32
@@ -121,7 +125,7 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     """All pairs i < j with cosine >= threshold (exact up to AUTO_EXACT_MAX vectors by default).
 
     With `top_m` > 0, also every pair where one work is among the other's `top_m` nearest
-    neighbours with cosine >= `floor` (the verified mode's candidate rule, see DEFAULT_TOP_M).
+    neighbours with cosine >= `floor` (the verified mode's candidate rule, see DUPLICATE_TOP_M).
 
     Args:
         vectors: (n, dim) float unit vectors (float32 used).
@@ -145,13 +149,6 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     if exact:
         return similar_pairs(x, threshold, top_m=top_m, floor=floor, max_pairs=MAX_PAIRS, score_bytes=SCORE_BYTES)
     return _cell_pairs(x, threshold, top_m, floor)
-
-
-def default_threshold(verify: bool, threshold: float | None = None) -> float:
-    """`threshold` when given, else the default candidate threshold of the mode (cosine)."""
-    if threshold is not None:
-        return threshold
-    return DEFAULT_VERIFY_THRESHOLD if verify else DEFAULT_THRESHOLD
 
 
 def keeper_order(items: pd.DataFrame) -> np.ndarray:
@@ -331,8 +328,8 @@ def find_duplicates(
     store: Store,
     threshold: float | None = None,
     *,
-    verify: bool = True,
-    min_inliers: int = DEFAULT_MIN_INLIERS,
+    verify: bool = VERIFY_DUPLICATES,
+    min_inliers: int = MIN_INLIERS,
     across: str | None = None,
     workers: int | None = None,
     exact: bool | None = None,
@@ -344,7 +341,7 @@ def find_duplicates(
     Args:
         store: the store.
         threshold: cosine similarity of range-search candidates, in [-1, 1] (default
-            DEFAULT_VERIFY_THRESHOLD verified, DEFAULT_THRESHOLD without verification).
+            `artenc.defaults.duplicate_threshold(verify)`).
         verify: keep only candidates with >= `min_inliers` RANSAC inliers (`artenc.verify`,
             SIFT + RANSAC homography; Lowe 2004, Fischler & Bolles 1981).
         across: a label column; only groups spanning several of its values (leakage).
@@ -362,13 +359,15 @@ def find_duplicates(
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     if min_inliers < 4:
         raise ParameterError("min_inliers", f"must be >= 4 (a homography needs 4 points), got {min_inliers}")
-    threshold = check_threshold(default_threshold(verify, threshold))
+    if threshold is None:
+        threshold = duplicate_threshold(verify)
+    threshold = check_threshold(threshold)
     if across is not None and across not in store.label_columns:
         raise ParameterError("across", f"{across!r}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
     if top_m is None:
-        top_m = DEFAULT_TOP_M if verify else 0
+        top_m = DUPLICATE_TOP_M if verify else 0
     if floor is None:
-        floor = DEFAULT_FLOOR
+        floor = DUPLICATE_FLOOR
     pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
     n_candidates = len(pairs)
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",

@@ -1,28 +1,50 @@
-"""Every default that more than one place uses, defined once.
+"""Default values shared by the library, the CLI, the web page and the report: each defined once.
 
-The CLI, the web page (`artenc serve`), the HTML report, the demo and the Python API
-(`artenc.Collection`) import these, so the same store gives the same answers everywhere.
+Library functions use these as their keyword defaults; the CLI's flags, `artenc serve`'s
+`ServeSettings` and the report's `ReportOptions` import them rather than repeating the
+numbers, so the same store gives the same answers from every face (in particular, the web
+page and `artenc dedup` give the same near-duplicate groups). Plain constants (and the one
+rule that picks the duplicate threshold), no imports: every layer may import this module.
 """
 
 from __future__ import annotations
 
-# ----- images (artenc.images) ------------------------------------------------------------
-MAX_PIXELS = 178_956_970  # decompression-bomb guard, width * height (Pillow's own bomb limit, ~179 MP)
+# ----- images ---------------------------------------------------------------------------
+MAX_PIXELS = 178_956_970  # largest image decoded (width * height, pixels): 2 * PIL.Image.MAX_IMAGE_PIXELS
 
-# ----- near-duplicates (artenc.dedup, artenc.verify) --------------------------------------
-MIN_INLIERS = 15  # RANSAC inliers that make a geometrically verified match
-DEDUP_VERIFY_THRESHOLD = 0.75  # cosine similarity of candidates when verifying
-DEDUP_THRESHOLD = 0.9  # cosine similarity of a duplicate without verification (the workshop's)
-DEDUP_TOP_M = 5  # verified mode: each work's 5 nearest neighbours are candidates too ...
-DEDUP_FLOOR = 0.55  # ... when their cosine similarity is >= 0.55 (chosen on WikiArt dev rows)
+# ----- near-duplicates (artenc.dedup; `artenc dedup`, the web page, the report, the demo) --
+VERIFY_DUPLICATES = True  # confirm candidate pairs by geometric verification (SIFT + RANSAC)
+DUPLICATE_THRESHOLD = 0.75  # verified mode: cosine similarity of candidate pairs
+DUPLICATE_THRESHOLD_UNVERIFIED = 0.9  # embedding-only mode: cosine similarity of duplicates
+DUPLICATE_TOP_M = 5  # verified mode: each work's M nearest neighbours are candidates too (count)
+DUPLICATE_FLOOR = 0.55  # ... when their cosine similarity is at least this (cosine; WikiArt dev rows)
+MIN_INLIERS = 15  # RANSAC inliers (distinct keypoint positions) that make two images one work (count)
 
-# ----- search (artenc.neighbors, artenc.predict, artenc.evaluate) ------------------------
-SIMILAR_K = 9  # neighbours per query
-VERIFY_TOP = 30  # candidates re-ranked by geometric verification in `similar`
-PREDICT_K = 10  # neighbours that vote in kNN label prediction
-EVAL_K = 10  # k of P@k, mAP@k, R@k and kNN accuracy
-SPLIT_COLUMN = "split"  # the label column that holds a work's split (dev, holdout, train, test...)
 
-# ----- clustering (artenc.cluster) --------------------------------------------------------
-K_RANGE = "5:100:2"  # k swept by k="auto": START:STOP[:STEP], STOP exclusive
-CLUSTER_SAMPLE = 8_000  # most works in the k-medoids distance matrix (4 * s^2 bytes)
+def duplicate_threshold(verify: bool) -> float:
+    """The default cosine threshold of near-duplicates: DUPLICATE_THRESHOLD when candidates are
+    verified geometrically, DUPLICATE_THRESHOLD_UNVERIFIED when the embedding alone decides."""
+    return DUPLICATE_THRESHOLD if verify else DUPLICATE_THRESHOLD_UNVERIFIED
+
+
+# ----- nearest neighbours (artenc.neighbors; `artenc similar`) ---------------------------
+SIMILAR_K = 9  # neighbours returned per query (count)
+VERIFY_TOP = 30  # candidates re-ranked by geometric verification when asked (count)
+EVALUATION_K = 10  # neighbours behind P@k, mAP@k, R@k and the kNN vote of evaluate / predict (count)
+
+# ----- clusters (artenc.cluster; `artenc cluster`, the report, the web page) -------------
+CLUSTER_K_RANGE = "5:100:2"  # k swept when k is "auto": START:STOP[:STEP], STOP excluded
+CLUSTER_SAMPLE = 8_000  # works clustered at most; the others join their nearest medoid (count)
+SERVE_CLUSTER_SAMPLE = 2_000  # the same, on the web page, smaller so the page answers in seconds (count)
+
+# ----- maps (artenc.viz.umap_map; `artenc umap`, the report) ------------------------------
+UMAP_NEIGHBORS = 15  # UMAP n_neighbors: size of the neighbourhood each point keeps (count)
+UMAP_MIN_DIST = 0.1  # UMAP min_dist: how tightly points may pack in the map (map units)
+
+# ----- report (artenc.report; `artenc report`) -------------------------------------------
+REPORT_SAMPLES = 6  # sample works shown with their neighbours (count)
+REPORT_K = 8  # neighbours shown per sample work (count)
+
+# ----- web page (artenc.serve; `artenc serve`) -------------------------------------------
+MAX_UPLOAD_BYTES = 20 * 2**20  # largest upload body accepted, answered 413 above (bytes); not MAX_PIXELS
+MAX_K = 100  # most neighbours one query may ask for (count)

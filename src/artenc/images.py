@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from artenc.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # ~179 MP, one home: artenc.defaults
 from artenc.preprocess import PreprocessConfig, to_uint8_chw
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 )
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default bomb limit (~179 MP)
 
 # Truncated files must fail loudly, not decode as grey garbage.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -14,16 +14,15 @@ Kinds (`--kind`):
 - ``lsh``: random-rotation sign hashes (2*dim bits), re-ranked exactly; for comparison.
 - ``auto``: ``flat`` up to AUTO_EXACT_MAX vectors (exact and fast enough), ``hnsw`` above.
 
-Saved as ``STORE/index/faiss.index`` (FAISS's own binary format, no pickle) and
-``STORE/index/index.json`` (kind, parameters, the store revision and count it was built
-from). An index whose revision differs from the store's is stale: `load_index` refuses it.
+Saved in the store's index folder (`Store.index_dir`, ``STORE/index/``) as ``faiss.index``
+(FAISS's own binary format, no pickle) and ``index.json`` (kind, parameters, the store
+revision and count it was built from). An index whose revision differs from the store's is stale: `load_index` refuses it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.atomic import atomic_path, atomic_write_json
 from artenc.errors import UsageError
 from artenc.search import as_unit_matrix, check_k, iter_blocks, top_k, top_k_of_candidates
 
@@ -43,7 +43,6 @@ KINDS = ("auto", "flat", "hnsw", "ivfpq", "lsh")
 AUTO_EXACT_MAX = 50_000
 SEARCH_BLOCK = 4096
 HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> recall@10 0.948/0.974/0.988/0.998
-INDEX_DIR = "index"
 
 
 class StaleIndexError(UsageError):
@@ -171,8 +170,8 @@ def build_index(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> Ve
 
 
 def index_paths(store: Store) -> tuple[Path, Path]:
-    d = Path(store.root) / INDEX_DIR
-    return d / "faiss.index", d / "index.json"
+    """The saved index of `store`: (`store.index_dir`/faiss.index, `store.index_dir`/index.json)."""
+    return store.index_dir / "faiss.index", store.index_dir / "index.json"
 
 
 def save_index(store: Store, vindex: VectorIndex) -> Path:
@@ -180,14 +179,11 @@ def save_index(store: Store, vindex: VectorIndex) -> Path:
     faiss = load_faiss()
     data_path, meta_path = index_paths(store)
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_name(data_path.name + ".tmp")
-    faiss.write_index(vindex.index, str(tmp))
-    os.replace(tmp, data_path)
+    with atomic_path(data_path) as tmp:
+        faiss.write_index(vindex.index, str(tmp))
     meta = {"kind": vindex.kind, "params": vindex.params, "count": vindex.ntotal,
             "dim": int(vindex.vectors.shape[1]), "revision": store.revision}
-    tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_meta, meta_path)
+    atomic_write_json(meta_path, meta)
     vindex.revision = store.revision
     return data_path
 

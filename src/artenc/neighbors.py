@@ -14,21 +14,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import MIN_INLIERS, SIMILAR_K, VERIFY_TOP
 from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
 from artenc.index import index_for_store
 from artenc.labels import plain
 from artenc.runtime import Encoder, encoder_for_store
-from artenc.verify import DEFAULT_MIN_INLIERS, verify_queries
+from artenc.verify import verify_queries
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
     from artenc.store import Store
 
 EncoderSource = Encoder | Callable[[], Encoder] | None
-DEFAULT_K = 9  # neighbours per query
-DEFAULT_VERIFY_TOP = 30  # candidates re-ranked by geometric verification
 
 
 @dataclass(frozen=True)
@@ -196,12 +195,12 @@ class SimilarResult:
 def similar(
     store: Store,
     queries: list[str],
-    k: int = DEFAULT_K,
+    k: int = SIMILAR_K,
     index: VectorIndex | None = None,
     *,
     verify: bool = False,
-    verify_top: int = DEFAULT_VERIFY_TOP,
-    min_inliers: int = DEFAULT_MIN_INLIERS,
+    verify_top: int = VERIFY_TOP,
+    min_inliers: int = MIN_INLIERS,
     workers: int | None = None,
     encoder: EncoderSource = None,
 ) -> SimilarResult:

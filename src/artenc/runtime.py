@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artenc.atomic import atomic_path
 from artenc.backbones import Backbone, create_backbone
 from artenc.backbones.weights import fingerprint_module
 from artenc.errors import UsageError
 from artenc.preprocess import PreprocessConfig
-from artenc.store import ModelSignature
+from artenc.store import ModelSignature, onnx_cache_dir
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("auto", "torch", "onnx")
@@ -47,14 +48,6 @@ class EmbeddingModule(nn.Module):
         x = images.to(self.scale.dtype) * self.scale + self.shift
         features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         return F.normalize(features.float().flatten(1), dim=1)
-
-
-def cache_dir() -> Path:
-    """Where ONNX exports are cached ($ARTENC_CACHE_DIR, else ~/.cache/artenc)."""
-    base = os.environ.get("ARTENC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "artenc"
-    )
-    return Path(base)
 
 
 @dataclass
@@ -101,25 +94,24 @@ def _onnx_path(signature: ModelSignature) -> Path:
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in signature.model)[-60:]
-    return cache_dir() / "onnx" / f"{safe}-{digest}.onnx"
+    return onnx_cache_dir() / f"{safe}-{digest}.onnx"
 
 
 def export_onnx(module: EmbeddingModule, size: int, path: Path) -> Path:
     """Export with a dynamic batch axis; atomic, so a crash never leaves a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")
     example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
-    torch.onnx.export(
-        module,
-        (example,),
-        str(tmp),
-        input_names=["images"],
-        output_names=["embeddings"],
-        dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-        dynamo=False,
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            module,
+            (example,),
+            str(tmp),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     return path
 
 

@@ -1,5 +1,9 @@
 """EmbeddingStore: a directory of vectors, items and metadata; no pickle anywhere.
 
+The store owns its folder layout: every path inside STORE/ comes from a `Store` property
+(`meta_path`, `segment_dir`, `labels_path`, `index_dir`, `keypoints_dir`), and every path
+of artenc's cache folder outside any store from `cache_dir` and its siblings below.
+
 Layout::
 
     STORE/
@@ -8,11 +12,20 @@ Layout::
       segments/seg-000001.parquet  one row per file seen: path, relpath, sha256, size, mtime_ns,
                                  width, height, error (null when embedded), row (into the .npy, -1 if skipped)
       labels.parquet             optional: path + label columns (joined to items on read)
+      index/faiss.index          optional: a saved FAISS index (written by `artenc.index.save_index`)
+      index/index.json           its kind, parameters and the store revision it was built from
+      keypoints/<version>/<sha256>.npz  SIFT keypoints per image content (`artenc.verify.KeypointCache`)
+
+    $ARTENC_CACHE_DIR/ (default ~/.cache/artenc; `cache_dir()`)
+      onnx/                      ONNX exports of encoders (`onnx_cache_dir()`, artenc.runtime)
+      features/                  backbone features for training (`feature_cache_dir()`, artenc.data)
+      thumbnails/                thumbnails of the web page (`thumbnail_cache_dir()`, artenc.serve)
 
 A segment is committed when its .parquet exists (written last, by atomic rename), so
 a crash at any moment leaves only whole segments. When several segments mention the
 same path, the newest one wins: re-embedding a changed file supersedes its old row.
-`compact()` rewrites the live rows as one segment, then removes the old ones.
+`compact()` rewrites the live rows as one segment, then removes the old ones. Every file
+is written through `artenc.atomic` (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -30,12 +43,20 @@ import numpy as np
 import pandas as pd
 
 from artenc import __version__
+from artenc.atomic import atomic_save_npy, atomic_save_parquet, atomic_write_json, remove_temp_files
 from artenc.errors import StoreError
 
 FORMAT = "artenc-store/1"
 BASE_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height", "error", "row"]
 ITEM_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height"]
 _SEGMENT = re.compile(r"^seg-(\d{6})\.parquet$")
+# the store's folder layout (see the module docstring); other modules use the Store properties
+_META_FILE = "meta.json"
+_SEGMENTS_DIR = "segments"
+_LABELS_FILE = "labels.parquet"
+_INDEX_DIR = "index"
+_KEYPOINTS_DIR = "keypoints"
+CACHE_DIR_ENV = "ARTENC_CACHE_DIR"  # environment variable naming artenc's cache folder
 
 
 @dataclass(frozen=True)
@@ -54,32 +75,6 @@ class ModelSignature:
             and meta.get("dim") == self.dim
             and meta.get("preprocess") == self.preprocess
         )
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -101,7 +96,7 @@ class Store:
     def open(cls, path: str | os.PathLike) -> Store:
         """Open an existing store; raises StoreError naming the problem."""
         root = Path(path)
-        meta_path = root / "meta.json"
+        meta_path = root / _META_FILE
         if not root.is_dir():
             raise StoreError(f"{root}: store not found (create one with `artenc embed IMAGES --out {root}`)")
         if not meta_path.is_file():
@@ -118,13 +113,13 @@ class Store:
     def create(cls, path: str | os.PathLike, signature: ModelSignature, extra: dict | None = None) -> Store:
         """Create an empty store, or open an existing one after checking it uses the same model."""
         root = Path(path)
-        if (root / "meta.json").exists():
+        if (root / _META_FILE).exists():
             store = cls.open(root)
             store.check_signature(signature)
             return store
         if root.exists() and any(root.iterdir()):
             raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
-        (root / "segments").mkdir(parents=True, exist_ok=True)
+        (root / _SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
             "model": signature.model,
@@ -135,7 +130,7 @@ class Store:
             "artenc_version": __version__,
             **(extra or {}),
         }
-        _atomic_write_bytes(root / "meta.json", json.dumps(meta, indent=2).encode())
+        atomic_write_json(root / _META_FILE, meta)
         return cls(root, meta)
 
     def check_signature(self, signature: ModelSignature) -> None:
@@ -149,10 +144,36 @@ class Store:
                 "Use another --out folder."
             )
 
-    # ----- segments ------------------------------------------------------------------
+    # ----- layout --------------------------------------------------------------------
+    @property
+    def meta_path(self) -> Path:
+        """STORE/meta.json: model, fingerprint, preprocessing, dim, format."""
+        return self.root / _META_FILE
+
     @property
     def segment_dir(self) -> Path:
-        return self.root / "segments"
+        """STORE/segments/: seg-NNNNNN.npy vectors and seg-NNNNNN.parquet rows."""
+        return self.root / _SEGMENTS_DIR
+
+    @property
+    def labels_path(self) -> Path:
+        """STORE/labels.parquet: label columns keyed by path (absent until labels are set)."""
+        return self.root / _LABELS_FILE
+
+    @property
+    def index_dir(self) -> Path:
+        """STORE/index/: the saved FAISS index and its metadata (`artenc.index.save_index`)."""
+        return self.root / _INDEX_DIR
+
+    @property
+    def keypoints_dir(self) -> Path:
+        """STORE/keypoints/: cached SIFT keypoints per image content (`artenc.verify`)."""
+        return self.root / _KEYPOINTS_DIR
+
+    def _segment_file(self, seg: int, suffix: str) -> Path:
+        return self.segment_dir / f"seg-{seg:06d}{suffix}"
+
+    # ----- segments ------------------------------------------------------------------
 
     def segment_ids(self) -> list[int]:
         """Committed segments, oldest first (a segment without its .parquet is not committed)."""
@@ -172,8 +193,8 @@ class Store:
         ids = self.segment_ids()
         seg = (ids[-1] + 1) if ids else 1
         self.segment_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save_npy(self.segment_dir / f"seg-{seg:06d}.npy", vectors)
-        _atomic_save_parquet(self.segment_dir / f"seg-{seg:06d}.parquet", rows[BASE_COLUMNS])
+        atomic_save_npy(self._segment_file(seg, ".npy"), vectors)
+        atomic_save_parquet(self._segment_file(seg, ".parquet"), rows[BASE_COLUMNS])
         self.reload()
         return seg
 
@@ -181,8 +202,8 @@ class Store:
         """All committed rows (newest wins per path), sorted by path, and their vectors."""
         frames, blocks, offset = [], [], 0
         for seg in self.segment_ids():
-            df = pd.read_parquet(self.segment_dir / f"seg-{seg:06d}.parquet")
-            vec = np.load(self.segment_dir / f"seg-{seg:06d}.npy", mmap_mode="r", allow_pickle=False)
+            df = pd.read_parquet(self._segment_file(seg, ".parquet"))
+            vec = np.load(self._segment_file(seg, ".npy"), mmap_mode="r", allow_pickle=False)
             df["row"] = np.where(df["row"].to_numpy() >= 0, df["row"].to_numpy() + offset, -1)
             df["segment"] = seg
             offset += len(vec)
@@ -251,8 +272,7 @@ class Store:
 
     @cached_property
     def labels(self) -> pd.DataFrame | None:
-        path = self.root / "labels.parquet"
-        return pd.read_parquet(path) if path.is_file() else None
+        return pd.read_parquet(self.labels_path) if self.labels_path.is_file() else None
 
     def set_labels(self, labels: pd.DataFrame) -> None:
         """Store label columns keyed by absolute `path` (replaces earlier labels)."""
@@ -263,7 +283,7 @@ class Store:
         if clash:
             labels = labels.rename(columns={c: f"label_{c}" for c in clash})
         labels = labels.drop_duplicates("path", keep="last").astype({"path": str})
-        _atomic_save_parquet(self.root / "labels.parquet", labels.reset_index(drop=True))
+        atomic_save_parquet(self.labels_path, labels.reset_index(drop=True))
         self.reload()
 
     @property
@@ -299,9 +319,8 @@ class Store:
         self.append_segment(new_rows, vectors)
         for seg in ids:
             for suffix in (".parquet", ".npy"):  # parquet first: an orphan .npy is harmless
-                (self.segment_dir / f"seg-{seg:06d}{suffix}").unlink(missing_ok=True)
-        for tmp in self.segment_dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+                self._segment_file(seg, suffix).unlink(missing_ok=True)
+        remove_temp_files(self.segment_dir)
         self.reload()
 
     def summary(self) -> dict:
@@ -321,3 +340,31 @@ class Store:
                 {"path": p, "reason": r} for p, r in zip(skipped["path"], skipped["error"], strict=True)
             ],
         }
+
+
+# ----- artenc's cache folder (outside any store) ----------------------------------------
+def cache_dir() -> Path:
+    """artenc's cache folder: $ARTENC_CACHE_DIR, else $XDG_CACHE_HOME/artenc, else ~/.cache/artenc.
+
+    Holds what can be recomputed and is shared by all stores (ONNX exports, training
+    features, thumbnails); nothing in it is needed to read a store.
+    """
+    base = os.environ.get(CACHE_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "artenc"
+    )
+    return Path(base)
+
+
+def onnx_cache_dir() -> Path:
+    """`cache_dir()`/onnx: ONNX exports of encoders, one file per model, weights and preprocessing."""
+    return cache_dir() / "onnx"
+
+
+def feature_cache_dir() -> Path:
+    """`cache_dir()`/features: backbone features cached for training (`artenc.data.feature_cache`)."""
+    return cache_dir() / "features"
+
+
+def thumbnail_cache_dir() -> Path:
+    """`cache_dir()`/thumbnails: JPEG thumbnails served by the web page (`artenc.serve`)."""
+    return cache_dir() / "thumbnails"

@@ -5,11 +5,11 @@ re-exposed, re-compressed) when at least `min_inliers` SIFT matches that pass Lo
 ratio test (0.75) agree on one homography (RANSAC, 5 px reprojection error, on images
 scaled so their longer side is 512 px); inliers are counted as distinct keypoint positions,
 and a homography that scales areas by less than 1/100 or more than 100 (or mirrors)
-counts as no match. DEFAULT_MIN_INLIERS = 15: edited copies keep
-well above it, unrelated paintings almost never reach it.
+counts as no match. The default minimum, `artenc.defaults.MIN_INLIERS` = 15: edited copies
+keep well above it, unrelated paintings almost never reach it.
 
-Keypoints are extracted once per image content and cached in the store as
-``STORE/keypoints/sift-v1-512/<sha256>.npz`` (arrays only: ``xy`` float32 (n, 2),
+Keypoints are extracted once per image content and cached in the store's keypoints
+folder (`Store.keypoints_dir`) as ``sift-v1-512/<sha256>.npz`` (arrays only: ``xy`` float32 (n, 2),
 ``desc`` uint8 (n, 128); loaded with allow_pickle=False). Extraction and matching run
 in worker processes (spawned; OpenCV single-threaded in each).
 """
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.atomic import atomic_path
 from artenc.search import limit_threads
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_INLIERS = 15
 RATIO = 0.75
 RANSAC_PX = 5.0
 MIN_DET = 0.01  # area scale of an accepted homography: between 1/100 and 100
@@ -123,10 +123,13 @@ def count_inliers(a: Keypoints, b: Keypoints) -> int:
 
 
 class KeypointCache:
-    """Keypoints per image content (sha256) under STORE/keypoints/; npz, no pickle."""
+    """Keypoints per image content (sha256) in `folder`/CACHE_VERSION/; npz, no pickle.
 
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.dir = Path(root) / "keypoints" / CACHE_VERSION
+    `folder` is a store's `keypoints_dir` (the store owns where its caches live).
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.dir = Path(folder) / CACHE_VERSION
 
     def path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.npz"
@@ -140,30 +143,28 @@ class KeypointCache:
 
     def save(self, sha256: str, kp: Keypoints) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        final = self.path(sha256)
-        tmp = final.with_name(f"{final.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, xy=kp.xy, desc=kp.desc)
-        os.replace(tmp, final)
+        with atomic_path(self.path(sha256)) as tmp:
+            np.savez(tmp, xy=kp.xy, desc=kp.desc)
 
 
 # ----- worker functions (module level so spawned processes can import them) ----------
 def _extract_job(args: tuple[str, list[tuple[str, str]]]) -> int:
-    root, jobs = args
-    cache = KeypointCache(root)
+    folder, jobs = args
+    cache = KeypointCache(folder)
     for path, sha in jobs:
         cache.save(sha, extract(path))
     return len(jobs)
 
 
 @lru_cache(maxsize=256)
-def _cached(root: str, sha: str) -> Keypoints:
-    return KeypointCache(root).load(sha)
+def _cached(folder: str, sha: str) -> Keypoints:
+    return KeypointCache(folder).load(sha)
 
 
 def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
-    root, pairs = args
+    folder, pairs = args
     with limit_threads(1):  # worker processes share the cores: one BLAS thread each
-        return [count_inliers(_cached(root, a), _cached(root, b)) for a, b in pairs]
+        return [count_inliers(_cached(folder, a), _cached(folder, b)) for a, b in pairs]
 
 
 def _run(fn, jobs: list, workers: int) -> list:
@@ -182,7 +183,7 @@ def default_workers() -> int:
 def ensure_keypoints(store: Store, rows: Sequence[int], workers: int | None = None) -> None:
     """Extract and cache keypoints of the given item rows that are not cached yet."""
     items = store.items
-    cache = KeypointCache(store.root)
+    cache = KeypointCache(store.keypoints_dir)
     todo = {}
     for r in rows:
         sha = items.at[int(r), "sha256"]
@@ -192,7 +193,7 @@ def ensure_keypoints(store: Store, rows: Sequence[int], workers: int | None = No
         return
     log.info("extracting SIFT keypoints of %d images (cached in %s)", len(todo), cache.dir)
     pairs = [(p, s) for s, p in todo.items()]
-    _run(_extract_job, [(str(store.root), pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)],
+    _run(_extract_job, [(str(store.keypoints_dir), pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)],
          default_workers() if workers is None else workers)
 
 
@@ -207,7 +208,7 @@ def verify_pairs(store: Store, left: np.ndarray, right: np.ndarray, workers: int
     order = np.lexsort((right, left))  # pairs sharing an image land in the same chunk
     pairs = [(sha[left[p]], sha[right[p]]) for p in order]
     size = max(CHUNK, len(pairs) // (4 * max(workers, 1)) + 1)
-    chunks = [(str(store.root), pairs[i:i + size]) for i in range(0, len(pairs), size)]
+    chunks = [(str(store.keypoints_dir), pairs[i:i + size]) for i in range(0, len(pairs), size)]
     counts = np.concatenate([np.asarray(c, dtype=np.int64) for c in _run(_match_job, chunks, workers)])
     out = np.empty(len(pairs), dtype=np.int64)
     out[order] = counts
@@ -215,10 +216,10 @@ def verify_pairs(store: Store, left: np.ndarray, right: np.ndarray, workers: int
 
 
 def _query_job(args: tuple[str, str, list[str]]) -> list[int]:
-    root, query_path, shas = args
+    folder, query_path, shas = args
     q = extract(query_path)
     with limit_threads(1):
-        return [count_inliers(q, _cached(root, s)) for s in shas]
+        return [count_inliers(q, _cached(folder, s)) for s in shas]
 
 
 def verify_queries(
@@ -231,5 +232,5 @@ def verify_queries(
         return [np.zeros(0, dtype=np.int64) for _ in rows]
     ensure_keypoints(store, flat, workers)
     sha = store.items["sha256"].to_numpy()
-    jobs = [(str(store.root), str(q), [sha[int(r)] for r in rs]) for q, rs in zip(query_paths, rows, strict=True)]
+    jobs = [(str(store.keypoints_dir), str(q), [sha[int(r)] for r in rs]) for q, rs in zip(query_paths, rows, strict=True)]
     return [np.asarray(c, dtype=np.int64) for c in _run(_query_job, jobs, workers)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from artenc.atomic import atomic_path
 from artenc.errors import UsageError
 from artenc.layers.heads import ProjectionHead
 from artenc.preprocess import PreprocessConfig
@@ -65,9 +66,8 @@ def save_encoder(
     }
     encoder = HeadedEncoder(backbone, head)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"config": json.dumps(config), "state_dict": state}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"config": json.dumps(config), "state_dict": state}, tmp)
     return path
 
 

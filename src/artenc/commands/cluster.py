@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 
-from artenc import defaults
+from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cluster", help="k-medoids representatives, with automatic k", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (default: %(default)s)")
-    p.add_argument("--k-range", default=defaults.K_RANGE, metavar="START:STOP[:STEP]",
+    p.add_argument("--k-range", default=CLUSTER_K_RANGE, metavar="START:STOP[:STEP]",
                    help="k values swept by --k auto, STOP exclusive (default: %(default)s)")
-    p.add_argument("--sample-size", type=int, default=defaults.CLUSTER_SAMPLE,
+    p.add_argument("--sample-size", type=int, default=CLUSTER_SAMPLE,
                    help="most works in the distance matrix, 4*s^2 bytes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", metavar="DIR", help="write elbow/silhouette curves, medoid strip, cluster montages")

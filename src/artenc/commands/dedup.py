@@ -2,30 +2,38 @@
 
 Groups of near-duplicates (every member a duplicate of every other), each with a keeper
 (highest resolution, then largest file, then path). Candidates come from a range search
-at --threshold (default 0.75 with verification, 0.9 with --no-verify); with verification
-(default) each work's --top-m (5) nearest neighbours with cosine >= --floor (0.55) are
-candidates too, and a pair is a duplicate only with >= --min-inliers SIFT/RANSAC inliers.
+at --threshold; with verification (default) each work's --top-m nearest neighbours with
+cosine >= --floor are candidates too, and a pair is a duplicate only with >= --min-inliers
+SIFT/RANSAC inliers. Defaults: `artenc.defaults`, shown with each flag below.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from artenc import defaults
+from artenc.defaults import (
+    DUPLICATE_FLOOR,
+    DUPLICATE_THRESHOLD,
+    DUPLICATE_THRESHOLD_UNVERIFIED,
+    DUPLICATE_TOP_M,
+    MIN_INLIERS,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dedup", help="near-duplicate groups and train/test leakage", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("--threshold", type=float, default=None,
-                   help="cosine similarity of candidates (default 0.75 verified, 0.9 with --no-verify)")
+                   help=f"cosine similarity of candidates (default {DUPLICATE_THRESHOLD} verified, "
+                        f"{DUPLICATE_THRESHOLD_UNVERIFIED} with --no-verify)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="embedding similarity only, no geometric verification")
     p.add_argument("--top-m", type=int, default=None,
-                   help="verified mode: also each work's M nearest neighbours as candidates (default 5; 0 = off)")
+                   help=f"verified mode: also each work's M nearest neighbours as candidates "
+                        f"(default {DUPLICATE_TOP_M}; 0 = off)")
     p.add_argument("--floor", type=float, default=None,
-                   help="verified mode: lowest cosine of a top-M candidate (default 0.55)")
-    p.add_argument("--min-inliers", type=int, default=defaults.MIN_INLIERS,
+                   help=f"verified mode: lowest cosine of a top-M candidate (default {DUPLICATE_FLOOR})")
+    p.add_argument("--min-inliers", type=int, default=MIN_INLIERS,
                    help="RANSAC inliers for a duplicate (default: %(default)s)")
     p.add_argument("--across", metavar="COLUMN", help="only groups spanning several values of a label (leakage)")
     p.add_argument("--copy-unique-to", metavar="DIR", help="copy keepers and unique works here (originals untouched)")

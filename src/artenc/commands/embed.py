@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.defaults import MAX_PIXELS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed images into a store (incremental, resumable)",
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
                    help="auto: torch on GPU, ONNX Runtime on CPU")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="decompression-bomb guard: refuse images with more pixels (default ~179M)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="decompression-bomb guard: refuse images with more pixels (default: %(default)s)")
     p.add_argument("--trim-borders", action="store_true", default=None,
                    help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
@@ -32,12 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from artenc.cli import emit_json
     from artenc.embedding import embed_folders
-    from artenc.images import DEFAULT_MAX_PIXELS
 
     report = embed_folders(
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, flush_every=args.flush_every, trim_borders=args.trim_borders,
+        max_pixels=args.max_pixels, flush_every=args.flush_every, trim_borders=args.trim_borders,
     )
     if args.json:
         emit_json(report.to_dict())

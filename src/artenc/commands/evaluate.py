@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.defaults import EVALUATION_K
+
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by `evaluate` and `compare`."""
     p.add_argument("--field", nargs="+", metavar="FIELD",
                    help="label columns to evaluate (default: every label column but the split column)")
-    p.add_argument("-k", "--k", type=int, default=10, help="neighbours for P@k, mAP@k, R@k and kNN (default: 10)")
+    p.add_argument("-k", "--k", type=int, default=EVALUATION_K,
+                   help="neighbours for P@k, mAP@k, R@k and kNN (default: %(default)s)")
     p.add_argument("--query-split", metavar="NAME", help="queries: items whose split column equals NAME (default: all)")
     p.add_argument("--gallery-split", metavar="NAME",
                    help="gallery: items with this split (default: the query set, leave-one-out)")

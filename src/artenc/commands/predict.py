@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from artenc import defaults
+from artenc.defaults import EVALUATION_K
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--field", nargs="+", metavar="FIELD", help="label fields (default: all but 'split')")
-    p.add_argument("-k", "--k", type=int, default=defaults.PREDICT_K, help="neighbours that vote (default: %(default)s)")
+    p.add_argument("-k", "--k", type=int, default=EVALUATION_K, help="neighbours that vote (default: %(default)s)")
     p.add_argument("--show", type=int, default=5, help="nearest works printed per image (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"])

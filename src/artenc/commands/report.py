@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.defaults import REPORT_K, REPORT_SAMPLES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from artenc.report.report import SECTIONS
@@ -18,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("--out", required=True, metavar="FILE.html")
     p.add_argument("--title", help="page title (default: from the store folder)")
-    p.add_argument("--samples", type=int, default=6, help="sample works shown with neighbours (default: 6)")
-    p.add_argument("-k", type=int, default=8, help="neighbours per sample work (default: 8)")
+    p.add_argument("--samples", type=int, default=REPORT_SAMPLES,
+                   help="sample works shown with neighbours (default: %(default)s)")
+    p.add_argument("-k", type=int, default=REPORT_K, help="neighbours per sample work (default: %(default)s)")
     p.add_argument("--color-by", metavar="FIELD", help="label column of the map (default: first non-split label)")
     p.add_argument("--threshold", type=float, default=None, help="near-duplicate cosine threshold (dedup's default)")
     p.add_argument("--no-verify", dest="verify", action="store_false",

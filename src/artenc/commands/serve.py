@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from artenc import defaults
+from artenc.defaults import (
+    DUPLICATE_THRESHOLD,
+    DUPLICATE_THRESHOLD_UNVERIFIED,
+    MAX_K,
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    MIN_INLIERS,
+    SERVE_CLUSTER_SAMPLE,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,19 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default: %(default)s, this machine only; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
-    p.add_argument("--max-upload-mb", type=float, default=20.0,
+    p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20,
                    help="larger uploads are refused with 413 (default: %(default)s)")
-    p.add_argument("--max-pixels", type=int, default=defaults.MAX_PIXELS,
-                   help="decompression-bomb guard for uploads, width x height (default: %(default)s)")
-    p.add_argument("--max-k", type=int, default=100, help="most neighbours per query (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="decompression-bomb guard for uploads, width x height, as `artenc embed` "
+                        "(default: %(default)s)")
+    p.add_argument("--max-k", type=int, default=MAX_K, help="most neighbours per query (default: %(default)s)")
     p.add_argument("--duplicate-threshold", type=float, default=None,
-                   help="cosine similarity of near-duplicate candidates on the page (default: as `artenc dedup`, "
-                        f"{defaults.DEDUP_VERIFY_THRESHOLD} verified, {defaults.DEDUP_THRESHOLD} with --no-verify)")
+                   help=f"cosine similarity of near-duplicates on the page, as `artenc dedup --threshold` "
+                        f"(default {DUPLICATE_THRESHOLD} verified, {DUPLICATE_THRESHOLD_UNVERIFIED} with --no-verify)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="near-duplicates by embedding similarity only, no geometric verification (as `artenc dedup`)")
+                   help="near-duplicates by embedding similarity only, no SIFT/RANSAC verification")
+    p.add_argument("--min-inliers", type=int, default=MIN_INLIERS,
+                   help="RANSAC inliers for a verified near-duplicate (default: %(default)s)")
     p.add_argument("--clusters", default="auto", metavar="K",
                    help="k for the clusters on the page, or 'auto' (default: %(default)s)")
-    p.add_argument("--cluster-sample", type=int, default=2000, metavar="N",
+    p.add_argument("--cluster-sample", type=int, default=SERVE_CLUSTER_SAMPLE, metavar="N",
                    help="works clustered; the others join their nearest medoid (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None,
                    help="queries processed at once, each on one core (default: the number of cores)")
@@ -57,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings(
             max_upload_bytes=int(args.max_upload_mb * MB), max_pixels=args.max_pixels, max_k=args.max_k,
-            duplicate_threshold=None if args.duplicate_threshold is None
-            else check_threshold(args.duplicate_threshold, "duplicate_threshold"),
-            duplicate_verify=args.verify,
+            duplicate_threshold=(None if args.duplicate_threshold is None
+                                 else check_threshold(args.duplicate_threshold, "duplicate_threshold")),
+            verify_duplicates=args.verify, min_inliers=args.min_inliers,
             clusters=args.clusters, cluster_sample=args.cluster_sample, thumbnail_dir=args.thumbnail_dir,
             **({"workers": args.workers} if args.workers is not None else {}),
         )

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 
-from artenc import defaults
+from artenc.defaults import MIN_INLIERS, SIMILAR_K, VERIFY_TOP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("similar", help="nearest neighbours of images", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="image file, or a path in the store")
-    p.add_argument("-k", type=int, default=defaults.SIMILAR_K, help="neighbours per query (default: %(default)s)")
+    p.add_argument("-k", type=int, default=SIMILAR_K, help="neighbours per query (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     p.add_argument("--grid", metavar="FILE.png", help="draw the query and its neighbours")
     p.add_argument("--verify", action="store_true", help="re-rank candidates by geometric verification")
-    p.add_argument("--verify-top", type=int, default=defaults.VERIFY_TOP, metavar="N",
+    p.add_argument("--verify-top", type=int, default=VERIFY_TOP, metavar="N",
                    help="candidates re-ranked by --verify (default: %(default)s)")
-    p.add_argument("--min-inliers", type=int, default=defaults.MIN_INLIERS,
+    p.add_argument("--min-inliers", type=int, default=MIN_INLIERS,
                    help="inliers that make a match (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="verification processes")
     p.set_defaults(func=run)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.defaults import UMAP_MIN_DIST, UMAP_NEIGHBORS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("umap", help="2-D map of a store coloured by a label (PNG and/or interactive HTML)",
@@ -22,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thumbnails", action="store_true", help="draw thumbnails spread over the PNG")
     p.add_argument("--coords", metavar="FILE.csv", help="also save relpath, x, y and labels per work")
     p.add_argument("--method", choices=["umap", "pca"], default="umap", help="projection (default: umap)")
-    p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors (default: 15)")
-    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default: 0.1)")
+    p.add_argument("--neighbors", type=int, default=UMAP_NEIGHBORS, help="UMAP n_neighbors (default: %(default)s)")
+    p.add_argument("--min-dist", type=float, default=UMAP_MIN_DIST, help="UMAP min_dist (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print what was written as JSON on stdout")
     p.set_defaults(func=run)

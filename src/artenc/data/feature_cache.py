@@ -19,18 +19,21 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from artenc.atomic import atomic_save_npy
 from artenc.images import decode_crop, load_image
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
-from artenc.runtime import Encoder, cache_dir
+from artenc.runtime import Encoder
+from artenc.store import feature_cache_dir
 
 log = logging.getLogger(__name__)
 ViewFn = Callable[[Image.Image], np.ndarray]
 
 
 def default_cache_dir() -> Path:
-    """$ARTENC_CACHE_DIR/features (default ~/.cache/artenc/features)."""
-    return cache_dir() / "features"
+    """Where features are cached by default: `artenc.store.feature_cache_dir()`
+    ($ARTENC_CACHE_DIR/features, default ~/.cache/artenc/features)."""
+    return feature_cache_dir()
 
 
 class SeededViewDataset(Dataset):
@@ -112,8 +115,6 @@ def cached_view_features(
                 dataset = SeededViewDataset(paths, augment, seed=seed * 1000 + v)
             log.info("feature cache: computing view %d/%d of %d images -> %s", v, n_augmented, len(paths), path)
             feats = _encode_view(dataset, encoder, batch_size, workers, f"features view {v}")
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, feats, allow_pickle=False)
-            os.replace(tmp, path)
+            atomic_save_npy(path, feats)
         views.append(np.load(path, allow_pickle=False))
     return np.stack(views, axis=1)

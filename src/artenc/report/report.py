@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artenc import __version__, defaults
+from artenc import __version__
+from artenc.atomic import atomic_write_text
 from artenc.collection import Collection
+from artenc.defaults import EVALUATION_K, REPORT_K, REPORT_SAMPLES, VERIFY_DUPLICATES
 from artenc.errors import OptionalDependencyError, ParameterError
 from artenc.report import sections as s
 from artenc.report import structure
@@ -32,11 +34,11 @@ class ReportOptions:
     """What the report computes; the defaults suit collections up to tens of thousands of works."""
 
     title: str | None = None
-    samples: int = 6  # sample works shown with their neighbours
-    k: int = 8  # neighbours per sample work
+    samples: int = REPORT_SAMPLES  # sample works shown with their neighbours
+    k: int = REPORT_K  # neighbours per sample work
     color_by: str | None = None  # label field of the map (default: the first non-split label)
     dedup_threshold: float | None = None  # None: artenc.dedup's default
-    verify: bool = True  # geometric verification of near-duplicates
+    verify: bool = VERIFY_DUPLICATES  # geometric verification of near-duplicates
     k_range: str | None = None  # k-medoids sweep (None: adapted to the collection size)
     map_method: str = "umap"
     sections: tuple[str, ...] = SECTIONS
@@ -95,7 +97,7 @@ def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicate
         "clusters": ("Clusters and representative works", cluster_section),
         "map": ("Map of the collection", map_section),
         "evaluation": ("Evaluation", lambda: s.evaluation_section(
-            store, c.evaluate(fields, k=defaults.EVAL_K) if fields else None)),
+            store, c.evaluate(fields, k=EVALUATION_K) if fields else None)),
     }
     out = []
     for sid in [x for x in SECTIONS if x in opts.sections]:
@@ -126,10 +128,7 @@ def save_html(html: str, out_path: str | os.PathLike) -> Path:
     """Write the page atomically (a reader never sees half a report)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, html)
 
 
 def write_report(source: Collection | Store, out_path: str | os.PathLike, options: ReportOptions | None = None, *,

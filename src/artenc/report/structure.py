@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc import defaults
+from artenc.defaults import CLUSTER_K_RANGE, UMAP_NEIGHBORS
 from artenc.report.html import Section, plot_img, tile_row
 from artenc.report.inline import file_uri
 from artenc.report.sections import label_fields, work_tile
@@ -21,8 +21,8 @@ MAX_CLUSTER_ROWS = 40
 
 
 def report_k_range(n: int) -> str:
-    """k values to sweep: the default range (`artenc.defaults.K_RANGE`), narrower for small collections."""
-    return defaults.K_RANGE if n >= 300 else f"2:{max(3, min(n // 3, 30)) + 1}"
+    """k values to sweep: the default range (CLUSTER_K_RANGE), narrower for small collections."""
+    return CLUSTER_K_RANGE if n >= 300 else f"2:{max(3, min(n // 3, 30)) + 1}"
 
 
 def _chips_of(summary: dict | None) -> list[tuple[str, bool]]:
@@ -84,7 +84,7 @@ def map_section(store: Store, *, field: str | None = None, method: str = "umap",
     coords = project_2d(store.vectors, method)
     names, details = point_text(items, store.label_columns)
     body = map_fragment(coords, coloring(items, field), names, details, paths=items["path"].tolist())
-    how = "UMAP (cosine, 15 neighbours)" if method == "umap" and len(items) >= 5 else "PCA"
+    how = f"UMAP (cosine, {UMAP_NEIGHBORS} neighbours)" if method == "umap" and len(items) >= 5 else "PCA"
     lede = (f"Every work as a point, placed by {how} so that works with similar vectors sit close together"
             + (f", coloured by <b>{escape(field)}</b>" if field else "") + ". Distances between far-apart "
             "groups are not meaningful; neighbourhoods are.")

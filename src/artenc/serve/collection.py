@@ -68,10 +68,11 @@ class Background(Generic[T]):
             self._status = status
 
 
-def duplicate_groups(collection: Collection, threshold: float | None, verify: bool) -> DuplicateReport:
-    """Near-duplicate groups of the page: `Collection.duplicates` with the CLI's defaults,
-    so `artenc serve` and `artenc dedup` show the same groups for the same store."""
-    return collection.duplicates(threshold, verify=verify)
+def duplicate_groups(collection: Collection, threshold: float | None, *, verify: bool,
+                     min_inliers: int) -> DuplicateReport:
+    """Near-duplicate groups of the page: `Collection.duplicates`, the same call as `artenc dedup`,
+    so both show the same groups for the same store with the same settings."""
+    return collection.duplicates(threshold, verify=verify, min_inliers=min_inliers)
 
 
 def cluster_collection(collection: Collection, k: int | str, sample_size: int) -> ClusterReport:

@@ -60,7 +60,7 @@ class Background(BaseModel):
 
 class DuplicateGroups(Background):
     threshold: float
-    verified: bool = Field(description="true: confirmed by SIFT/RANSAC as `artenc dedup`; false: embedding only")
+    verified: bool = Field(description="true: confirmed by SIFT/RANSAC like `artenc dedup`; false: embedding only")
     total: int = Field(description="number of groups")
     groups: list[DuplicateGroup]
 

@@ -11,18 +11,25 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc import defaults
 from artenc.collection import Collection
+from artenc.defaults import (
+    MAX_K,
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    MIN_INLIERS,
+    SERVE_CLUSTER_SAMPLE,
+    VERIFY_DUPLICATES,
+    duplicate_threshold,
+)
 from artenc.labels import label_fields
 from artenc.serve.collection import Background, cluster_collection, duplicate_groups
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
-from artenc.store import Store
+from artenc.store import Store, thumbnail_cache_dir
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
@@ -35,21 +42,30 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Limits and options of one server (the CLI flags of `artenc serve`)."""
+    """Limits and options of one server (the CLI flags of `artenc serve`).
 
-    max_upload_bytes: int = 20 * MB  # larger uploads are answered 413
-    max_pixels: int = defaults.MAX_PIXELS  # decompression-bomb guard for uploads (width * height)
-    max_k: int = 100
+    Defaults come from `artenc.defaults`, so the page finds the same near-duplicate groups
+    as `artenc dedup` (verified, same threshold and inliers) and decodes the same images as
+    `artenc embed` (same pixel limit). `max_upload_bytes` is the page's own limit, on the
+    size of a request body, not on pixels.
+    """
+
+    max_upload_bytes: int = MAX_UPLOAD_BYTES  # larger uploads are answered 413 (bytes)
+    max_pixels: int = MAX_PIXELS  # decompression-bomb guard for uploads (width * height)
+    max_k: int = MAX_K
     thumbnail_size: int = 256
-    thumbnail_dir: str | None = None  # default: <artenc cache>/thumbnails
-    duplicate_threshold: float | None = None  # cosine of candidates; None: `artenc dedup`'s default
-    duplicate_verify: bool = True  # geometric verification, as `artenc dedup`
+    thumbnail_dir: str | None = None  # default: artenc.store.thumbnail_cache_dir()
+    duplicate_threshold: float | None = None  # cosine; None: artenc.defaults.duplicate_threshold(verify)
+    verify_duplicates: bool = VERIFY_DUPLICATES  # geometric verification of near-duplicates
+    min_inliers: int = MIN_INLIERS  # RANSAC inliers for a verified duplicate
     clusters: str = "auto"  # k for k-medoids, or "auto" (see artenc.cluster)
-    cluster_sample: int = 2000  # works clustered (the rest assigned to the nearest medoid)
+    cluster_sample: int = SERVE_CLUSTER_SAMPLE  # works clustered (the rest assigned to the nearest medoid)
     workers: int = os.cpu_count() or 1  # queries running at once (the others wait their turn)
     threads: int = 1  # encoder and FAISS threads per query
 
     def __post_init__(self) -> None:
+        if self.duplicate_threshold is None:  # frozen: resolved once here
+            object.__setattr__(self, "duplicate_threshold", duplicate_threshold(self.verify_duplicates))
         if self.max_upload_bytes < 1024:
             raise ValueError(f"the upload limit must be at least 1 KiB, got {self.max_upload_bytes} bytes")
         if self.max_k < 1:
@@ -81,7 +97,6 @@ class ServeState:
                  index: VectorIndex | None = None) -> None:
         from artenc.index import index_for_store
         from artenc.neighbors import labels_of
-        from artenc.runtime import cache_dir
 
         self.store = store
         self.settings = settings
@@ -101,10 +116,11 @@ class ServeState:
         self.encoder.encode(np.zeros((1, 3, size, size), np.uint8))  # warm-up: the first query is not slower
         self.engine = QueryEngine(self.encoder, self.index, workers=settings.workers, threads=settings.threads,
                                   max_pixels=settings.max_pixels)
-        thumbs = settings.thumbnail_dir or Path(cache_dir()) / "thumbnails"
+        thumbs = settings.thumbnail_dir or thumbnail_cache_dir()
         self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size)
         self.duplicates = Background("near-duplicate groups", partial(
-            duplicate_groups, self.collection, settings.duplicate_threshold, settings.duplicate_verify))
+            duplicate_groups, self.collection, settings.duplicate_threshold, verify=settings.verify_duplicates,
+            min_inliers=settings.min_inliers))
         self.clusters = Background(
             "clusters", partial(cluster_collection, self.collection, settings.clusters, settings.cluster_sample))
         log.info("serving %s: %d works, %s index, %s on %s", store.root, self.count, self.index.kind,

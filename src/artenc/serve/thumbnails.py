@@ -2,7 +2,7 @@
 
 A thumbnail is addressed by item id in URLs; on disk it is named by the image's
 sha256 and the thumbnail size, so it stays valid across stores and is never stale
-when a file is re-embedded with new content. Writes are atomic (temp file + rename),
+when a file is re-embedded with new content. Writes are atomic (`artenc.atomic`),
 so concurrent requests for the same thumbnail are harmless.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from artenc.atomic import atomic_path
 from artenc.images import ImageLoadError, load_image
 
 _HASH = re.compile(r"^[0-9a-f]{8,128}$")
@@ -47,12 +47,6 @@ class ThumbnailCache:
             raise ThumbnailError(str(exc)) from exc
         img.thumbnail((self.size, self.size))
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                img.save(f, "JPEG", quality=self.quality, optimize=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            img.save(tmp, "JPEG", quality=self.quality, optimize=True)
         return target

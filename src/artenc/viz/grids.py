@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from artenc.atomic import atomic_path
+
 THUMB = 256
 
 
@@ -41,8 +43,11 @@ def _short(path: str, width: int = 28) -> str:
 def save_figure(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    pyplot().close(fig)
+    try:
+        with atomic_path(out) as tmp:  # the format follows the suffix of `out` (tmp keeps it)
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
     return out
 
 

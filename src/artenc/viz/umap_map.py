@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.defaults import UMAP_MIN_DIST, UMAP_NEIGHBORS
 from artenc.errors import UsageError, require
 from artenc.store import ITEM_COLUMNS
 from artenc.viz.grids import pyplot, save_figure, thumbnail
@@ -56,7 +57,8 @@ class Coloring:
 
 
 def project_2d(
-    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0
+    vectors: np.ndarray, method: str = "umap", *, n_neighbors: int = UMAP_NEIGHBORS,
+    min_dist: float = UMAP_MIN_DIST, seed: int = 0,
 ) -> np.ndarray:
     """(n, 2) float32 coordinates of `vectors` (cosine metric for UMAP)."""
     if method not in METHODS:

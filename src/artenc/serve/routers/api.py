@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from PIL import UnidentifiedImageError
 
 from artenc import __version__
-from artenc.dedup import default_threshold
+from artenc.defaults import duplicate_threshold
 from artenc.images import ImageLoadError
 from artenc.serve import schemas
 from artenc.serve.collection import Status
@@ -106,8 +106,8 @@ def _pending(status: Status) -> dict:
 @router.get("/duplicates", response_model=schemas.DuplicateGroups, summary="Near-duplicate groups")
 def duplicates(state: State, request: Request, offset: Offset = 0, limit: Limit = 50) -> dict:
     status = state.duplicates.poll()
-    verify = state.settings.duplicate_verify
-    doc = {**_pending(status), "threshold": default_threshold(verify, state.settings.duplicate_threshold),
+    verify = state.settings.verify_duplicates
+    doc = {**_pending(status), "threshold": state.settings.duplicate_threshold or duplicate_threshold(verify),
            "verified": verify, "total": 0, "groups": []}
     if status.value is not None:
         groups = status.value.groups

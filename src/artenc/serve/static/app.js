@@ -175,7 +175,7 @@ async function openCluster(id) {
 function renderDuplicates(doc) {
   setStatus($("duplicates-status"), doc.total === 0
     ? `No near-duplicates at cosine ≥ ${doc.threshold}.`
-    : `${doc.total} groups at cosine ≥ ${doc.threshold} (embedding similarity; keeper = highest resolution).`);
+    : `${doc.total} groups at cosine ≥ ${doc.threshold} (${doc.verified ? "confirmed by SIFT/RANSAC" : "embedding similarity"}; keeper = highest resolution).`);
   $("duplicates").replaceChildren(...doc.groups.map((g) => {
     const row = document.createElement("div");
     row.className = "group grid";
