@@ -7,4 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__"]
+from artenc.training import train  # noqa: E402
+
+__all__ = ["__version__", "train"]
