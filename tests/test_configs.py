@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from artenc.train import build, config_dir
+from artenc.training import build, config_dir
 
 CONFIGS = Path(config_dir())
 GROUPS = ["data", "backbone", "head", "loss", "model", "trainer", "logger", "callbacks", "experiment"]
@@ -59,3 +60,28 @@ def test_wikiart_experiment_never_includes_holdout(tmp_path):
     cfg = _compose(tmp_path, "experiment=wikiart_supcon")
     assert list(cfg.data.include.split) == ["dev"] and list(cfg.data.label_fields) == ["style"]
     assert cfg.data.mode == "cache"
+
+
+def test_config_dir_env_replaces_and_search_path_extends(tmp_path, monkeypatch, capsys):
+    """$ARTENC_CONFIG_DIR replaces the packaged configs; `hydra.searchpath` (Python) and
+    `--config-dir` (CLI) add a folder whose options join the packaged groups."""
+    from artenc.cli import main as cli_main
+    from artenc.training import compose_config
+
+    mine = tmp_path / "mine"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "tiny.yaml").write_text("# @package _global_\nseed: 7\nhead:\n  dims: [8]\n")
+    cfg = compose_config([f"hydra.searchpath=[file://{mine}]", "experiment=tiny"])
+    assert cfg.seed == 7 and list(cfg.head.dims) == [8] and cfg.loss.temperature == 0.1
+    assert cli_main(["train", "--config-dir", str(mine), "experiment=tiny", "--cfg", "job"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed: 7" in printed and "dims:\n  - 8" in printed
+
+    copy = tmp_path / "copy"
+    shutil.copytree(CONFIGS, copy)
+    (copy / "train.yaml").write_text((copy / "train.yaml").read_text().replace("seed: 0", "seed: 3"))
+    monkeypatch.setenv("ARTENC_CONFIG_DIR", str(copy))
+    assert config_dir() == str(copy) and compose_config().seed == 3
+    monkeypatch.setenv("ARTENC_CONFIG_DIR", str(mine))
+    with pytest.raises(FileNotFoundError, match="ARTENC_CONFIG_DIR"):
+        config_dir()

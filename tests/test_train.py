@@ -3,6 +3,7 @@ mode), resume from a checkpoint, and the exported encoder reproducing training e
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,9 @@ def overrides(root: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
 
 
 def compose(*extra: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from artenc.training import compose_config
 
-    from artenc.train import config_dir
-
-    with initialize_config_dir(config_dir(), version_base="1.3"):
-        return hydra_compose("train", overrides=list(extra))
+    return compose_config(list(extra))
 
 
 @pytest.mark.parametrize("mode", ["cache", "full"])
@@ -61,6 +58,65 @@ def test_fast_dev_run_through_cli(tiny_images, tmp_path, mode):
         assert len(list((tmp_path / "cache").glob("*/aug-*.npy"))) == 1
 
 
+def test_train_from_python_without_a_hydra_run(tiny_images, tmp_path):
+    """`artenc.train(overrides)` takes the CLI's overrides (hydra.run.dir included) with no
+    Hydra runtime, and returns typed results."""
+    from omegaconf import OmegaConf
+
+    import artenc
+
+    run = tmp_path / "run"
+    result = artenc.train([*overrides(tiny_images, run, tmp_path / "cache"), "trainer.fast_dev_run=true"])
+    assert result.run_dir == run.resolve() and result.encoder == run.resolve() / "encoder.pt"
+    assert result.encoder.is_file() and (run / "embedding_map.png").is_file()
+    assert OmegaConf.load(run / "config.yaml").paths.output_dir == str(run.resolve())  # what ran
+    assert {"val/p_at_k", "val/knn_accuracy"} <= set(result.metrics)
+    assert all(isinstance(v, float) and np.isfinite(v) for v in result.metrics.values())
+    assert result.best_checkpoint is None  # fast_dev_run writes no checkpoints
+    doc = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert doc["encoder"] == str(result.encoder) and doc["metrics"] == result.metrics
+
+
+def test_run_folder_choice_and_parameter_errors(tmp_path, monkeypatch):
+    """output_dir, else paths.output_dir, else hydra.run.dir (Hydra's default under the
+    current folder); a config with neither, or overrides beside a config, is refused."""
+    from omegaconf import open_dict
+
+    from artenc.errors import ParameterError
+    from artenc.training import _run_dir, train
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(f"hydra.run.dir={tmp_path / 'a'}")
+    assert _run_dir(cfg, tmp_path / "b") == tmp_path / "b"
+    assert _run_dir(cfg, None) == tmp_path / "a"
+    assert _run_dir(compose(f"paths.output_dir={tmp_path / 'c'}"), None) == tmp_path / "c"
+    assert _run_dir(compose(), None).parent == tmp_path / "outputs" / "train"
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with pytest.raises(ParameterError, match="^output_dir "):
+        train(config=cfg)
+    with pytest.raises(ParameterError, match="^overrides "):
+        train(["seed=1"], config=cfg)
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_train_subcommand_passes_every_argument_to_hydra(capsys):
+    """`artenc train` is an ordinary sub-command: listed by `artenc --help`, and `--help`,
+    `--cfg job` and overrides after it reach Hydra in order; other commands still refuse
+    arguments they do not declare."""
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--help"])
+    assert exc.value.code == 0 and "train" in capsys.readouterr().out
+    assert cli_main(["train", "--help"]) == 0
+    assert "powered by Hydra" in (help_text := capsys.readouterr().out) and "experiment: wikiart_supcon" in help_text
+    assert cli_main(["train", "--cfg", "job", "seed=5", "head=linear"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed: 5" in printed and "dims:\n  - 128\n" in printed  # head=linear
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["info", "store", "--cfg", "job"])
+    assert exc.value.code == 2 and "unrecognized arguments: --cfg job" in capsys.readouterr().err
+
+
 def test_train_rejects_holdout_free_config_errors(tiny_images, tmp_path):
     code = cli_main(["train", *overrides(tiny_images, tmp_path / "r", tmp_path / "c", "data.label_fields=[school]",
                                          "trainer.fast_dev_run=true")])
@@ -73,16 +129,17 @@ def _ckpt_step(path: Path) -> tuple[int, int]:
 
 
 def test_resume_and_export_reproduces_training_embeddings(tiny_images, tmp_path):
-    from artenc.train import train
+    from artenc.training import train
 
     run = tmp_path / "run"
     base = [o for o in overrides(tiny_images, run, tmp_path / "cache") if not o.startswith("hydra.")]
     base += [f"paths.output_dir={run}", "trainer.max_epochs=1", "callbacks=default"]
-    train(compose(*base))
+    first = train(config=compose(*base))
+    assert first.best_checkpoint is not None and first.best_checkpoint.parent == (run / "checkpoints").resolve()
     last = run / "checkpoints" / "last.ckpt"
     step1, epoch1 = _ckpt_step(last)
     assert step1 > 0
-    metrics = train(compose(*base[:-2], "trainer.max_epochs=2", f"ckpt_path={last}"))
+    metrics = train(config=compose(*base[:-2], "trainer.max_epochs=2", f"ckpt_path={last}")).metrics
     step2, epoch2 = _ckpt_step(last)
     assert step2 == 2 * step1 and epoch2 > epoch1  # continued, not restarted
     assert {"val/p_at_k", "val/map_at_k", "val/knn_accuracy"} <= set(metrics)
@@ -94,13 +151,13 @@ def test_resume_and_export_reproduces_training_embeddings(tiny_images, tmp_path)
 def test_texture_backbone_trains_and_exports_to_onnx(tiny_images, tmp_path):
     """Texture statistics + input dropout: one epoch, then the exported encoder on ONNX Runtime
     gives the training-time embeddings."""
-    from artenc.train import train
+    from artenc.training import train
 
     run = tmp_path / "run"
     base = [o for o in overrides(tiny_images, run, tmp_path / "cache") if not o.startswith("hydra.")]
     base += [f"paths.output_dir={run}", "trainer.max_epochs=1", "backbone=lite0_texture",
              "head.input_batch_norm=true", "head.input_dropout=0.5", "head.dims=[16,8]"]
-    train(compose(*base))
+    train(config=compose(*base))
     encoded, trained = _exported_and_training_embeddings(compose(*base), run, tiny_images, "onnx")
     assert encoded.shape == (18, 8)
     np.testing.assert_allclose(encoded, trained, atol=1e-4)
@@ -113,7 +170,7 @@ def _exported_and_training_embeddings(cfg, run: Path, root: Path, runtime: str) 
     from artenc.images import load_image
     from artenc.preprocess import to_uint8_chw
     from artenc.runtime import create_encoder
-    from artenc.train import build
+    from artenc.training import build
 
     _, _, module = build(cfg)
     exported = load_exported_encoder(run / "encoder.pt")
@@ -141,7 +198,7 @@ def _run_module(args: list[str], cwd: Path) -> None:
     import sys
 
     env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.run([sys.executable, "-m", "artenc.train", *args], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, "-m", "artenc.training", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -168,7 +225,7 @@ def test_multirun_sweep(tiny_images, tmp_path):
 def test_augmented_views_follow_the_backbone_input_size(tiny_images, tmp_path):
     """lite1 takes 240 px: augmented views are made at 240 unless a conflicting size is asked for."""
     from artenc.errors import UsageError
-    from artenc.train import build
+    from artenc.training import build
 
     base = [o for o in overrides(tiny_images, tmp_path / "run", tmp_path / "cache") if not o.startswith("hydra.")]
     cfg = compose(*base, "backbone=lite1")

@@ -38,6 +38,7 @@ _EXPORTS = {
     "PreprocessConfig": ("artenc.preprocess", "PreprocessConfig"),
     "create_encoder": ("artenc.runtime", "create_encoder"),
     "train": ("artenc.training", "train"),
+    "TrainResult": ("artenc.training", "TrainResult"),
     "SimilarResult": ("artenc.neighbors", "SimilarResult"),
     "PairResult": ("artenc.neighbors", "PairResult"),
     "DuplicateReport": ("artenc.dedup", "DuplicateReport"),

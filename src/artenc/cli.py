@@ -103,14 +103,16 @@ def setup_logging(verbose: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `artenc train` hands its arguments to Hydra untouched.
-    if argv[:1] == ["train"]:
-        from artenc.commands.train import run_hydra
-
-        return run_hydra(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    # a sub-command with `pass_through=True` (train: Hydra's command line) gets the arguments
+    # it does not declare, in order, as `args.passed_on`; for the others they are an error
+    args, passed_on = parser.parse_known_args(argv)
+    pass_through = getattr(args, "pass_through", False)
+    if passed_on and not pass_through:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    args.passed_on = passed_on
+    if not pass_through:  # Hydra sets up its own logging
+        setup_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -1,0 +1,282 @@
+"""Training a contrastive head on a frozen backbone (Lightning + Hydra), from Python or the CLI.
+
+`train(overrides)` composes the packaged Hydra configs, fits, validates the best checkpoint,
+exports the encoder and returns a `TrainResult`; it needs no Hydra runtime, so it works
+from a notebook. `artenc train [overrides]` and `python -m artenc.training [overrides]` run
+`main`, the Hydra app, which calls the same function.
+
+Hydra, OmegaConf and Lightning are optional (`pip install 'artenc[train]'`): they are
+imported inside the functions, so `import artenc` works without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from artenc.errors import ParameterError, UsageError, require
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "train"
+"""The primary Hydra config (`configs/train.yaml`)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: absolute folder the run wrote to (checkpoints, logs, `encoder.pt`).
+        encoder: the exported encoder (`run_dir/encoder.pt`, a model for embedding like
+            any backbone name: `artenc embed --model PATH`), or None when `export=false`
+            or on non-zero DDP ranks.
+        metrics: final scalar metrics of the validation of the best checkpoint (and the
+            last training values), e.g. ``{"val/p_at_k": 0.47, ...}``; plain floats.
+        best_checkpoint: the best Lightning checkpoint by `val/p_at_k`, or None when
+            checkpointing is off (e.g. `trainer.fast_dev_run=true`, `callbacks=none`).
+    """
+
+    run_dir: Path
+    encoder: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: paths as strings (None stays None), metrics as floats."""
+        return {
+            "run_dir": str(self.run_dir),
+            "encoder": None if self.encoder is None else str(self.encoder),
+            "metrics": dict(self.metrics),
+            "best_checkpoint": None if self.best_checkpoint is None else str(self.best_checkpoint),
+        }
+
+
+def config_dir() -> str:
+    """The folder of the Hydra configs: `$ARTENC_CONFIG_DIR` when set, else the configs
+    shipped inside the package (`artenc/configs`, found with `importlib.resources`, so a
+    wheel install has them). Hydra's `--config-dir DIR` (CLI) or the override
+    `hydra.searchpath=[file://DIR]` add a folder to the search path beside this one.
+
+    Raises:
+        FileNotFoundError: the folder has no `train.yaml`.
+    """
+    env = os.environ.get("ARTENC_CONFIG_DIR")
+    # installed packages (wheel or editable) are plain folders, so the resource is a real path
+    folder = Path(env).resolve() if env else Path(str(resources.files("artenc") / "configs"))
+    if not (folder / f"{CONFIG_NAME}.yaml").is_file():
+        source = "ARTENC_CONFIG_DIR" if env else "the artenc package"
+        raise FileNotFoundError(f"artenc's Hydra configs were not found: {folder} (from {source}) has no "
+                                f"{CONFIG_NAME}.yaml")
+    return str(folder)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """Compose the training config from `config_dir()` and Hydra `overrides`, without a
+    Hydra run (Hydra's Compose API).
+
+    The `hydra` node is kept (`return_hydra_config`), so `hydra.run.dir` can say where
+    `train` writes, as on the command line. Sweeps (`a=1,2`) and `-m` are CLI-only.
+
+    Raises:
+        hydra.errors.ConfigCompositionException / OverrideParseException: an unknown
+        config group or option, or a malformed override.
+    """
+    require("hydra", "train")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=list(overrides or []), return_hydra_config=True)
+
+
+def _run_dir(cfg: DictConfig, output_dir: str | os.PathLike | None) -> Path:
+    """Where a run writes: `output_dir`, else `paths.output_dir` when set to a folder, else
+    the config's `hydra.run.dir` (Hydra's choice, `outputs/train/<date>_<time>` by default).
+
+    `paths.output_dir` reading Hydra's runtime (`${hydra:runtime.output_dir}`, the default)
+    is never resolved here: after any Hydra call the process keeps a stale HydraConfig, which
+    would send a notebook's run into an earlier run's folder. The Hydra job passes its run
+    folder as `output_dir` instead (`_hydra_job`)."""
+    from omegaconf import OmegaConf
+
+    if output_dir is not None:
+        return Path(output_dir).resolve()
+    paths = OmegaConf.select(cfg, "paths", default=None)
+    raw = OmegaConf.to_container(paths).get("output_dir") if paths is not None else None
+    if raw is not None and "${hydra:" not in str(raw):
+        return Path(str(cfg.paths.output_dir)).resolve()
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None)
+    if run_dir is None:
+        raise ParameterError("output_dir", "is needed: the config's paths.output_dir comes from Hydra's runtime "
+                                           "and it has no hydra.run.dir; pass output_dir, or set paths.output_dir")
+    return Path(str(run_dir)).resolve()
+
+
+def _instantiate(node, **kwargs):
+    """`hydra.utils.instantiate` (imported here: Hydra is optional)."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, **kwargs)
+
+
+def _instantiate_dict(node: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a {name: config} group (callbacks, loggers)."""
+    from omegaconf import DictConfig
+
+    if not node:
+        return []
+    return [_instantiate(c) for c in node.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
+    """Augmented views are made at the backbone's input size: `data.augment.size: null`
+    takes it; another size is refused (its features would not match the clean view's)."""
+    from omegaconf import open_dict
+
+    augment = cfg.data.get("augment")
+    if augment is None or "size" not in augment:
+        return
+    if augment.size is None:
+        with open_dict(cfg):
+            augment.size = size
+    elif int(augment.size) != size:
+        raise UsageError(f"data.augment.size={augment.size}, but the backbone {cfg.backbone.name} takes {size} px "
+                         "inputs: leave data.augment.size=null to follow the backbone")
+
+
+def build(cfg: DictConfig):
+    """(backbone, datamodule, LightningModule) from a composed config."""
+    from artenc.runtime import EmbeddingModule
+
+    backbone = _instantiate(cfg.backbone)
+    _augment_at_backbone_size(cfg, backbone.preprocess.size)
+    # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
+    datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone)
+    # backbone features are unit vectors (EmbeddingModule); the head normalises too, so the
+    # exported encoder (raw pooled features -> head) computes exactly what was trained
+    head = _instantiate(cfg.head, in_dim=backbone.dim, normalize_input=True)
+    model = _instantiate(
+        cfg.model, backbone=EmbeddingModule(backbone.model, backbone.preprocess), head=head,
+        loss=_instantiate(cfg.loss),
+    )
+    return backbone, datamodule, model
+
+
+def train(overrides: list[str] | None = None, *, config: DictConfig | None = None,
+          output_dir: str | os.PathLike | None = None) -> TrainResult:
+    """Train a projection head on a frozen backbone and export the encoder.
+
+    Args:
+        overrides: Hydra overrides as on the command line, e.g.
+            ``["experiment=wikiart_supcon", "trainer.max_epochs=5"]``, applied to the
+            packaged `train.yaml` (`compose_config`).
+        config: an already composed config instead of `overrides` (e.g. from
+            `compose_config`, edited); it is copied, not changed.
+        output_dir: the run folder. Default: `paths.output_dir` if the overrides set it,
+            else `hydra.run.dir` of the config (`outputs/train/<date>_<time>` under the
+            current folder unless overridden, as with `artenc train`).
+
+    Returns:
+        `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
+        preprocessing, for `artenc embed --model`), `checkpoints/` (`last.ckpt` and the
+        best by `val/p_at_k`), the logger's files, `embedding_map.png` and
+        `config.yaml` (the composed config, resolved run folder); the encoder path; the
+        final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
+        `val/linear_probe_accuracy`, leave-one-out within the validation split); the best
+        checkpoint.
+
+    Raises:
+        ParameterError: both `overrides` and `config` given; or no run folder can be
+            found (`output_dir`).
+        UsageError: a config that cannot train (e.g. labels missing, an augmentation size
+            that differs from the backbone's input size).
+        hydra.errors.HydraException: composition errors (unknown group, bad override).
+        OptionalDependencyError / ImportError: Hydra or Lightning missing
+            (`pip install 'artenc[train]'`).
+
+    Multi-process strategies (`trainer=ddp`) re-run the command line for each process, so
+    they need `artenc train`, not a notebook. Lightning (Falcon et al.) does the fitting;
+    Hydra (Yadan 2019) the configuration.
+    """
+    if config is not None and overrides:
+        raise ParameterError("overrides", "cannot be combined with config: compose the config with them "
+                                          "(compose_config(overrides)) or pass one of the two")
+    require("hydra", "train")
+    require("lightning", "train")
+    import lightning as L
+    import torch
+    from omegaconf import OmegaConf, open_dict
+
+    from artenc.backbones import save_encoder
+    from artenc.layers import FeatureWrapper
+
+    cfg = copy.deepcopy(config) if config is not None else compose_config(overrides)
+    run_dir = _run_dir(cfg, output_dir)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.pop("hydra", None)  # Hydra's own settings: only the run dir was needed
+
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    backbone, datamodule, model = build(cfg)
+    loggers = _instantiate_dict(cfg.get("logger"))
+    trainer: L.Trainer = _instantiate(
+        cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")), logger=loggers or False
+    )
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if trainer.is_global_zero:  # the composed config of this run, beside its outputs
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+    trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+    encoder = None
+    if cfg.get("export", True) and trainer.is_global_zero:
+        encoder = run_dir / "encoder.pt"
+        features = backbone.model.config() if isinstance(backbone.model, FeatureWrapper) else None
+        save_encoder(
+            encoder, backbone_name=cfg.backbone.name, backbone=backbone.model, head=model.head.cpu(),
+            preprocess=backbone.preprocess, features=features,
+            extra={"label_fields": list(cfg.data.label_fields), "classes": datamodule.classes,
+                   "checkpoint": best or None, "val_metrics": metrics},
+        )
+        log.info("exported encoder: %s (use: artenc embed IMAGES --model %s --out STORE)", encoder, encoder)
+    log.info("validation: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/")))
+    return TrainResult(run_dir=run_dir, encoder=encoder, metrics=metrics,
+                       best_checkpoint=Path(best).resolve() if best else None)
+
+
+def _hydra_job(cfg: DictConfig) -> float | None:
+    """The Hydra task: `train` on the config Hydra composed; returns the metric sweepers
+    optimise (`optimized_metric`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    result = train(config=cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    return result.metrics.get(cfg.get("optimized_metric") or "")
+
+
+def main() -> Any:
+    """`artenc train` / `python -m artenc.training`: the Hydra app over `sys.argv[1:]`
+    (overrides, `-m`, `--cfg job`, `--help`, `--config-dir`, `hydra/launcher=...`)."""
+    import hydra
+
+    app = hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)(_hydra_job)
+    return app()
+
+
+if __name__ == "__main__":
+    main()
