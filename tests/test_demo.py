@@ -43,3 +43,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
     html = Path(doc["report"]).read_text()
     assert html.startswith("<!doctype html>") or html.lower().startswith("<!doctype html>")
     assert "Near-duplicates" in html and "data:image/png;base64" in html
+    # the main job is complete on the plain install: every section, the UMAP map included
+    from artenc.report.report import SECTIONS
+
+    assert "not available here" not in html
+    assert all(f'id="{section}"' in html for section in SECTIONS)
+    assert "placed by UMAP" in html
