@@ -142,16 +142,34 @@ class Collection:
                 workers: int | None = None) -> SimilarResult:
         """The k most similar stored works of each query (`artenc.neighbors.similar`).
 
-        `queries`: one or more stored paths (absolute or relative to the embedded folder)
-        or new image files. Similarities are cosine similarities in [-1, 1]. Raises
-        UsageError for an unusable query, ParameterError for k < 1.
+        Args:
+            queries: one or more stored paths (absolute or relative to the embedded folder)
+                or new image files (embedded with the store's model; the model is loaded only
+                then).
+            k: neighbours per query (>= 1).
+            verify: re-rank the top `verify_top` candidates by geometric verification, those
+                with >= `min_inliers` RANSAC inliers first (SIFT, Lowe 2004; RANSAC homography,
+                Fischler & Bolles 1981; OpenCV).
+            workers: verification processes (default: one per core).
+
+        Returns:
+            `SimilarResult`: per query its store row (None for a new file) and `Neighbor`s
+            (row, path, cosine similarity in [-1, 1] of the float32 unit vectors, labels,
+            inliers), nearest first. Search: exact blockwise inner products up to 50,000 works,
+            FAISS HNSW above (Malkov & Yashunin 2018), scores always exact.
+
+        Raises:
+            UsageError: an empty store, or a query that is neither stored nor a readable image.
+            ParameterError: k < 1.
         """
         queries = [queries] if isinstance(queries, (str, os.PathLike)) else [str(q) for q in queries]
         return similar(self.store, [str(q) for q in queries], k, self.index, verify=verify, verify_top=verify_top,
                        min_inliers=min_inliers, workers=workers, encoder=self._load_encoder)
 
     def pair(self, a: str | os.PathLike, b: str | os.PathLike) -> PairResult:
-        """Cosine similarity of two works, stored or new image files (`artenc.neighbors.pair_similarity`)."""
+        """Cosine similarity (float in [-1, 1]) of two works, stored paths or new image files
+        (`artenc.neighbors.pair_similarity`); `PairResult.rows` holds their store rows (None
+        for new files). Raises UsageError for an unusable path."""
         a, b = str(a), str(b)
         return pair_similarity(self.store, a, b, self._load_encoder)
 
@@ -160,8 +178,24 @@ class Collection:
                    workers: int | None = None, exact: bool | None = None) -> DuplicateReport:
         """Near-duplicate groups, each with a keeper (`artenc.dedup.find_duplicates`).
 
-        Defaults are the CLI's (`artenc.defaults`): verified by SIFT + RANSAC, candidates at
-        cosine >= 0.75 plus each work's 5 nearest with cosine >= 0.55, 15 inliers.
+        Args:
+            threshold: cosine similarity of candidate pairs (default
+                `artenc.defaults.duplicate_threshold(verify)`: 0.75 verified, 0.9 without).
+            verify: keep a candidate only with >= `min_inliers` RANSAC inliers between SIFT
+                keypoints (Lowe 2004; Fischler & Bolles 1981; OpenCV). Verified candidates also
+                include each work's `top_m` (5) nearest neighbours with cosine >= `floor` (0.55).
+            workers: verification processes; exact: force exact (True) or k-means-cell
+                (False) candidate search (default: exact up to 50,000 works).
+
+        Returns:
+            `DuplicateReport`: `groups` (cliques: every member a duplicate of every other; the
+            keeper has the most pixels, then the largest file), `pairs` (every duplicate pair,
+            store rows i < j, float32 cosine, int inliers), the settings used.
+
+        Raises:
+            UsageError: an empty store. ParameterError: threshold or floor outside [-1, 1],
+            min_inliers < 4, top_m < 0, or a threshold so low that more than 20 million pairs
+            pass it.
         """
         return find_duplicates(self.store, threshold, verify=verify, min_inliers=min_inliers, workers=workers,
                                exact=exact, top_m=top_m if verify else 0, floor=floor)
@@ -169,7 +203,8 @@ class Collection:
     def leaks(self, column: str, threshold: float | None = None, **options) -> DuplicateReport:
         """Near-duplicate groups spanning several values of label `column` (train/test leakage).
 
-        Same options as `duplicates`; each group's `sides` lists the values it spans.
+        Same options and result as `duplicates`; each group's `sides` lists the values of
+        `column` it spans. Raises ParameterError when `column` is not a label column.
         """
         verify = options.pop("verify", VERIFY_DUPLICATES)
         top_m = options.pop("top_m", None)
@@ -183,21 +218,60 @@ class Collection:
     def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
                  sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
                  plots_dir: str | os.PathLike | None = None) -> ClusterReport:
-        """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`)."""
+        """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`).
+
+        Args:
+            k: number of clusters, or "auto": sweep `k_range` ("START:STOP[:STEP]", STOP
+                excluded) and take the knee of the inertia curve (kneed; Satopää et al. 2011),
+                refined by the silhouette (Rousseeuw 1987); the gap statistic (Tibshirani et al.
+                2001) is reported too.
+            sample_size: most works in the distance matrix (4 * s^2 bytes); larger stores are
+                clustered on a sample and every work joins its nearest medoid.
+            plots_dir: write elbow/silhouette curves, the medoid strip and cluster montages (PNG).
+
+        Returns:
+            `ClusterReport`: medoid rows and paths, (n,) int64 cluster of every work, (n,)
+            float32 cosine distance (1 - cos) to its medoid, label purity, the sweep.
+            Distances: cosine; solver: FasterPAM (Schubert & Rousseeuw 2021, `kmedoids`).
+
+        Raises:
+            UsageError: an empty store. ParameterError: a bad k, k_range or sample_size.
+        """
         return cluster_store(self.store, k, k_range=k_range, sample_size=sample_size, seed=seed,
                              plots_dir=plots_dir)
 
     def evaluate(self, fields: Sequence[str] | None = None, *, k: int = EVALUATION_K,
                  query_split: str | None = None, gallery_split: str | None = None,
                  split_column: str = SPLIT_COLUMN, linear_probe: bool = True) -> EvaluationReport:
-        """Retrieval metrics per label field: P@k, mAP@k, R@k, kNN accuracy, linear probe
-        (`artenc.evaluate.evaluate_store`)."""
+        """Retrieval metrics per label field (`artenc.evaluate.evaluate_store`).
+
+        Args:
+            fields: label columns (default: every label column but the split column).
+            k: neighbours behind P@k, mAP@k, R@k and kNN accuracy.
+            query_split / gallery_split: values of `split_column` for queries and gallery
+                (default: all works, leave-one-out).
+            linear_probe: also fit a logistic regression (scikit-learn) on the vectors.
+
+        Returns:
+            `EvaluationReport`: per field `FieldMetrics` (fractions in [0, 1]); definitions
+            as in Musgrave et al. 2020 ("A Metric Learning Reality Check").
+
+        Raises:
+            ParameterError: an unknown field or split; UsageError: a store without labels.
+        """
         return evaluate_store(self.store, fields, k=k, query_split=query_split, gallery_split=gallery_split,
                               split_column=split_column, linear_probe=linear_probe)
 
     def predict(self, images: str | os.PathLike | Sequence[str | os.PathLike], fields: Sequence[str] | None = None,
                 k: int = EVALUATION_K) -> PredictionReport:
-        """kNN label votes (style, school, period...) for image files (`artenc.predict.predict_images`)."""
+        """kNN label votes (style, school, period...) for image files (`artenc.predict.predict_images`).
+
+        Each image is embedded with the store's model; its k nearest stored works vote on every
+        field, weighted by cosine similarity (missing labels do not vote); a stored image is
+        left out of its own neighbours. Returns `PredictionReport` (per image: label, share of
+        the votes in [0, 1], the neighbours). An unreadable image gets `error` and no votes.
+        Raises UsageError for a missing file, ParameterError for an unknown field or k < 1.
+        """
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         return predict_images(self.store, images, fields, k, encoder=self.encoder)
 
