@@ -377,7 +377,7 @@ class ClusterReport:
             the purity (None when the store has no labels).
         count: works in the store; plots: files written by `draw_cluster_plots`.
 
-    `to_dict()` is the `artenc cluster --json` document.
+    `to_dict()` is the JSON document `artenc cluster` prints.
     """
 
     clustering: Clustering

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from artenc.errors import UsageError
+from artenc.errors import ParameterError, UsageError
 from artenc.images import (
     DEFAULT_MAX_PIXELS,
     Crop,
@@ -223,12 +223,12 @@ def embed_folders(
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out`; see module docstring."""
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:
-        raise UsageError(f"--flush-every must be >= 1, got {flush_every}")
+        raise ParameterError("flush_every", f"must be >= 1, got {flush_every}")
     workers = default_workers() if workers is None else workers
     if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
+        raise ParameterError("workers", f"must be >= 0, got {workers}")
     root_paths = [Path(r) for r in roots]
     for r in root_paths:
         if not r.exists():

@@ -181,7 +181,7 @@ class EvaluationReport:
             (None = all works / the query set); leave_one_out: gallery == queries.
         store, model: the store's folder and model name (`evaluate_store` only).
 
-    `to_dict()` is the `artenc evaluate --json` document (NaN becomes None).
+    `to_dict()` is the JSON document `artenc evaluate` prints (NaN becomes None).
     """
 
     fields: dict[str, FieldMetrics]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from artenc.errors import ArtencError, UsageError, require
+from artenc.errors import ArtencError, ParameterError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def run_spider(
     from scrapy.settings import Settings
 
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out exists and is not a folder: {out}")
+        raise ParameterError("out", f"exists and is not a folder: {out}")
     merged = Settings()
     merged.setmodule(SETTINGS_MODULE, priority="project")
     # artenc's CLI has configured logging to stderr already.
@@ -102,7 +102,7 @@ def run_spider(
 
 
 def quiet_scrapy_logging() -> None:
-    """Keep Scrapy's banners and per-download tracebacks for `--verbose` runs (call after
+    """Keep Scrapy's banners and per-download tracebacks for verbose (DEBUG level) runs (call after
     CrawlerProcess(), which resets Scrapy's loggers).
 
     Failed downloads are still logged, one line each, and listed in failures.csv.

@@ -44,7 +44,7 @@ def create(name: str, weights: str | None) -> Backbone:
             raise WeightsUnavailableError(
                 f"{name}: pretrained weights are not cached and could not be downloaded from {where} "
                 f"({type(exc).__name__}). Download them where there is network (they are cached under "
-                "~/.cache/huggingface/hub) or pass --weights PATH to a local state_dict."
+                "~/.cache/huggingface/hub) or pass weights=PATH, a local state_dict."
             ) from exc
         source = f"timm:{name}"
     model.eval()

@@ -1,4 +1,4 @@
-"""TensorBoard projector files for a store: `tensorboard --logdir DIR` shows the 3-D view.
+"""TensorBoard projector files for a store: TensorBoard pointed at DIR (its logdir) shows the 3-D view.
 
 Writes into DIR:
 
