@@ -9,8 +9,10 @@ work and a re-run finishes the job with no lost and no duplicated rows.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -181,9 +183,6 @@ def _die_with_parent() -> None:
     """Linux: a worker gets SIGKILL when the embedding process dies, even by `kill -9`
     (otherwise it can block forever on a full result pipe and linger as an orphan)."""
     if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from artenc_scraping.manifest import FAILURES, MANIFEST
+
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,6 @@ def quiet_scrapy_logging() -> None:
 
 
 def _summary(out: Path, stats: Mapping[str, Any]) -> ScrapeSummary:
-    from artenc_scraping.manifest import FAILURES, MANIFEST
-
     return ScrapeSummary(
         out=str(out),
         manifest=str(out / MANIFEST),

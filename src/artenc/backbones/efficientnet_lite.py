@@ -66,7 +66,7 @@ def packaged_weights_path(variant: int) -> str:
 
 
 def _create(variant: int, weights: str | None) -> Backbone:
-    import timm
+    import timm  # only when a model is built (see timm_any.is_timm_model)
 
     name = f"tf_efficientnet_lite{variant}"
     model = timm.create_model(name, pretrained=False)

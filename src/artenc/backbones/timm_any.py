@@ -9,6 +9,8 @@ from artenc.preprocess import PreprocessConfig
 
 
 def is_timm_model(name: str) -> bool:
+    # timm (and torchvision under it) is imported only when a model is built or looked up:
+    # the registry is imported by every query path (artenc.runtime), most never need it
     import timm
 
     return timm.is_model(name.split(".")[0]) if "." in name else timm.is_model(name)

@@ -52,7 +52,7 @@ class ResNetFeatures(nn.Module):
 
 
 def _create(depth: int, weights: str | None) -> Backbone:
-    import torchvision
+    import torchvision  # about 1 s: only when a model is built (see timm_any.is_timm_model)
 
     builder = getattr(torchvision.models, f"resnet{depth}")
     enum = torchvision.models.get_model_weights(f"resnet{depth}").DEFAULT
