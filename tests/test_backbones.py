@@ -91,13 +91,13 @@ def test_torchvision_without_network_names_file_and_fix(tmp_path: Path, monkeypa
     with pytest.raises(WeightsUnavailableError) as info:
         create_backbone("resnet18")
     msg = str(info.value)
-    assert "resnet18-f37072fd.pth" in msg and "--weights" in msg
+    assert "resnet18-f37072fd.pth" in msg and "weights=PATH" in msg
 
 
 def test_timm_without_network_fails_clearly(monkeypatch) -> None:
     hf_constants = pytest.importorskip("huggingface_hub.constants")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsUnavailableError, match="--weights PATH"):
+    with pytest.raises(WeightsUnavailableError, match="weights=PATH"):
         create_backbone("resnet10t")
 
 

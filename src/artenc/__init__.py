@@ -15,7 +15,7 @@ The public API, one import away::
     artenc.train(["experiment=wikiart_supcon"])   # needs artenc[train]
     artenc.create_backbone("tf_efficientnet_lite0"), artenc.list_models()
 
-Every result has `.to_dict()`, the `--json` document of the matching command. Names are
+Every result has `.to_dict()`, the JSON document the matching command prints. Names are
 imported on first use (PEP 562), so `import artenc` stays light.
 """
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import pkgutil
 import sys
-from typing import Any
 
+import artenc.commands as commands_pkg
 from artenc import __version__
 from artenc.errors import ArtencError, ParameterError
 
@@ -68,8 +67,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every sub-command found in `artenc.commands`."""
-    import artenc.commands as commands_pkg
-
     parser = _Parser(prog="artenc", description="Fine-art images to vectors, and what to do with them.")
     parser.add_argument("--version", action="version", version=f"artenc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -80,13 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"artenc.commands.{info.name}")
         module.register(sub)
     return parser
-
-
-def emit_json(document: Any) -> None:
-    """Write one JSON document to stdout (the only thing on stdout with --json)."""
-    json.dump(document, sys.stdout, indent=2, default=str, allow_nan=False)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +39,8 @@ from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 from artenc.errors import ParameterError, UsageError
 from artenc.search import as_unit_matrix, limit_threads, top_k
 from artenc.store import l2_normalize
+from artenc.viz.grids import draw_cluster_montage, draw_medoid_strip
+from artenc.viz.plots import plot_k_sweep
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -271,9 +275,7 @@ def choose_k(rows: list[dict]) -> tuple[int, str]:
     sil = {r["k"]: r["silhouette"] for r in rows}
     knee = None
     if len(ks) >= 3:
-        import warnings
-
-        from kneed import KneeLocator
+        from kneed import KneeLocator  # imports matplotlib and scipy: about 1 s
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a flat curve has no knee
@@ -377,7 +379,7 @@ class ClusterReport:
             the purity (None when the store has no labels).
         count: works in the store; plots: files written by `draw_cluster_plots`.
 
-    `to_dict()` is the `artenc cluster --json` document.
+    `to_dict()` is the JSON document `artenc cluster` prints.
     """
 
     clustering: Clustering
@@ -470,11 +472,6 @@ def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[in
 def draw_cluster_plots(store: Store, result: Clustering, out_dir: str | os.PathLike,
                        per_cluster: int = 16) -> list:
     """elbow.png and silhouette.png (after a sweep), medoids.png, cluster_NNN.png per cluster."""
-    from pathlib import Path
-
-    from artenc.viz.grids import draw_cluster_montage, draw_medoid_strip
-    from artenc.viz.plots import plot_k_sweep
-
     out = Path(out_dir)
     paths = store.items["path"].to_numpy()
     written = plot_k_sweep(result.sweep, result.k, out) if result.sweep else []

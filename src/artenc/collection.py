@@ -15,7 +15,7 @@ A `Collection` owns the opened `Store`, a search index built (or loaded) on firs
 the store's own encoder loaded on first use, so repeated queries pay for neither twice.
 Each method calls one job function (`artenc.neighbors`, `artenc.dedup`, `artenc.cluster`,
 `artenc.evaluate`, `artenc.predict`) and returns its typed result: store rows *and*
-paths, with `.to_dict()` giving the `--json` document of the matching command. The CLI,
+paths, with `.to_dict()` giving the JSON document the matching command prints. The CLI,
 the web page, the report and the demo all render these results.
 """
 
@@ -276,5 +276,5 @@ class Collection:
         return predict_images(self.store, images, fields, k, encoder=self.encoder)
 
     def info(self) -> dict:
-        """What `artenc info --json` prints: count, dim, model, preprocessing, skipped files."""
+        """The JSON document `artenc info` prints: count, dim, model, preprocessing, skipped files."""
         return self.store.summary()

@@ -235,7 +235,7 @@ class DuplicateGroup:
 
 @dataclass(frozen=True)
 class DuplicateReport:
-    """Result of `find_duplicates`; `to_dict()` is the `artenc dedup --json` document.
+    """Result of `find_duplicates`; `to_dict()` is the JSON document `artenc dedup` prints.
 
     Attributes:
         groups: `DuplicateGroup`s (cliques; see the module docstring).

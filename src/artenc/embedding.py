@@ -9,8 +9,10 @@ work and a re-run finishes the job with no lost and no duplicated rows.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from artenc.errors import UsageError
+from artenc.errors import ParameterError, UsageError
 from artenc.images import (
     DEFAULT_MAX_PIXELS,
     Crop,
@@ -181,9 +183,6 @@ def _die_with_parent() -> None:
     """Linux: a worker gets SIGKILL when the embedding process dies, even by `kill -9`
     (otherwise it can block forever on a full result pipe and linger as an orphan)."""
     if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
@@ -223,12 +222,12 @@ def embed_folders(
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out`; see module docstring."""
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:
-        raise UsageError(f"--flush-every must be >= 1, got {flush_every}")
+        raise ParameterError("flush_every", f"must be >= 1, got {flush_every}")
     workers = default_workers() if workers is None else workers
     if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
+        raise ParameterError("workers", f"must be >= 0, got {workers}")
     root_paths = [Path(r) for r in roots]
     for r in root_paths:
         if not r.exists():

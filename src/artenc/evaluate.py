@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from artenc.labels import is_missing
+from artenc.errors import ParameterError
+from artenc.labels import choose_fields, is_missing
 from artenc.search import top_k
 from artenc.vote import knn_vote
 
@@ -181,7 +182,7 @@ class EvaluationReport:
             (None = all works / the query set); leave_one_out: gallery == queries.
         store, model: the store's folder and model name (`evaluate_store` only).
 
-    `to_dict()` is the `artenc evaluate --json` document (NaN becomes None).
+    `to_dict()` is the JSON document `artenc evaluate` prints (NaN becomes None).
     """
 
     fields: dict[str, FieldMetrics]
@@ -249,12 +250,9 @@ def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> Eval
 
     Raises ParameterError for an unknown field or split, UsageError for a store without labels.
     """
-    from artenc.errors import ParameterError
-    from artenc.predict import label_fields
-
     items = store.items
     split_column = kwargs.get("split_column", "split")
-    fields = label_fields(store, fields, split_column)
+    fields = choose_fields(store.label_columns, fields, split_column, where=str(store.root))
     for key in ("query_split", "gallery_split"):
         split = kwargs.get(key)
         if split is not None:

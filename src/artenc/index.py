@@ -4,7 +4,7 @@ Every kind answers the same question, "the k most cosine-similar vectors", and e
 returned similarity is the exact cosine (approximate kinds only choose the candidates;
 their scores are recomputed from the vectors, so LSH Hamming distances never leak out).
 
-Kinds (`--kind`):
+Kinds (the `kind` argument):
 
 - ``flat``: exact inner-product search (`artenc.search.top_k`: BLAS in blocks), memory n*dim*4 bytes.
 - ``hnsw``: HNSW graph, M=16, efConstruction=64, efSearch=32 (recall@10 0.988 on

@@ -28,6 +28,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
+    # importable only on torch builds with distributed support
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)

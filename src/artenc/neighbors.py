@@ -174,7 +174,7 @@ class QueryNeighbors:
 class SimilarResult:
     """`similar`'s result: one `QueryNeighbors` per query, in the order given.
 
-    `to_dict()` is the `artenc similar --json` document.
+    `to_dict()` is the JSON document `artenc similar` prints.
     """
 
     results: list[QueryNeighbors]
@@ -250,7 +250,7 @@ def similar(
 
 @dataclass(frozen=True)
 class PairResult:
-    """Cosine similarity of two works; `to_dict()` is the `artenc pair --json` document."""
+    """Cosine similarity of two works; `to_dict()` is the JSON document `artenc pair` prints."""
 
     a: str
     b: str

@@ -83,7 +83,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class PredictionReport:
-    """`predict_images`' result; `to_dict()` is the `artenc predict --json` document."""
+    """`predict_images`' result; `to_dict()` is the JSON document `artenc predict` prints."""
 
     store: str
     k: int

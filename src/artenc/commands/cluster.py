@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
     from artenc.collection import Collection
+    from artenc.commands._output import emit_json
 
     doc = Collection.open(args.store).clusters(args.k, k_range=args.k_range, sample_size=args.sample_size,
                                                seed=args.seed, plots_dir=args.plots).to_dict()

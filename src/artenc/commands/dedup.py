@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from artenc.cli import emit_json
     from artenc.collection import Collection
+    from artenc.commands._output import emit_json
 
     log = logging.getLogger("artenc")
     collection = Collection.open(args.store)

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.demo import run_demo
 
     result = run_demo(args.out, workers=args.workers)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.embedding import embed_folders
 
     report = embed_folders(

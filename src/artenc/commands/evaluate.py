@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.report.tables import evaluation_table
 
     report = evaluate_from_args(args.store, args)

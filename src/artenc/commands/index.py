@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.errors import UsageError
     from artenc.index import build_index, save_index
     from artenc.store import Store

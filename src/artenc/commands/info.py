@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.store import Store
 
     summary = Store.open(args.store).summary()

@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
     from artenc.collection import Collection
+    from artenc.commands._output import emit_json
 
     doc = Collection.open(args.store).pair(args.a, args.b).to_dict()
     if args.out:

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
     from artenc.collection import Collection
+    from artenc.commands._output import emit_json
 
     collection = Collection.open(args.store, device=args.device, runtime=args.runtime)
     report = collection.predict(args.images, args.field, args.k)

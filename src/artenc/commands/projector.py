@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.errors import UsageError
     from artenc.store import Store
     from artenc.viz.projector import write_projector

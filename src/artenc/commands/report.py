@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.errors import UsageError
     from artenc.report.report import ReportOptions, build_sections, render, save_html
     from artenc.store import Store

@@ -97,7 +97,7 @@ def scrapy_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Crawl, then print the summary; exit 1 when rows failed and no image was saved."""
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.scrape import scrape_urls, scrape_wga
 
     settings = scrapy_settings(args)

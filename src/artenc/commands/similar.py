@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from artenc.cli import emit_json
     from artenc.collection import Collection
+    from artenc.commands._output import emit_json
 
     result = Collection.open(args.store).similar(args.queries, args.k, verify=args.verify,
                                                  verify_top=args.verify_top, min_inliers=args.min_inliers,

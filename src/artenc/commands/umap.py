@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from artenc.cli import emit_json
+    from artenc.commands._output import emit_json
     from artenc.errors import UsageError
     from artenc.report.interactive import write_map_html
     from artenc.store import Store

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
+from torchvision import transforms as T
 
 
 class PILGaussianBlur:
@@ -21,8 +23,6 @@ class PILGaussianBlur:
         self.sigma = (float(sigma[0]), float(sigma[1]))
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        import torch
-
         s = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * float(torch.rand(()))
         return img.filter(ImageFilter.GaussianBlur(radius=s))
 
@@ -42,8 +42,6 @@ class SimCLRView:
         jitter_p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
         hue: float = 0.1, grayscale_p: float = 0.2, blur_p: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0),
     ) -> None:
-        from torchvision import transforms as T
-
         for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p), ("grayscale_p", grayscale_p), ("blur_p", blur_p)):
             if not 0 <= p <= 1:
                 raise ValueError(f"{name} is a probability in [0, 1], got {p}")

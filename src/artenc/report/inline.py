@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from artenc.viz.grids import thumbnail
+
 
 def data_uri(data: bytes, mime: str) -> str:
     """`data:<mime>;base64,...` for raw bytes."""
@@ -44,6 +46,4 @@ def file_uri(path: str | os.PathLike) -> str:
 @lru_cache(maxsize=8192)
 def thumb_uri(path: str, size: int = 160, quality: int = 78) -> str:
     """A JPEG thumbnail (longest side `size`) of an image file as a data URI (cached per run)."""
-    from artenc.viz.grids import thumbnail
-
     return image_uri(thumbnail(path, size), "JPEG", quality)

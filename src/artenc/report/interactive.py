@@ -1,5 +1,5 @@
 """An interactive map as an HTML fragment: SVG points, hover thumbnails, legend toggles, zoom;
-`write_map_html` puts one on its own page (`artenc umap --html`).
+`write_map_html` puts one on its own page (the HTML map of `artenc umap`).
 
 Everything is inline (data as JSON in the page, thumbnails as data URIs, a few lines of
 plain JavaScript), so the fragment works in a file opened from disk with no network.

@@ -11,7 +11,10 @@ import numpy as np
 from artenc.defaults import CLUSTER_K_RANGE, UMAP_NEIGHBORS
 from artenc.report.html import Section, plot_img, tile_row
 from artenc.report.inline import file_uri
+from artenc.report.interactive import map_fragment
 from artenc.report.sections import label_fields, work_tile
+from artenc.viz.plots import plot_k_sweep
+from artenc.viz.umap_map import coloring, default_color_field, point_text, project_2d
 
 if TYPE_CHECKING:
     from artenc.cluster import ClusterReport
@@ -33,8 +36,6 @@ def _chips_of(summary: dict | None) -> list[tuple[str, bool]]:
 
 def clusters_section(store: Store, report: ClusterReport, *, per_cluster: int = 8) -> Section:
     """Render k-medoids clusters (`Collection.clusters`): curves, the medoids, members nearest each medoid."""
-    from artenc.viz.plots import plot_k_sweep
-
     n = len(store)
     result = report.clustering
     items, columns = store.items, label_fields(store)
@@ -73,9 +74,6 @@ def clusters_section(store: Store, report: ClusterReport, *, per_cluster: int = 
 def map_section(store: Store, *, field: str | None = None, method: str = "umap",
                 cluster_labels: np.ndarray | None = None) -> Section:
     """The 2-D map, coloured by a label field (or by cluster when there are no labels), hover thumbnails."""
-    from artenc.report.interactive import map_fragment
-    from artenc.viz.umap_map import coloring, default_color_field, point_text, project_2d
-
     items = store.items
     field = field or default_color_field(store.label_columns)
     if field is None and cluster_labels is not None:

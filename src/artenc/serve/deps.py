@@ -28,7 +28,7 @@ ItemId = Annotated[int, Depends(item_id)]
 
 
 def neighbours_k(state: State, k: Annotated[int, Query(ge=1, description="number of neighbours")] = 10) -> int:
-    """The `k` query parameter, at most the server's --max-k (422 otherwise)."""
+    """The `k` query parameter, at most the server's `max_k` setting (422 otherwise)."""
     if k > state.settings.max_k:
         raise HTTPException(422, f"k must be at most {state.settings.max_k}, got {k}")
     return k

@@ -11,7 +11,6 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,15 +24,15 @@ from artenc.defaults import (
     VERIFY_DUPLICATES,
     duplicate_threshold,
 )
+from artenc.index import VectorIndex, index_for_store
 from artenc.labels import label_fields
+from artenc.neighbors import labels_of
+from artenc.runtime import Encoder, encoder_for_store
 from artenc.serve.collection import Background, cluster_collection, duplicate_groups
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
 from artenc.store import Store, thumbnail_cache_dir
-
-if TYPE_CHECKING:
-    from artenc.index import VectorIndex
-    from artenc.runtime import Encoder
+from artenc.vote import field_vote
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,6 @@ class ServeSettings:
 
 def query_encoder(meta: dict, threads: int) -> Encoder:
     """The store's encoder on the CPU with `threads` threads per query."""
-    from artenc.runtime import encoder_for_store
-
     return encoder_for_store(meta, device="cpu", threads=threads)
 
 
@@ -95,9 +92,6 @@ class ServeState:
 
     def __init__(self, store: Store, settings: ServeSettings, *, encoder: Encoder | None = None,
                  index: VectorIndex | None = None) -> None:
-        from artenc.index import index_for_store
-        from artenc.neighbors import labels_of
-
         self.store = store
         self.settings = settings
         items = store.items
@@ -140,11 +134,9 @@ class ServeState:
     def predict(self, ids: np.ndarray, sims: np.ndarray) -> dict[str, dict]:
         """Per label field: the neighbours' majority label, its share of votes, all votes.
 
-        Same vote as `artenc predict` (`predict.field_vote`), on the neighbours already
+        Same vote as `artenc predict` (`vote.field_vote`), on the neighbours already
         found, so a request searches once. Fields without any vote are left out.
         """
-        from artenc.predict import field_vote
-
         out = {}
         for field in self.predicted_fields:
             vote = field_vote([self.labels[i][field] for i in ids], sims)

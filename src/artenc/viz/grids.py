@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from artenc.atomic import atomic_path
+from artenc.images import ImageLoadError, load_image
 
 THUMB = 256
 
@@ -25,8 +26,6 @@ def pyplot():
 
 def thumbnail(path: str | os.PathLike, size: int = THUMB) -> np.ndarray:
     """An RGB thumbnail (longest side `size`); a grey tile when the file cannot be read."""
-    from artenc.images import ImageLoadError, load_image
-
     try:
         img = load_image(path, draft_size=size)
     except ImageLoadError:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from artenc.viz.grids import pyplot, save_figure
+
 
 def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -> list[Path]:
     """Write elbow.png (inertia and distortion vs k) and silhouette.png (silhouette and gap)."""
-    from artenc.viz.grids import pyplot, save_figure
-
     plt = pyplot()
     out_dir = Path(out_dir)
     ks = [row["k"] for row in sweep]

@@ -1,4 +1,4 @@
-"""TensorBoard projector files for a store: `tensorboard --logdir DIR` shows the 3-D view.
+"""TensorBoard projector files for a store: TensorBoard pointed at DIR (its logdir) shows the 3-D view.
 
 Writes into DIR:
 
@@ -22,6 +22,7 @@ from PIL import Image
 
 from artenc.errors import UsageError, require
 from artenc.progress import Progress
+from artenc.viz.grids import thumbnail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,8 +41,6 @@ def sprite_cell(n: int, wanted: int = 64) -> int:
 
 def write_sprite(paths: list[str], out: str | os.PathLike, cell: int, *, progress: bool = True) -> Path:
     """Thumbnails of `paths`, centred in square cells, row by row, in one PNG."""
-    from artenc.viz.grids import thumbnail
-
     per_side = max(1, math.ceil(math.sqrt(len(paths))))
     rows = math.ceil(len(paths) / per_side)
     sheet = Image.new("RGB", (per_side * cell, rows * cell), (255, 255, 255))

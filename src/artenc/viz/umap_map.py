@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.defaults import UMAP_MIN_DIST, UMAP_NEIGHBORS
-from artenc.errors import UsageError, require
+from artenc.errors import ParameterError, UsageError, require
 from artenc.store import ITEM_COLUMNS
 from artenc.viz.grids import pyplot, save_figure, thumbnail
 
@@ -95,15 +95,17 @@ def default_color_field(label_columns: list[str]) -> str | None:
     return label_columns[0] if label_columns else None
 
 
-def coloring(items: pd.DataFrame, field: str | None) -> Coloring:
-    """Colour points by `field` (the most frequent values get their own colour)."""
+def coloring(items: pd.DataFrame, color_by: str | None) -> Coloring:
+    """Colour points by the label column `color_by` (the most frequent values get their own
+    colour); None gives every point one colour. ParameterError("color_by") for a column that
+    `items` lacks."""
     n = len(items)
-    if field is None:
+    if color_by is None:
         return Coloring(None, np.full(n, "work", dtype=object), ["work"], {"work": PALETTE[0]})
-    if field not in items.columns:
-        raise UsageError(f"--color-by {field}: no such column (label columns: "
-                         f"{', '.join(c for c in items.columns if c not in ITEM_COLUMNS) or 'none'})")
-    col = items[field]
+    if color_by not in items.columns:
+        raise ParameterError("color_by", f"{color_by}: no such column (label columns: "
+                             f"{', '.join(c for c in items.columns if c not in ITEM_COLUMNS) or 'none'})")
+    col = items[color_by]
     present = col.notna() & (col.astype(str).str.strip() != "")
     values = np.where(present, col.astype(str), MISSING).astype(object)
     counts = col[present].astype(str).value_counts()
@@ -112,7 +114,7 @@ def coloring(items: pd.DataFrame, field: str | None) -> Coloring:
     categories = list(top) + [c for c in (OTHER, MISSING) if (keys == c).any()]
     colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(top)}
     colors.update({OTHER: GREY, MISSING: "#dddddd"})
-    return Coloring(field, keys, categories, colors)
+    return Coloring(color_by, keys, categories, colors)
 
 
 def spread_sample(coords: np.ndarray, max_n: int) -> np.ndarray:
@@ -175,12 +177,14 @@ def plot_map(
     return save_figure(fig, out)
 
 
-def store_map(store: Store, field: str | None = None, method: str = "umap", **kwargs) -> tuple[np.ndarray, Coloring]:
-    """Coordinates of every work in `store` and a colouring (default field: `default_color_field`)."""
+def store_map(store: Store, color_by: str | None = None, method: str = "umap",
+              **kwargs) -> tuple[np.ndarray, Coloring]:
+    """Coordinates of every work in `store` and a colouring by the label column `color_by`
+    (default: `default_color_field`)."""
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
-    field = field if field is not None else default_color_field(store.label_columns)
-    colors = coloring(store.items, field)
+    color_by = color_by if color_by is not None else default_color_field(store.label_columns)
+    colors = coloring(store.items, color_by)
     return project_2d(store.vectors, method, **kwargs), colors
 
 
