@@ -47,6 +47,12 @@ FLAG_OF = {
     "color_by": "--color-by",
     "max_upload_bytes": "--max-upload-mb",
     "max_k": "--max-k",
+    "min_size": "--min-size",
+    "thumbs": "--thumbs",
+    "extra": "--set",
+    "limit": "--limit",
+    "duplicate_threshold": "--duplicate-threshold",
+    "coords": "--coords",
 }
 
 

@@ -220,7 +220,33 @@ def embed_folders(
     progress: bool = True,
     trim_borders: bool | None = None,
 ) -> EmbedReport:
-    """Embed every image under `roots` into the store at `out`; see module docstring."""
+    """Embed every image under `roots` into the store at `out` (`artenc.embed`); resumable.
+
+    Args:
+        roots: image files and/or folders (searched recursively; hidden files skipped).
+        out: the store folder (created, or extended when it holds the same model's vectors).
+        model: a backbone name (`artenc.list_models()`, any timm name, `open_clip:ARCH/PRETRAINED`)
+            or the path of an encoder exported by `artenc.train`; weights: a local weights file.
+        labels: a CSV with a `path` column (relative to a root, or absolute) and label columns.
+        batch_size: images per model call; workers: decoding processes (0: in this process);
+            device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx".
+        max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
+        flush_every: images per committed segment (a kill loses at most this many).
+        encoder: an already built `Encoder` (overrides model/weights/device/runtime).
+        trim_borders: crop uniform letterbox bars before the centre crop (None: the model's choice).
+
+    Returns:
+        `EmbedReport`: counts (discovered, unchanged, embedded, reused, skipped, total),
+        seconds, images per second, and every skipped file with its reason.
+
+    Raises:
+        UsageError: a missing root or nothing usable; ParameterError: a bad batch_size,
+        flush_every, workers, device, runtime or labels file; StoreError: the store holds
+        another model's vectors; WeightsUnavailableError: weights not found offline.
+
+    Vectors are float32, L2-normalised, from the model's own preprocessing (see the module
+    docstring); files whose size and mtime are unchanged are not read again.
+    """
     if batch_size < 1:
         raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:

@@ -7,7 +7,8 @@ process (the CLI does); run further crawls in subprocesses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,49 @@ class ScrapeSummary:
         return asdict(self)
 
 
+def crawl_settings(
+    out: str | os.PathLike,
+    *,
+    min_size: int = 64,
+    thumbs: int | None = None,
+    jobdir: str | os.PathLike | None = None,
+    http_cache: bool = False,
+    extra: Sequence[str] | Mapping[str, Any] = (),
+) -> dict[str, Any]:
+    """Scrapy settings of a crawl into `out`.
+
+    Args:
+        min_size: smallest width and height kept, pixels (Scrapy's IMAGES_MIN_WIDTH/HEIGHT).
+        thumbs: also write thumbnails of this size, pixels (IMAGES_THUMBS), under out/thumbs.
+        jobdir: Scrapy JOBDIR, to pause and resume the request queue.
+        http_cache: keep HTTP responses in out/.httpcache (HTTPCACHE_ENABLED).
+        extra: more Scrapy settings, as a mapping or "NAME=VALUE" strings (they win).
+
+    Raises:
+        ParameterError: min_size or thumbs < 1, or an `extra` entry that is not NAME=VALUE.
+    """
+    if min_size < 1:
+        raise ParameterError("min_size", f"must be >= 1, got {min_size}")
+    if thumbs is not None and thumbs < 1:
+        raise ParameterError("thumbs", f"must be >= 1, got {thumbs}")
+    settings: dict[str, Any] = {"IMAGES_MIN_WIDTH": min_size, "IMAGES_MIN_HEIGHT": min_size}
+    if thumbs:
+        settings["IMAGES_THUMBS"] = {"small": (thumbs, thumbs)}
+    if jobdir:
+        settings["JOBDIR"] = str(jobdir)
+    if http_cache:
+        settings.update(HTTPCACHE_ENABLED=True, HTTPCACHE_DIR=str((Path(out) / ".httpcache").resolve()))
+    if isinstance(extra, Mapping):
+        settings.update(extra)
+        return settings
+    for entry in extra:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            raise ParameterError("extra", f"expects NAME=VALUE, got {entry!r}")
+        settings[name.strip()] = value
+    return settings
+
+
 def scrape_wga(
     out: Path,
     *,
@@ -52,6 +96,8 @@ def scrape_wga(
 
     `filters` maps form/school/timeframe/type/author to the wanted value.
     """
+    if limit is not None and limit < 0:
+        raise ParameterError("limit", f"must be >= 0, got {limit}")
     args: dict[str, Any] = {k: v for k, v in (filters or {}).items() if v}
     if catalog_url:
         args["catalog_url"] = catalog_url

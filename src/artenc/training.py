@@ -37,7 +37,7 @@ class TrainResult:
     Attributes:
         run_dir: absolute folder the run wrote to (checkpoints, logs, `encoder.pt`).
         encoder: the exported encoder (`run_dir/encoder.pt`, a model for embedding like
-            any backbone name: `artenc embed --model PATH`), or None when `export=false`
+            any backbone name: `artenc.embed(..., model=str(encoder))`), or None when `export=false`
             or on non-zero DDP ranks.
         metrics: final scalar metrics of the validation of the best checkpoint (and the
             last training values), e.g. ``{"val/p_at_k": 0.47, ...}``; plain floats.
@@ -63,7 +63,7 @@ class TrainResult:
 def config_dir() -> str:
     """The folder of the Hydra configs: `$ARTENC_CONFIG_DIR` when set, else the configs
     shipped inside the package (`artenc/configs`, found with `importlib.resources`, so a
-    wheel install has them). Hydra's `--config-dir DIR` (CLI) or the override
+    wheel install has them). Hydra's config-dir option or the override
     `hydra.searchpath=[file://DIR]` add a folder to the search path beside this one.
 
     Raises:
@@ -186,7 +186,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
 
     Returns:
         `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
-        preprocessing, for `artenc embed --model`), `checkpoints/` (`last.ckpt` and the
+        preprocessing, a `model` for `artenc.embed`), `checkpoints/` (`last.ckpt` and the
         best by `val/p_at_k`), the logger's files, `embedding_map.png` and
         `config.yaml` (the composed config, resolved run folder); the encoder path; the
         final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
@@ -254,7 +254,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
             extra={"label_fields": list(cfg.data.label_fields), "classes": datamodule.classes,
                    "checkpoint": best or None, "val_metrics": metrics},
         )
-        log.info("exported encoder: %s (use: artenc embed IMAGES --model %s --out STORE)", encoder, encoder)
+        log.info("exported encoder: %s (a model for artenc.embed and the embed command)", encoder)
     log.info("validation: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/")))
     return TrainResult(run_dir=run_dir, encoder=encoder, metrics=metrics,
                        best_checkpoint=Path(best).resolve() if best else None)
@@ -271,7 +271,7 @@ def _hydra_job(cfg: DictConfig) -> float | None:
 
 def main() -> Any:
     """`artenc train` / `python -m artenc.training`: the Hydra app over `sys.argv[1:]`
-    (overrides, `-m`, `--cfg job`, `--help`, `--config-dir`, `hydra/launcher=...`)."""
+    (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`)."""
     import hydra
 
     app = hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)(_hydra_job)

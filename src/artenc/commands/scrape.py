@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
-
-from artenc.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -69,41 +66,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
-def scrapy_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Scrapy settings from the common options; raises UsageError on bad values."""
-    if args.min_size < 1:
-        raise UsageError(f"--min-size must be >= 1, got {args.min_size}")
-    if args.thumbs is not None and args.thumbs < 1:
-        raise UsageError(f"--thumbs must be >= 1, got {args.thumbs}")
-    settings: dict[str, Any] = {
-        "IMAGES_MIN_WIDTH": args.min_size,
-        "IMAGES_MIN_HEIGHT": args.min_size,
-    }
-    if args.thumbs:
-        settings["IMAGES_THUMBS"] = {"small": (args.thumbs, args.thumbs)}
-    if args.jobdir:
-        settings["JOBDIR"] = str(args.jobdir)
-    if args.cache:
-        settings.update(
-            HTTPCACHE_ENABLED=True, HTTPCACHE_DIR=str((args.out / ".httpcache").resolve())
-        )
-    for entry in args.settings:
-        name, sep, value = entry.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--set expects NAME=VALUE, got {entry!r}")
-        settings[name.strip()] = value
-    return settings
-
-
 def run(args: argparse.Namespace) -> int:
     """Crawl, then print the summary; exit 1 when rows failed and no image was saved."""
     from artenc.commands._output import emit_json
-    from artenc.scrape import scrape_urls, scrape_wga
+    from artenc.scrape import crawl_settings, scrape_urls, scrape_wga
 
-    settings = scrapy_settings(args)
+    settings = crawl_settings(args.out, min_size=args.min_size, thumbs=args.thumbs, jobdir=args.jobdir,
+                              http_cache=args.cache, extra=args.settings)
     if args.source == "wga":
-        if args.limit is not None and args.limit < 0:
-            raise UsageError(f"--limit must be >= 0, got {args.limit}")
         filters = {name: getattr(args, name) for name in WGA_FILTERS}
         summary = scrape_wga(
             args.out, catalog_url=args.catalog_url, filters=filters, limit=args.limit,

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from artenc.errors import UsageError
     from artenc.report.interactive import write_map_html
     from artenc.store import Store
-    from artenc.viz.umap_map import plot_map, store_map
+    from artenc.viz.umap_map import coordinates_table, plot_map, store_map
 
     log = logging.getLogger("artenc")
     if not args.out and args.html is None:
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if html:
         doc["html"] = str(write_map_html(store, coords, colors, html))
     if args.coords:
-        table = store.items[["relpath", *store.label_columns]].assign(x=coords[:, 0], y=coords[:, 1])
-        table.to_csv(args.coords, index=False)
+        coordinates_table(store.items, store.label_columns, coords).to_csv(args.coords, index=False)
         doc["coords"] = args.coords
     if args.json:
         emit_json(doc)

@@ -188,6 +188,14 @@ def store_map(store: Store, color_by: str | None = None, method: str = "umap",
     return project_2d(store.vectors, method, **kwargs), colors
 
 
+def coordinates_table(items: pd.DataFrame, label_columns: list[str], coords: np.ndarray) -> pd.DataFrame:
+    """One row per work: relpath, its label columns, and its map coordinates x, y (float32,
+    map units) from `project_2d`; the coordinates CSV of the umap command."""
+    if len(coords) != len(items):
+        raise ParameterError("coords", f"has {len(coords)} rows for {len(items)} works")
+    return items[["relpath", *label_columns]].assign(x=coords[:, 0], y=coords[:, 1]).reset_index(drop=True)
+
+
 def point_text(items: pd.DataFrame, label_columns: list[str]) -> tuple[list[str], list[str]]:
     """Per work: a name (its relative path) and a one-line summary of its labels."""
     names = items["relpath"].astype(str).tolist()
