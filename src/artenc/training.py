@@ -19,7 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from artenc.backbones import save_encoder
 from artenc.errors import ParameterError, UsageError, require
+from artenc.layers import FeatureWrapper
+from artenc.runtime import EmbeddingModule
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -154,8 +159,6 @@ def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
 
 def build(cfg: DictConfig):
     """(backbone, datamodule, LightningModule) from a composed config."""
-    from artenc.runtime import EmbeddingModule
-
     backbone = _instantiate(cfg.backbone)
     _augment_at_backbone_size(cfg, backbone.preprocess.size)
     # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
@@ -212,11 +215,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     require("hydra", "train")
     require("lightning", "train")
     import lightning as L
-    import torch
     from omegaconf import OmegaConf, open_dict
-
-    from artenc.backbones import save_encoder
-    from artenc.layers import FeatureWrapper
 
     cfg = copy.deepcopy(config) if config is not None else compose_config(overrides)
     run_dir = _run_dir(cfg, output_dir)
