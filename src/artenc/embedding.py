@@ -328,8 +328,8 @@ def embed_folders(
                          unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
                          model=encoder.signature.model, not_images=len(plan.not_images),
                          not_image_files=plan.not_images, skipped_folders=plan.skipped_folders)
-    log.info("%d files found: %d unchanged, %d to embed, %d not images (%s on %s)",
-             report.discovered, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
+    log.info("%d images found: %d unchanged, %d to embed; %d other files are not images (%s on %s)",
+             len(tasks) + unchanged, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
     for f in plan.skipped_folders:
         log.warning("folder skipped %s: %s", f["path"], f["reason"])
 

@@ -11,7 +11,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +76,8 @@ def sniff_image(path: str | os.PathLike) -> bool | None:
 
     Reads `_SNIFF_BYTES` (16) bytes and checks them against the signature test of every
     format registered in Pillow (`Image.OPEN`), then lets the matching formats parse the
-    header (`Image.open(..., formats=...)`, no pixel decoding). Text, CSV and other files are
+    header (`Image.open(..., formats=...)`, no pixel decoding): an image is a file whose
+    header one of Pillow's formats parses. Text, CSV and other files are
     rejected at the first step, so folders of non-images cost one small read per file.
     Returns True (an image, maybe damaged: decoding will say), False (not an image), or None
     when the file cannot be read (the caller records why when it tries to read it).
@@ -86,19 +87,29 @@ def sniff_image(path: str | os.PathLike) -> bool | None:
             prefix = f.read(_SNIFF_BYTES)
             Image.init()
             formats = [fmt for fmt, (_factory, accept) in Image.OPEN.items()
-                       if accept is not None and fmt not in _NOT_SNIFFED and accept(prefix)]
+                       if accept is not None and fmt not in _NOT_SNIFFED and _accepts(accept, prefix)]
             if not formats:
                 return False
             f.seek(0)
             try:
                 with Image.open(f, formats=formats):
                     return True
-            except Image.UnidentifiedImageError:
+            except Image.UnidentifiedImageError:  # an OSError: caught before the others
                 return False
-            except Exception:  # noqa: BLE001 - a known signature with a damaged header is an image
-                return True
+            except (Image.DecompressionBombError, OSError):
+                return True  # an image, too large or unreadable past its header: decoding says why
+            except Exception:  # noqa: BLE001 - UnidentifiedImageError, ValueError...: a header no format parses
+                return False
     except OSError:
         return None
+
+
+def _accepts(accept: Callable[[bytes], object], prefix: bytes) -> bool:
+    """A Pillow signature check on `prefix`; some raise on prefixes shorter than they expect."""
+    try:
+        return bool(accept(prefix))
+    except Exception:  # noqa: BLE001 - struct.error, IndexError...: not this format
+        return False
 
 
 @dataclass
