@@ -22,6 +22,7 @@ Pipeline (`find_duplicates`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -387,16 +388,37 @@ def find_duplicates(
     )
 
 
-def copy_unique(store: Store, report: DuplicateReport, out_dir: str | os.PathLike) -> int:
+class CopyResult(int):
+    """What `copy_unique` did: an int, the number of files copied (so `copy_unique(...) == n`
+    keeps working), with `copied` (destination paths, str) and `skipped` ({"path", "reason"}:
+    sources that vanished or could not be read or written)."""
+
+    copied: list[str]
+    skipped: list[dict]
+
+    def __new__(cls, copied: list[str], skipped: list[dict]) -> CopyResult:
+        result = super().__new__(cls, len(copied))
+        result.copied, result.skipped = copied, skipped
+        return result
+
+    def to_dict(self) -> dict:
+        return {"copied": len(self.copied), "copied_files": self.copied, "skipped_files": self.skipped}
+
+
+def copy_unique(store: Store, report: DuplicateReport, out_dir: str | os.PathLike) -> CopyResult:
     """Copy every work except the report's non-keeper duplicates to `out_dir` (by relpath).
 
-    Originals are never touched; returns the number of files copied. Raises UsageError
-    when `out_dir` would overwrite an original.
+    Originals are never touched. A source that is gone or cannot be copied is skipped with
+    its reason (no half-written copy is left) and copying goes on. Returns a `CopyResult`
+    (an int: the number of files copied). Raises UsageError (ParameterError "out_dir") when
+    `out_dir` would overwrite an original.
     """
     out = Path(out_dir).resolve()
     dropped = report.duplicate_paths
     items = store.items
-    copied, seen = 0, set()
+    copied: list[str] = []
+    skipped: list[dict] = []
+    seen: set[Path] = set()
     for path, rel, sha in zip(items["path"], items["relpath"], items["sha256"], strict=True):
         if path in dropped:
             continue
@@ -404,9 +426,18 @@ def copy_unique(store: Store, report: DuplicateReport, out_dir: str | os.PathLik
         if dst in seen:  # two roots with the same relative path
             dst = dst.with_name(f"{dst.stem}-{sha[:8]}{dst.suffix}")
         seen.add(dst)
+        if not os.path.exists(path):
+            skipped.append({"path": path, "reason": "file gone (re-run embed to update the store)"})
+            continue
         if dst.exists() and os.path.samefile(dst, path):
             raise ParameterError("out_dir", f"{out_dir} would overwrite the original {path}; choose another folder")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dst)
-        copied += 1
-    return copied
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # no half-written copy
+                dst.unlink(missing_ok=True)
+            skipped.append({"path": path, "reason": f"cannot copy ({exc.strerror or exc})"})
+            continue
+        copied.append(str(dst))
+    return CopyResult(copied, skipped)

@@ -4,6 +4,12 @@ Only new or changed files are embedded (same size and mtime: unchanged; same con
 hash as a stored vector: copied, not recomputed). Results are committed to the store
 in segments every `flush_every` images, so a killed run loses at most one segment of
 work and a re-run finishes the job with no lost and no duplicated rows.
+
+Accounting: every file found under the roots (`images.scan_images`; hidden files aside) has
+exactly one outcome: embedded, reused, unchanged, skipped (with a reason) or not an image, so
+`discovered` is their sum (`EmbedReport.outcome_total`). Files the store held under a scanned
+folder that are gone are removed from it (`removed`); labels CSV rows that name no image are
+listed (`unmatched_label_rows`).
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from artenc.images import (
     ImageLoadError,
     absolute,
     decode_crop,
-    discover_images,
+    display_path,
+    name_problem,
     read_bytes,
+    scan_images,
     sha256_hex,
 )
-from artenc.labels import read_labels
+from artenc.labels import match_labels, read_labels_table
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.runtime import Encoder, create_encoder
@@ -45,13 +53,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FileTask:
-    path: str  # absolute
-    relpath: str  # relative to the root it was found under
+    path: str  # absolute, as stored (`images.display_path`)
+    relpath: str  # relative to the root it was found under, as stored
+    fspath: str = ""  # the name to open when it differs from `path` (not valid UTF-8)
+    error: str | None = None  # a reason to skip it without reading (its name)
 
 
 @dataclass
 class EmbedReport:
-    """What one `embed` run did."""
+    """What one `embed` run did; every count is a number of files.
+
+    discovered = embedded + reused + unchanged + skipped + not_images (`outcome_total`):
+    embedded (new vectors), reused (content already in the store), unchanged (same size and
+    mtime as stored), skipped (`skipped_files`: path and reason), not_images (`not_image_files`:
+    content no image format). removed (`removed_files`): files the store held under a scanned
+    folder that are gone, dropped from it. skipped_folders: folders not scanned, with the
+    reason (unreadable; a symlink to a folder already scanned). unmatched_labels
+    (`unmatched_label_rows`: the CSV's `path` values): labels CSV rows that name no image.
+    total: vectors in the store after the run. Paths are `images.display_path` text.
+    """
 
     store: str
     discovered: int = 0
@@ -66,6 +86,23 @@ class EmbedReport:
     device: str = ""
     model: str = ""
     skipped_files: list[dict] = field(default_factory=list)
+    not_images: int = 0
+    not_image_files: list[str] = field(default_factory=list)
+    removed: int = 0
+    removed_files: list[str] = field(default_factory=list)
+    skipped_folders: list[dict] = field(default_factory=list)
+    unmatched_labels: int = 0
+    unmatched_label_rows: list[str] = field(default_factory=list)
+
+    def outcome_total(self) -> int:
+        """embedded + reused + unchanged + skipped + not_images: equals `discovered`."""
+        return self.embedded + self.reused + self.unchanged + self.skipped + self.not_images
+
+    def outcomes(self) -> dict[str, int]:
+        """The counts by outcome (what `artenc info` shows of the last run)."""
+        return {"discovered": self.discovered, "embedded": self.embedded, "reused": self.reused,
+                "unchanged": self.unchanged, "skipped": self.skipped, "not_images": self.not_images,
+                "removed": self.removed}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,15 +142,19 @@ class DecodeDataset(Dataset):
         task = self.tasks[i]
         rec = {"path": task.path, "relpath": task.relpath, "sha256": None, "size": -1, "mtime_ns": -1,
                "width": -1, "height": -1, "error": None, "pixels": None}
+        fspath = task.fspath or task.path
         try:
-            st = os.stat(task.path)
+            st = os.stat(fspath)
             rec["size"], rec["mtime_ns"] = st.st_size, st.st_mtime_ns
-            data = read_bytes(task.path)
+            if task.error:
+                rec["error"] = task.error
+                return rec
+            data = read_bytes(fspath)
         except OSError as exc:
-            rec["error"] = f"cannot read file ({exc.strerror or exc})"
+            rec["error"] = task.error or f"cannot read file ({exc.strerror or exc})"
             return rec
         except ImageLoadError as exc:
-            rec["error"] = str(exc).removeprefix(f"{task.path}: ")
+            rec["error"] = str(exc).removeprefix(f"{fspath}: ")
             return rec
         rec["sha256"] = sha256_hex(data)
         if rec["sha256"] in self.known_hashes:
@@ -158,25 +199,40 @@ def collate_records(records: list[dict]) -> tuple[list[dict], np.ndarray | None]
     return records, (np.stack(good) if good else None)
 
 
-def _plan(roots: list[Path], store: Store) -> tuple[list[FileTask], int, pd.DataFrame]:
-    """Files to (re-)embed, the number unchanged, and the store's current rows."""
-    files = discover_images(roots)
+@dataclass
+class _Plan:
+    tasks: list[FileTask]  # files to read: new, changed, or skipped by name
+    unchanged: int
+    not_images: list[str]
+    skipped_folders: list[dict]
+    vanished: list[str]  # stored paths under a scanned folder that this run did not find
+
+
+def _plan(roots: list[Path], store: Store) -> _Plan:
+    """Sort every file under `roots` into an outcome to come (task), unchanged or not an image,
+    and list the stored paths under the scanned folders that are gone."""
+    found = scan_images(roots)
     known = store.known_files()
     by_path = {p: (s, m) for p, s, m in zip(known["path"], known["size"], known["mtime_ns"], strict=True)}
     tasks, unchanged = [], 0
     dirs = [absolute(r if r.is_dir() else r.parent) for r in roots]
-    for f in files:
+    for f in found.images:
+        name = display_path(f)
         try:
             st = f.stat()
-            if by_path.get(str(f)) == (st.st_size, st.st_mtime_ns):
+            if by_path.get(name) == (st.st_size, st.st_mtime_ns):
                 unchanged += 1
                 continue
         except OSError:
             pass  # unreadable: the worker records why
 
         rel = next((f.relative_to(d) for d in dirs if f.is_relative_to(d)), Path(f.name))
-        tasks.append(FileTask(str(f), rel.as_posix()))
-    return tasks, unchanged, known
+        tasks.append(FileTask(name, display_path(rel.as_posix()), "" if name == str(f) else str(f), name_problem(f)))
+    images = {display_path(f) for f in found.images}
+    scanned = [str(absolute(r)) + os.sep for r in roots if r.is_dir()]
+    vanished = [p for p in known["path"] if p not in images and any(p.startswith(d) for d in scanned)]
+    return _Plan(tasks, unchanged, [display_path(f) for f in found.not_images],
+                 [{"path": display_path(d), "reason": why} for d, why in found.skipped_folders], vanished)
 
 
 def _die_with_parent() -> None:
@@ -236,8 +292,10 @@ def embed_folders(
         trim_borders: crop uniform letterbox bars before the centre crop (None: the model's choice).
 
     Returns:
-        `EmbedReport`: counts (discovered, unchanged, embedded, reused, skipped, total),
-        seconds, images per second, and every skipped file with its reason.
+        `EmbedReport`: counts (discovered = embedded + reused + unchanged + skipped +
+        not_images; removed; total), seconds, images per second, every skipped file with its
+        reason, every file that is not an image, folders not scanned, files removed because
+        they vanished, and labels CSV rows that name no image.
 
     Raises:
         UsageError: a missing root or nothing usable; ParameterError: a bad batch_size,
@@ -258,16 +316,22 @@ def embed_folders(
     for r in root_paths:
         if not r.exists():
             raise UsageError(f"{r}: no such file or folder")
-    label_df = read_labels(labels, root_paths) if labels else None
+    if labels:
+        read_labels_table(labels)  # a bad labels file fails before any work
 
     start = time.monotonic()
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature)
-    tasks, unchanged, known = _plan(root_paths, store)
-    report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged, unchanged=unchanged,
-                         runtime=encoder.runtime, device=encoder.device, model=encoder.signature.model)
-    log.info("%d images found: %d unchanged, %d to embed (%s on %s)",
-             report.discovered, unchanged, len(tasks), encoder.runtime, encoder.device)
+    plan = _plan(root_paths, store)
+    tasks, unchanged = plan.tasks, plan.unchanged
+    report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged + len(plan.not_images),
+                         unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
+                         model=encoder.signature.model, not_images=len(plan.not_images),
+                         not_image_files=plan.not_images, skipped_folders=plan.skipped_folders)
+    log.info("%d images found: %d unchanged, %d to embed; %d other files are not images (%s on %s)",
+             len(tasks) + unchanged, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
+    for f in plan.skipped_folders:
+        log.warning("folder skipped %s: %s", f["path"], f["reason"])
 
     existing = store.items
     hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
@@ -322,17 +386,32 @@ def embed_folders(
     finally:
         flush()  # also on Ctrl-C: finished batches are kept
 
+    if plan.vanished:  # after the loop: a moved file reuses its old vector first
+        report.removed = store.remove(plan.vanished)
+        report.removed_files = plan.vanished
+        for path in plan.vanished:
+            log.info("removed from the store (file gone): %s", path)
     store.compact()
-    if label_df is not None:
-        store.set_labels(label_df)
-        missing = len(set(store.items["path"]) - set(label_df["path"]))
+    if labels:
+        matched = match_labels(labels, root_paths, store.known_files()["path"])
+        store.set_labels(matched.table)
+        missing = len(set(store.items["path"]) - set(matched.table["path"]))
         if missing:
             log.warning("%d embedded images have no row in %s", missing, labels)
+        report.unmatched_label_rows = matched.unmatched
+        report.unmatched_labels = len(matched.unmatched)
+        for row in matched.unmatched:
+            log.warning("label row matches no image: %s", row)
     store.reload()
     report.total = len(store)
     report.seconds = round(time.monotonic() - start, 3)
     done = report.embedded + report.reused
     report.images_per_second = round(done / report.seconds, 2) if report.seconds else 0.0
-    log.info("embedded %d, reused %d, skipped %d, unchanged %d; store %s now holds %d vectors (%.1f s)",
-             report.embedded, report.reused, report.skipped, unchanged, out, report.total, report.seconds)
+    store.record_last_embed({"outcomes": report.outcomes(), "not_image_files": report.not_image_files,
+                             "removed_files": report.removed_files, "skipped_folders": report.skipped_folders,
+                             "unmatched_label_rows": report.unmatched_label_rows})
+    log.info("%d files found: embedded %d, reused %d, unchanged %d, skipped %d, not images %d; removed %d "
+             "gone; %d label rows unmatched; store %s now holds %d vectors (%.1f s)",
+             report.discovered, report.embedded, report.reused, unchanged, report.skipped, report.not_images,
+             report.removed, report.unmatched_labels, out, report.total, report.seconds)
     return report

@@ -11,8 +11,8 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,14 @@ from artenc.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS  # ~179 MP, one hom
 from artenc.preprocess import PreprocessConfig, to_uint8_chw
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".apng", ".webp", ".avif", ".tif", ".tiff", ".bmp",
+     ".gif"}
 )
+# Pillow formats never taken as images when sniffing names without an image extension: stubs
+# Pillow cannot decode (scientific data, video, vector) and text formats whose signature
+# plain text files can start with (XBM: "#define").
+_NOT_SNIFFED = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF", "IPTC", "XBM", "FITS"})
+_SNIFF_BYTES = 16  # the prefix Pillow's `Image.open` gives each format's signature check
 
 # Truncated files must fail loudly, not decode as grey garbage.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -38,25 +44,167 @@ def absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
-def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
-    """Return image files under `roots` (files or folders, recursive), sorted, de-duplicated.
+def display_path(path: str | os.PathLike) -> str:
+    """`path` as valid Unicode text: itself when its name is valid UTF-8, else with every byte
+    that is not escaped as `\\xNN` (`os.fsencode` + "backslashreplace").
 
-    Hidden files and folders are ignored. Raises FileNotFoundError for a missing root.
+    The one rule for file names that are not valid UTF-8 (`os.fsdecode` keeps such bytes as
+    lone surrogates, which JSON consumers, parquet and pandas' Arrow strings cannot hold):
+    artenc stores, prints and reports them in this form, and skips such files with a reason
+    (`name_problem`).
     """
-    found: set[Path] = set()
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def name_problem(path: str | os.PathLike) -> str | None:
+    """Why artenc cannot keep `path` in a store (None when it can): a name that is not valid
+    UTF-8. The reason recorded for such a file when it is skipped."""
+    if display_path(path) == os.fspath(path):
+        return None
+    return "file name is not valid UTF-8 (rename it, e.g. with convmv, to embed it)"
+
+
+def sniff_image(path: str | os.PathLike) -> bool | None:
+    """Whether a file's content is an image format Pillow reads, from its first bytes.
+
+    Reads `_SNIFF_BYTES` (16) bytes and checks them against the signature test of every
+    format registered in Pillow (`Image.OPEN`), then lets the matching formats parse the
+    header (`Image.open(..., formats=...)`, no pixel decoding): an image is a file whose
+    header one of Pillow's formats parses. Text, CSV and other files are
+    rejected at the first step, so folders of non-images cost one small read per file.
+    Returns True (an image, maybe damaged: decoding will say), False (not an image), or None
+    when the file cannot be read (the caller records why when it tries to read it).
+    """
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(_SNIFF_BYTES)
+            Image.init()
+            formats = [fmt for fmt, (_factory, accept) in Image.OPEN.items()
+                       if accept is not None and fmt not in _NOT_SNIFFED and _accepts(accept, prefix)]
+            if not formats:
+                return False
+            f.seek(0)
+            try:
+                with Image.open(f, formats=formats):
+                    return True
+            except Image.UnidentifiedImageError:  # an OSError: caught before the others
+                return False
+            except (Image.DecompressionBombError, OSError):
+                return True  # an image, too large or unreadable past its header: decoding says why
+            except Exception:  # noqa: BLE001 - UnidentifiedImageError, ValueError...: a header no format parses
+                return False
+    except OSError:
+        return None
+
+
+def _accepts(accept: Callable[[bytes], object], prefix: bytes) -> bool:
+    """A Pillow signature check on `prefix`; some raise on prefixes shorter than they expect."""
+    try:
+        return bool(accept(prefix))
+    except Exception:  # noqa: BLE001 - struct.error, IndexError...: not this format
+        return False
+
+
+@dataclass
+class Discovery:
+    """What `scan_images` found under its roots.
+
+    images: files taken as images (an image extension, a root given as a file, or image
+    content), absolute, sorted; not_images: other files (content no image format; pipes,
+    sockets, devices), sorted; skipped_folders: (folder, reason) for folders not scanned:
+    unreadable, or a symlink to a folder already scanned (loops, second names of a folder). Hidden files and folders
+    (name starting with ".") are ignored and counted nowhere.
+    """
+
+    images: list[Path] = field(default_factory=list)
+    not_images: list[Path] = field(default_factory=list)
+    skipped_folders: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_images(roots: Iterable[str | os.PathLike]) -> Discovery:
+    """Find the files under `roots` (files or folders, recursive) and sort them into images and
+    non-images (see `Discovery`).
+
+    A file is an image when its extension is in `IMAGE_EXTENSIONS` (any case), when it was
+    given as a root, or when `sniff_image` recognises its content (`.jpg_large`, no extension,
+    any name); a damaged file with an image extension is an image that decoding will skip with
+    a reason. Symlinked folders are followed; each real folder is scanned once (real folders
+    before symlinks to them), every other link to it is listed in `skipped_folders`, so loops
+    end. Paths keep the names the user sees (symlinks unresolved). Raises FileNotFoundError
+    for a missing root.
+    """
+    images: set[Path] = set()
+    not_images: set[Path] = set()
+    skipped: list[tuple[Path, str]] = []
+    seen: dict[str, Path] = {}  # real path of a scanned folder -> the name it was scanned under
+    links: list[Path] = []  # symlinked folders, scanned after every real folder
+
+    def scan(folder: Path) -> None:
+        stack = [folder]
+        while stack:
+            current = stack.pop()
+            real = os.path.realpath(current)
+            if real in seen:
+                if seen[real] != current:
+                    skipped.append((current, f"same folder as {display_path(seen[real])}, already scanned"))
+                continue
+            seen[real] = current
+            try:
+                with os.scandir(current) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                skipped.append((current, f"cannot list folder ({exc.strerror or exc})"))
+                continue
+            subfolders = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = absolute(entry.path)
+                try:  # is_dir / is_file follow symlinks
+                    is_dir, is_link = entry.is_dir(), entry.is_symlink()
+                    special = not is_dir and not entry.is_file() and os.path.exists(path)
+                except OSError:
+                    is_dir = is_link = special = False
+                if is_dir:
+                    (links if is_link else subfolders).append(path)
+                elif special:
+                    not_images.add(path)  # a pipe, socket or device: never opened (reading could block)
+                elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS or sniff_image(path) is not False:
+                    images.add(path)  # unreadable files too (dangling links): embedding records why
+                else:
+                    not_images.add(path)
+            stack.extend(reversed(subfolders))
+
+    folders = []
     for root in roots:
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such file or folder")
-        if root.is_file():
-            found.add(absolute(root))
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.add(absolute(Path(dirpath) / name))
-    return sorted(found)
+        if root.is_dir():
+            folders.append(absolute(root))
+        else:
+            images.add(absolute(root))
+    for folder in folders:
+        scan(folder)
+    while links:
+        scan(links.pop(0))
+    return Discovery(sorted(images), sorted(not_images - images), skipped)
+
+
+def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
+    """Return image files under `roots` (files or folders, recursive), sorted, de-duplicated.
+
+    `scan_images(roots).images`: images by extension or content, symlinked folders followed
+    once. Hidden files and folders are ignored. Raises FileNotFoundError for a missing root.
+    """
+    return scan_images(roots).images
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

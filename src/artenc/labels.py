@@ -6,6 +6,10 @@ training DataModule all use them.
 - **Labels CSV**: a `path` column plus any label columns, every cell read as text
   (`read_labels`). A `path` is absolute, or relative to one of the image roots or to the
   CSV's own folder (the first one where the file exists).
+- **Matching names** (`name_key`, `match_labels`): a CSV path names an image when the two are
+  equal after Unicode NFC normalisation, so a name written decomposed (NFD, as macOS writes
+  file names) matches the composed form a spreadsheet writes. A CSV row that names no image
+  is reported by name, never dropped silently.
 - **Split column**: the label column named `split` (`SPLIT_COLUMN`, exact name; functions
   take another name as a parameter). Its values are the names of the sets, chosen by the
   user (`train`/`test`, `query`/`gallery`, `dev`...); a row is in set `name` when its split
@@ -21,7 +25,9 @@ training DataModule all use them.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +98,15 @@ def in_split(values: pd.Series | Sequence, names: str | Sequence[str]) -> np.nda
     return text.isin([str(n) for n in names]).to_numpy(dtype=bool) & ~is_missing(values)
 
 
-def read_labels(labels: str | os.PathLike, roots: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
-    """Read a labels CSV (`path` + label columns, every cell as text; empty cells are "").
+def name_key(path: str | os.PathLike) -> str:
+    """The form in which two file names are compared: Unicode NFC (canonical composition,
+    `unicodedata.normalize`), so "Cafe\u0301.jpg" (NFD) and "Caf\u00e9.jpg" (NFC) are one name."""
+    return unicodedata.normalize("NFC", os.fspath(path))
 
-    Relative paths are resolved against each folder of `roots` (a file root counts as its
-    folder), then the CSV's own folder; the first folder where the file exists wins, else the
-    first folder. Returns the table with absolute, normalised `path` strings.
+
+def read_labels_table(labels: str | os.PathLike) -> pd.DataFrame:
+    """The labels CSV as written: a `path` column and label columns, every cell as text
+    (empty cells are ""; no NA guessing).
 
     Raises ParameterError("labels", ...) when the file is missing, is not readable CSV, or
     has no `path` column; the message names the file and the problem.
@@ -111,19 +120,74 @@ def read_labels(labels: str | os.PathLike, roots: Sequence[str | os.PathLike] = 
         raise ParameterError("labels", f"file {csv} is not readable CSV ({exc})") from exc
     if PATH_COLUMN not in df.columns:
         raise ParameterError("labels", f"file {csv} has no 'path' column (columns: {', '.join(df.columns)})")
-    dirs = [absolute(r if Path(r).is_dir() else Path(r).parent) for r in roots] + [absolute(csv.parent)]
+    return df
+
+
+def _label_folders(labels: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> list[Path]:
+    """Folders a relative CSV path is tried against, in order: each root's folder, the CSV's."""
+    return [absolute(r if Path(r).is_dir() else Path(r).parent) for r in roots] + [absolute(Path(labels).parent)]
+
+
+def _candidates(p: str, dirs: Sequence[Path]) -> list[Path]:
+    candidate = Path(p)
+    return [absolute(candidate)] if candidate.is_absolute() else [absolute(d / candidate) for d in dirs]
+
+
+def read_labels(labels: str | os.PathLike, roots: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
+    """Read a labels CSV (`path` + label columns, every cell as text; empty cells are "").
+
+    Relative paths are resolved against each folder of `roots` (a file root counts as its
+    folder), then the CSV's own folder; the first folder where the file exists wins, else the
+    first folder. Returns the table with absolute, normalised `path` strings.
+
+    Raises ParameterError("labels", ...) when the file is missing, is not readable CSV, or
+    has no `path` column; the message names the file and the problem.
+    """
+    df = read_labels_table(labels)
+    dirs = _label_folders(labels, roots)
 
     def resolve(p: str) -> str:
-        candidate = Path(p)
-        if candidate.is_absolute():
-            return str(absolute(candidate))
-        for d in dirs:
-            if os.path.lexists(d / candidate):
-                return str(absolute(d / candidate))
-        return str(absolute(dirs[0] / candidate))
+        candidates = _candidates(p, dirs)
+        return str(next((c for c in candidates if os.path.lexists(c)), candidates[0]))
 
     df[PATH_COLUMN] = [resolve(p) for p in df[PATH_COLUMN]]
     return df
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """Labels CSV rows matched to image paths (`match_labels`).
+
+    table: the CSV with `path` replaced by the matching image's path (rows that match no image
+    keep their resolved path, as `read_labels` gives it); unmatched: the `path` value, as
+    written in the CSV, of every row that matches no image, in CSV order.
+    """
+
+    table: pd.DataFrame
+    unmatched: list[str]
+
+
+def match_labels(
+    labels: str | os.PathLike, roots: Sequence[str | os.PathLike], paths: Iterable[str | os.PathLike]
+) -> LabelMatch:
+    """Match the rows of a labels CSV to image `paths` (absolute, as the store holds them).
+
+    A row's `path` (absolute, or relative to a folder of `roots`, then to the CSV's folder,
+    as in `read_labels`) names the image whose path is equal after `name_key` (NFC); the
+    first folder with a match wins. Raises ParameterError("labels", ...) like `read_labels`.
+    """
+    raw = read_labels_table(labels)
+    resolved = read_labels(labels, roots)
+    by_key = {name_key(p): os.fspath(p) for p in paths}
+    dirs = _label_folders(labels, roots)
+    matched, unmatched = [], []
+    for written, fallback in zip(raw[PATH_COLUMN], resolved[PATH_COLUMN], strict=True):
+        hit = next((by_key[k] for c in _candidates(written, dirs) if (k := name_key(c)) in by_key), None)
+        if hit is None:
+            unmatched.append(written)
+        matched.append(hit or fallback)
+    resolved[PATH_COLUMN] = matched
+    return LabelMatch(resolved, unmatched)
 
 
 def encode_labels(df: pd.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, list[str]]]:

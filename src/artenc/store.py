@@ -12,6 +12,7 @@ Layout::
       segments/seg-000001.parquet  one row per file seen: path, relpath, sha256, size, mtime_ns,
                                  width, height, error (null when embedded), row (into the .npy, -1 if skipped)
       labels.parquet             optional: path + label columns (joined to items on read)
+      last_embed.json            optional: the counts and file lists of the last embed run (`artenc info`)
       index/faiss.index          optional: a saved FAISS index (written by `artenc.index.save_index`)
       index/index.json           its kind, parameters and the store revision it was built from
       keypoints/<version>/<sha256>.npz  SIFT keypoints per image content (`artenc.verify.KeypointCache`)
@@ -23,7 +24,9 @@ Layout::
 
 A segment is committed when its .parquet exists (written last, by atomic rename), so
 a crash at any moment leaves only whole segments. When several segments mention the
-same path, the newest one wins: re-embedding a changed file supersedes its old row.
+same path, the newest one wins: re-embedding a changed file supersedes its old row, and a
+row with `row` = REMOVED_ROW (-2, written by `remove`) removes its path (a file that vanished).
+Every stored path is valid Unicode text (`artenc.images.display_path`).
 `compact()` rewrites the live rows as one segment, then removes the old ones. Every file
 is written through `artenc.atomic` (temporary file, fsync, rename).
 """
@@ -54,6 +57,8 @@ _SEGMENT = re.compile(r"^seg-(\d{6})\.parquet$")
 _META_FILE = "meta.json"
 _SEGMENTS_DIR = "segments"
 _LABELS_FILE = "labels.parquet"
+_LAST_EMBED_FILE = "last_embed.json"
+REMOVED_ROW = -2  # `row` of a tombstone: the path's file vanished and is no longer in the store
 _INDEX_DIR = "index"
 _KEYPOINTS_DIR = "keypoints"
 CACHE_DIR_ENV = "ARTENC_CACHE_DIR"  # environment variable naming artenc's cache folder
@@ -161,6 +166,11 @@ class Store:
         return self.root / _LABELS_FILE
 
     @property
+    def last_embed_path(self) -> Path:
+        """STORE/last_embed.json: what the last embed run found and did (`record_last_embed`)."""
+        return self.root / _LAST_EMBED_FILE
+
+    @property
     def index_dir(self) -> Path:
         """STORE/index/: the saved FAISS index and its metadata (`artenc.index.save_index`)."""
         return self.root / _INDEX_DIR
@@ -204,7 +214,8 @@ class Store:
         for seg in self.segment_ids():
             df = pd.read_parquet(self._segment_file(seg, ".parquet"))
             vec = np.load(self._segment_file(seg, ".npy"), mmap_mode="r", allow_pickle=False)
-            df["row"] = np.where(df["row"].to_numpy() >= 0, df["row"].to_numpy() + offset, -1)
+            row = df["row"].to_numpy()
+            df["row"] = np.where(row >= 0, row + offset, row)  # negative: skipped (-1), REMOVED_ROW
             df["segment"] = seg
             offset += len(vec)
             frames.append(df)
@@ -214,7 +225,7 @@ class Store:
             return empty, np.zeros((0, self.dim), dtype=np.float32)
         rows = pd.concat(frames, ignore_index=True)
         rows = rows.drop_duplicates("path", keep="last").sort_values("path", kind="stable")
-        rows = rows.reset_index(drop=True)
+        rows = rows[rows["row"] != REMOVED_ROW].reset_index(drop=True)
         all_vectors = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         return rows, all_vectors
 
@@ -305,6 +316,32 @@ class Store:
         return {p: i for i, p in enumerate(self._live[0]["path"])}
 
     # ----- maintenance ---------------------------------------------------------------
+    def remove(self, paths: Sequence[str]) -> int:
+        """Remove `paths` (files that vanished) from the store: one committed segment of
+        tombstone rows (`REMOVED_ROW`), dropped for good by the next `compact`. Vectors and
+        skip records of these paths disappear from every view at once. Returns how many
+        of `paths` the store held."""
+        known = set(self.known_files()["path"])
+        gone = sorted({str(p) for p in paths} & known)
+        if gone:
+            n = len(gone)
+            rows = pd.DataFrame({"path": gone, "relpath": [""] * n, "sha256": [""] * n, "size": [-1] * n,
+                                 "mtime_ns": [-1] * n, "width": [-1] * n, "height": [-1] * n,
+                                 "error": ["removed: file gone"] * n, "row": [REMOVED_ROW] * n})
+            self.append_segment(rows, np.zeros((0, self.dim), np.float32))
+        return len(gone)
+
+    def record_last_embed(self, record: dict) -> None:
+        """Keep the counts and file lists of the last embed run (shown by `summary`)."""
+        atomic_write_json(self.last_embed_path, record)
+
+    def last_embed(self) -> dict | None:
+        """What `record_last_embed` kept, or None (no run recorded, or an unreadable file)."""
+        try:
+            return json.loads(self.last_embed_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
     def compact(self) -> None:
         """Rewrite all live rows as one segment, then delete the superseded segments."""
         ids = self.segment_ids()
@@ -324,7 +361,11 @@ class Store:
         self.reload()
 
     def summary(self) -> dict:
-        """What `artenc info` prints."""
+        """What `artenc info` prints: the store's model and contents (`count` vectors,
+        `skipped` files with reasons) and `last_embed`: the last embed run's outcome counts
+        (discovered = embedded + reused + unchanged + skipped + not_images; removed: files
+        that vanished) with its lists of non-image files, unscanned folders and unmatched
+        label rows (None before any recorded run)."""
         skipped = self.skipped
         return {
             "store": str(self.root),
@@ -339,6 +380,7 @@ class Store:
             "skipped_files": [
                 {"path": p, "reason": r} for p, r in zip(skipped["path"], skipped["error"], strict=True)
             ],
+            "last_embed": self.last_embed(),
         }
 
 

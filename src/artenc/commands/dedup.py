@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.copy_unique_to:
         n = collection.copy_unique(report, args.copy_unique_to)
         log.info("copied %d unique works to %s", n, args.copy_unique_to)
+        for s in n.skipped:
+            log.warning("not copied %s: %s", s["path"], s["reason"])
     if args.json:
         emit_json(doc)
         return 0

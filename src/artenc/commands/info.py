@@ -1,4 +1,4 @@
-"""`artenc info STORE`: what a store holds (count, dim, model, skipped files)."""
+"""`artenc info STORE`: what a store holds (count, dim, model, skipped files, the last embed run)."""
 
 from __future__ import annotations
 
@@ -28,4 +28,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"skipped      {summary['skipped']}")
     for s in summary["skipped_files"]:
         print(f"  {s['path']}: {s['reason']}")
+    last = summary.get("last_embed")
+    if last:
+        n = last["outcomes"]
+        print(f"last embed   {n['discovered']} files found: {n['embedded']} embedded, {n['reused']} reused, "
+              f"{n['unchanged']} unchanged, {n['skipped']} skipped, {n['not_images']} not images; "
+              f"{n['removed']} removed (gone)")
+        for path in last["not_image_files"]:
+            print(f"  not an image: {path}")
+        for f in last["skipped_folders"]:
+            print(f"  folder skipped: {f['path']}: {f['reason']}")
+        for row in last["unmatched_label_rows"]:
+            print(f"  label row matches no image: {row}")
     return 0
