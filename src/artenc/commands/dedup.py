@@ -78,4 +78,11 @@ def run(args: argparse.Namespace) -> int:
         for d in g["duplicates"]:
             extra = f"  inliers {d['inliers']}" if "inliers" in d else ""
             print(f"  {d['similarity']:.4f}  {d['path']}{extra}")
+    in_groups = {frozenset((g["keep"], d["path"])) for g in doc["groups"] for d in g["duplicates"]}
+    others = [d for d in doc["pairs"] if frozenset((d["a"], d["b"])) not in in_groups]
+    if others:
+        print(f"{len(others)} more duplicate pairs (not a keeper and its copy in the groups above):")
+        for d in others:
+            extra = f"  inliers {d['inliers']}" if "inliers" in d else ""
+            print(f"  {d['similarity']:.4f}  {d['a']}  ~  {d['b']}{extra}")
     return 0
