@@ -5,6 +5,10 @@ Groups of near-duplicates (every member a duplicate of every other), each with a
 at --threshold; with verification (default) each work's --top-m nearest neighbours with
 cosine >= --floor are candidates too, and a pair is a duplicate only with >= --min-inliers
 SIFT/RANSAC inliers. Defaults: `artenc.defaults`, shown with each flag below.
+Byte-identical files are duplicates at every threshold (similarity 1.0). Every duplicate
+pair is listed ("pairs" in --json; in the text, the pairs the groups do not show follow
+them). --copy-unique-to leaves out each work that is a duplicate of a work already kept
+(keeper order), so no two kept works are duplicates of each other.
 """
 
 from __future__ import annotations
