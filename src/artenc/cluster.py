@@ -26,7 +26,8 @@ silhouette wins. The chosen k's sweep solution is the result.
 Identical pictures count once (`same_pictures`): works whose vectors are identical (cosine
 at least 1.0 by `artenc.search.similarity_at_least`), whose files are byte-identical (equal
 sha256) or that a given duplicate report maps to one keeper collapse into one weighted
-point before clustering, so no two medoids are the same picture. FasterPAM has no weights;
+point (shown by its first store row) before clustering, so no two medoids are the same
+picture. FasterPAM has no weights;
 a weighted point is one row of the dissimilarity matrix scaled by its weight (the loss is
 sum_j w_j d(j, medoid(j)), kmedoids reads diss[point, medoid]), which equals repeating the
 point w_j times without the w_j^2-sized matrix. Seeding (D^1 sampling) and polishing use the
@@ -412,6 +413,8 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
     sample = rng.permutation(n)[:sample_size]  # random order: its head is the sweep sample
     reps, inverse = same_pictures(x[sample], None if same is None else np.asarray(same)[sample])
     distinct = len(reps)
+    by_row = np.lexsort((sample, inverse))  # each picture is shown by its first store row
+    reps = by_row[np.searchsorted(inverse[by_row], np.arange(distinct))]
     weights = None if distinct == len(sample) else np.bincount(inverse).astype(np.float32)
     xd = x[sample[reps]]
     among = (f"{distinct} distinct pictures among the {len(sample)} works"
