@@ -27,10 +27,9 @@ Identical pictures count once (`same_pictures`): works whose vectors are identic
 at least 1.0 by `artenc.search.similarity_at_least`), whose files are byte-identical (equal
 sha256) or that a given duplicate report maps to one keeper collapse into one weighted
 point (shown by its first store row) before clustering, so no two medoids are the same
-picture. FasterPAM has no weights;
-a weighted point is one row of the dissimilarity matrix scaled by its weight (the loss is
-sum_j w_j d(j, medoid(j)), kmedoids reads diss[point, medoid]), which equals repeating the
-point w_j times without the w_j^2-sized matrix. Seeding (D^1 sampling) and polishing use the
+picture. FasterPAM has no weights; a weighted point is one row of the dissimilarity matrix
+scaled by its weight (the loss is sum_j w_j d(j, medoid(j)), kmedoids reads
+diss[point, medoid]), which equals repeating the point w_j times without the larger matrix. Seeding (D^1 sampling) and polishing use the
 same weights; the silhouette counts each distinct picture once. Labels are expanded back to
 every work. A fixed k above the number of distinct pictures, or k="auto" with fewer than 3
 distinct pictures, raises ParameterError("k").
