@@ -10,11 +10,14 @@ import pytest
 from artenc.cli import main
 from artenc.cluster import (
     choose_k,
+    cluster_store,
     cluster_vectors,
     cosine_distances,
     fit_kmedoids,
     kmedoids_plusplus,
+    same_pictures,
 )
+from artenc.errors import ParameterError
 from tests.helpers_search import clustered, vector_store
 
 
@@ -105,3 +108,77 @@ def test_sweep_sample_smaller_than_data_polishes_on_all(monkeypatch):
         again = C.polish(d_all[:, :120], fit.medoids)  # polished: a fixed point, loss never rises
         assert again.loss <= fit.loss + 1e-3
     assert len(np.unique(fits[6].labels)) == 6
+
+
+# ---------------------------------------------------------------- issue 12: case 9
+
+
+def copies_of_one(distinct: int = 8, copies: int = 10, seed: int = 0) -> np.ndarray:
+    """`distinct` random unit vectors, then `copies` identical copies of the first one."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((distinct, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.vstack([x, np.repeat(x[:1], copies, axis=0)])
+
+
+def distinct_vectors(x: np.ndarray, rows: np.ndarray) -> int:
+    return len({x[r].tobytes() for r in rows})
+
+
+def test_medoids_are_distinct_pictures_for_a_fixed_k(tmp_path, caplog):
+    x = copies_of_one()
+    result = cluster_vectors(x, 8)
+    assert distinct_vectors(x, result.medoids) == 8  # not five copies of work 0
+    assert sorted(result.sizes.tolist()) == [1] * 7 + [11]  # the copies join their picture
+    assert len(set(result.labels[[0, *range(8, 18)]].tolist())) == 1
+    with pytest.raises(ParameterError, match=r"12 exceeds the number of distinct pictures.* 8 distinct") as err:
+        cluster_vectors(x, 12)
+    assert err.value.param == "k"
+    store = vector_store(tmp_path, x)
+    assert main(["cluster", str(store.root), "--k", "12"]) == 2
+    assert "k 12 exceeds" in caplog.text and "8 distinct pictures among the 18 works" in caplog.text
+
+
+def test_auto_k_never_picks_two_copies():
+    """Six identical works plus planted clusters: every medoid is a different picture."""
+    x, _ = clustered(4, 12, dim=16, spread=0.3, seed=7)
+    x = np.vstack([x, np.repeat(x[:1], 6, axis=0)])
+    result = cluster_vectors(x, "auto", k_range="2:12")
+    assert distinct_vectors(x, result.medoids) == result.k
+    with pytest.raises(ParameterError, match="'auto' needs at least 3 distinct pictures"):
+        cluster_vectors(copies_of_one(2, 5), "auto")
+
+
+def test_weighted_fit_equals_the_fit_of_the_repeated_points():
+    """A point of weight w costs as much as w copies: the loss of the weighted fit on distinct
+    points equals the loss of the same medoids on the expanded data, and is optimal here."""
+    import itertools
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    w = rng.integers(1, 6, 12)
+    d = cosine_distances(x)
+    fit = fit_kmedoids(d, 3, weights=w.astype(np.float32))
+    expanded = cosine_distances(np.repeat(x, w, axis=0))
+    start = np.concatenate([[0], np.cumsum(w)[:-1]])
+    loss_expanded = expanded[:, start[fit.medoids]].min(axis=1).sum()
+    assert fit.loss == pytest.approx(loss_expanded, rel=1e-5)
+    best = min((d[:, list(m)].min(axis=1) * w).sum() for m in itertools.combinations(range(12), 3))
+    assert fit.loss == pytest.approx(best, rel=1e-5)
+
+
+def test_same_pictures_joins_rounding_noise_hashes_and_keepers(tmp_path):
+    x = copies_of_one(5, 2)
+    x[5] = x[5] * np.float32(1 + 1e-7)  # not bitwise equal, cosine 1.0 up to rounding
+    reps, inverse = same_pictures(x)
+    assert len(reps) == 5 and inverse.tolist() == [0, 1, 2, 3, 4, 0, 0]
+    reps, inverse = same_pictures(x, np.array([0, 1, 1, 2, 3, 4, 5]))  # rows 1 and 2: same file
+    assert len(reps) == 4 and inverse[1] == inverse[2]
+    store = vector_store(tmp_path, copies_of_one(6, 0))
+    keepers = np.array([0, 0, 2, 3, 4, 5])  # a duplicate report: row 1 is a copy of row 0
+    result = cluster_store(store, 5, keepers=keepers)
+    assert 0 in result.medoids or 1 in result.medoids
+    assert not {0, 1} <= set(result.medoids.tolist())
+    with pytest.raises(ParameterError, match="5 distinct"):
+        cluster_store(store, 6, keepers=keepers)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from artenc.cli import main
-from artenc.dedup import Pairs, candidate_pairs, clique_groups, find_duplicates
+from artenc.dedup import (
+    Pairs,
+    candidate_pairs,
+    clique_groups,
+    copy_unique,
+    find_duplicates,
+    identical_pairs,
+    representatives,
+)
 from artenc.errors import UsageError
 from tests.helpers_search import vector_store
 
@@ -199,3 +209,141 @@ def test_cell_search_gives_the_exact_groups_on_planted_copies(tmp_path):
     groups = [find_duplicates(store, 0.9, verify=False, exact=e).groups for e in (True, False)]
     rows = [[g.rows for g in gs] for gs in groups]  # similarities may differ in the last digit
     assert rows[0] == rows[1] and len(rows[0]) >= 40
+
+
+# ---------------------------------------------------------------- issue 12: cases 7 and 8
+
+
+def test_identical_files_are_duplicates_at_threshold_one(tmp_path, capsys, lite0_encoder):
+    """Byte-identical files are duplicates at threshold 1.0 with similarity exactly 1.0, with and
+    without verification (a flat picture has no SIFT keypoints), and `pair` says 1.0."""
+    from artenc.embedding import embed_folders
+    from tests.conftest import painting
+
+    img = tmp_path / "img"
+    img.mkdir()
+    painting(1).save(img / "a.jpg", quality=90)
+    (img / "b.jpg").write_bytes((img / "a.jpg").read_bytes())
+    painting(2).save(img / "c.jpg", quality=90)
+    Image.new("RGB", (200, 150), (120, 90, 60)).save(img / "flat.png")
+    (img / "flat_copy.png").write_bytes((img / "flat.png").read_bytes())
+    embed_folders([img], tmp_path / "store", workers=0, encoder=lite0_encoder, progress=False)
+    store = str(tmp_path / "store")
+    want = {(str(img / "a.jpg"), str(img / "b.jpg")), (str(img / "flat.png"), str(img / "flat_copy.png"))}
+    for verify in ([], ["--no-verify"]):
+        assert main(["dedup", store, "--threshold", "1.0", "--json", *verify]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert {tuple(sorted((p["a"], p["b"]))) for p in doc["pairs"]} == want
+        assert all(p["similarity"] == 1.0 for p in doc["pairs"])
+        assert doc["duplicate_pairs"] == 2
+        assert sorted(d["similarity"] for g in doc["groups"] for d in g["duplicates"]) == [1.0, 1.0]
+    assert main(["pair", store, str(img / "a.jpg"), str(img / "b.jpg"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["similarity"] == 1.0
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_float_rounding_never_hides_identical_vectors(exact):
+    """Rows whose float32 self-product is below 1 are found at threshold 1.0 by the range search
+    and the top-m floor, exact and in k-means cells (`similarity_at_least`)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    low = np.flatnonzero(np.einsum("nd,nd->n", x, x) < 1.0)[:5]
+    assert len(low) == 5  # the rounding the rule must forgive
+    x = np.vstack([x, x[low]])
+    want = {(int(r), 600 + i) for i, r in enumerate(low)}
+    as_set = lambda p: set(zip(p.i.tolist(), p.j.tolist(), strict=True))  # noqa: E731
+    assert as_set(candidate_pairs(x, 1.0, exact=exact)) == want
+    assert want <= as_set(candidate_pairs(x, 1.0, exact=exact, top_m=1, floor=1.0))
+
+
+def test_identical_pairs_by_hash():
+    pairs = identical_pairs(np.array(["x", "y", "x", None, None, "x"], dtype=object))
+    assert list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True)) == [(0, 2), (0, 5), (2, 5)]
+    assert pairs.sim.dtype == np.float32 and np.all(pairs.sim == 1.0)
+
+
+def star_and_chain(tmp_path) -> tuple:
+    """Vectors of A, B, C (rows 0, 1, 2: keeper order by path) plus unrelated works: star
+    (A~B, A~C, not B~C) and chain (A~B, B~C, not A~C) at threshold 0.9."""
+    theta = np.arccos(0.95)
+    rng = np.random.default_rng(3)
+    stores = {}
+    for name, angles in (("star", (0.0, -theta, theta)), ("chain", (0.0, theta, 2 * theta))):
+        x = rng.standard_normal((20, 16)).astype(np.float32)
+        x[:, :2] = 0  # the others are orthogonal to the plane of A, B, C
+        for r, a in enumerate(angles):
+            x[r] = 0
+            x[r, :2] = np.cos(a), np.sin(a)
+        root = tmp_path / name
+        root.mkdir()
+        stores[name] = vector_store(root, x)
+        for p in stores[name].items["path"]:
+            Path(p).write_bytes(b"x")
+    return stores["star"], stores["chain"]
+
+
+def test_every_pair_is_listed_and_copy_unique_keeps_no_two_duplicates(tmp_path, capsys):
+    star, chain = star_and_chain(tmp_path)
+    for store, dropped in ((star, {1, 2}), (chain, {1})):
+        paths = store.items["path"].tolist()
+        assert main(["dedup", str(store.root), "--no-verify", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["duplicate_pairs"] == 2 and len(doc["pairs"]) == 2
+        in_groups = sum(len(g["duplicates"]) for g in doc["groups"])
+        assert in_groups == 1  # the clique grouping shows one pair only: the list shows both
+        assert {(p["a"], p["b"]) for p in doc["pairs"]} == (
+            {(paths[0], paths[1]), (paths[0], paths[2])} if store is star else {(paths[0], paths[1]), (paths[1], paths[2])})
+        report = find_duplicates(store, 0.9, verify=False)
+        assert report.duplicate_paths == {paths[r] for r in dropped}
+        out = store.root.parent / "unique"
+        assert copy_unique(store, report, out) == len(paths) - len(dropped)
+        assert sorted(p.name for p in out.iterdir()) == sorted(Path(paths[r]).name for r in range(len(paths))
+                                                               if r not in dropped)
+    assert main(["dedup", str(star.root), "--no-verify"]) == 0
+    assert "1 more duplicate pairs" in capsys.readouterr().out
+
+
+def test_representatives_never_keep_two_duplicates():
+    """On random graphs: kept rows form no pair, every dropped row pairs with its (kept) keeper."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        n = int(rng.integers(2, 40))
+        i, j = np.triu_indices(n, 1)
+        keep = rng.random(len(i)) < rng.uniform(0.02, 0.4)
+        pairs = Pairs(i[keep], j[keep], np.ones(keep.sum(), np.float32))
+        rank = rng.permutation(n)
+        rep = representatives(pairs, rank)
+        kept = rep == np.arange(n)
+        edges = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+        assert not any(kept[a] and kept[b] for a, b in edges)
+        for r in np.flatnonzero(~kept):
+            assert kept[rep[r]] and (min(r, rep[r]), max(r, rep[r])) in edges
+    star = Pairs(np.array([0, 0]), np.array([1, 2]), np.ones(2, np.float32))
+    chain = Pairs(np.array([0, 1]), np.array([1, 2]), np.ones(2, np.float32))
+    assert representatives(star, np.arange(3)).tolist() == [0, 0, 0]
+    assert representatives(chain, np.arange(3)).tolist() == [0, 0, 2]
+
+
+def test_crops_of_one_painting_are_both_dropped(tmp_path, capsys, lite0_encoder):
+    """Real images: A and two non-overlapping crops B, C of it. Verification confirms A~B and A~C
+    (not B~C); both pairs are listed and copy-unique keeps A but neither crop."""
+    from artenc.embedding import embed_folders
+    from tests.helpers_search import painting as textured
+
+    img = tmp_path / "img"
+    img.mkdir()
+    a = textured(5, (640, 480))
+    a.save(img / "a.jpg", quality=92)
+    a.crop((0, 0, 300, 480)).save(img / "b.jpg", quality=92)
+    a.crop((340, 0, 640, 480)).save(img / "c.jpg", quality=92)
+    for s in range(6, 10):
+        textured(s, (320, 256)).save(img / f"o{s}.jpg", quality=90)
+    embed_folders([img], tmp_path / "store", workers=0, encoder=lite0_encoder, progress=False)
+    out = tmp_path / "unique"
+    assert main(["dedup", str(tmp_path / "store"), "--json", "--copy-unique-to", str(out), "--workers", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {(p["a"], p["b"]) for p in doc["pairs"]} == {(str(img / "a.jpg"), str(img / "b.jpg")),
+                                                       (str(img / "a.jpg"), str(img / "c.jpg"))}
+    assert all(p["inliers"] >= 15 for p in doc["pairs"])
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "o6.jpg", "o7.jpg", "o8.jpg", "o9.jpg"]

@@ -161,3 +161,43 @@ def test_report_map_works_in_a_browser(store: Store, report: tuple[Path, str], t
         page.screenshot(path=str(tmp_path / "map.png"))
         browser.close()
     assert not errors
+
+
+# ---------------------------------------------------------------- issue 12: case 10
+
+
+def tiny_store(root: Path, n: int, *, copies: int = 0, labels: bool = True) -> Store:
+    """`n` distinct works (real image files) plus `copies` identical copies of the first."""
+    from tests.conftest import painting
+
+    x = np.random.default_rng(n).standard_normal((n, 16)).astype(np.float32)
+    x = np.vstack([x, np.repeat(x[:1], copies, axis=0)])
+    store = vector_store(root, x, {"style": [f"s{i % 2}" for i in range(len(x))]} if labels else None)
+    for i, path in enumerate(store.items["path"]):
+        painting(0 if i >= n else i, (96, 80)).save(path)
+    return store
+
+
+@pytest.mark.parametrize("n,copies,notes", [
+    (1, 0, {"neighbours": "at least 2 works", "duplicates": "at least 2 works", "clusters": "at least 3 works",
+            "map": "at least 2 works", "evaluation": "no value is shared by 2 works"}),
+    (2, 0, {"clusters": "at least 3 works", "evaluation": "no value is shared by 2 works"}),
+    (2, 1, {"clusters": "needs at least 3 distinct pictures"}),
+    (3, 0, {}),
+])
+def test_report_on_a_tiny_store(tmp_path: Path, capsys, n: int, copies: int, notes: dict) -> None:
+    """1, 2 or 3 works: exit 0, the HTML is written, sections that cannot be computed have a note."""
+    store = tiny_store(tmp_path, n, copies=copies)
+    out = tmp_path / "tiny.html"
+    assert main(["report", str(store.root), "--out", str(out), "--no-verify", "--map-method", "pca", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert check_html(out).sections == list(SECTIONS)
+    for sid, section in doc["sections"].items():
+        if sid in notes:
+            assert notes[sid] in section["note"]
+        else:
+            assert section["note"] is None, (sid, section["note"])
+    html = out.read_text()
+    assert "k-range" not in html and "k_range" not in html
+    if n == 3:
+        assert doc["sections"]["clusters"]["k"] == 2

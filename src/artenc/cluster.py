@@ -22,6 +22,17 @@ unit sphere, minus that of the data). Rule: the knee of the inertia curve (kneed
 decreasing) proposes k; among swept k within +-30 % of the knee (at least the knee and its
 neighbours) the one with the highest silhouette is chosen. Without a knee, the highest
 silhouette wins. The chosen k's sweep solution is the result.
+
+Identical pictures count once (`same_pictures`): works whose vectors are identical (cosine
+at least 1.0 by `artenc.search.similarity_at_least`), whose files are byte-identical (equal
+sha256) or that a given duplicate report maps to one keeper collapse into one weighted
+point (shown by its first store row) before clustering, so no two medoids are the same
+picture. FasterPAM has no weights; a weighted point is one row of the dissimilarity matrix
+scaled by its weight (the loss is sum_j w_j d(j, medoid(j)), kmedoids reads
+diss[point, medoid]), which equals repeating the point w_j times without the larger matrix. Seeding (D^1 sampling) and polishing use the
+same weights; the silhouette counts each distinct picture once. Labels are expanded back to
+every work. A fixed k above the number of distinct pictures, or k="auto" with fewer than 3
+distinct pictures, raises ParameterError("k").
 """
 
 from __future__ import annotations
@@ -34,10 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 from artenc.errors import ParameterError, UsageError
-from artenc.search import as_unit_matrix, limit_threads, top_k
+from artenc.search import as_unit_matrix, limit_threads, similar_pairs, top_k
 from artenc.store import l2_normalize
 from artenc.viz.grids import draw_cluster_montage, draw_medoid_strip
 from artenc.viz.plots import plot_k_sweep
@@ -54,6 +68,7 @@ GAP_REFERENCES = 3
 GAP_AXES_SAMPLE = 500
 GAP_REFERENCE_SIZE = 500
 KNEE_WINDOW = 0.3
+MIN_AUTO_WORKS = 3  # k="auto" sweeps k >= 2 and needs a k below the number of distinct pictures
 
 
 @dataclass
@@ -106,17 +121,64 @@ def cosine_distances(x: np.ndarray) -> np.ndarray:
     return d
 
 
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) int64 connected component (0..c-1) of every node of the undirected edges (a, b)."""
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _label_edges(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining each row to the first row with the same label."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.arange(len(labels)), first[inverse.reshape(-1)]
+
+
+def same_pictures(x: np.ndarray, same: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse rows that are the same picture.
+
+    Args:
+        x: (n, dim) float32 unit vectors.
+        same: (n,) labels, rows with equal labels are the same picture (e.g. equal sha256,
+            a duplicate report's keeper), or None.
+
+    Returns:
+        (reps (d,) int64: the first row of each picture, in row order; inverse (n,) int64:
+        the picture 0..d-1 of every row). Rows join when their vectors are bitwise equal, have
+        cosine at least 1.0 (`artenc.search.similar_pairs`, i.e. `similarity_at_least`, on the
+        bitwise-distinct rows: memory bounded) or share a `same` label; joins are transitive.
+    """
+    n = len(x)
+    _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    a, b = [np.arange(n)], [first[inverse.reshape(-1)]]
+    near = similar_pairs(x[first], 1.0)
+    a.append(first[near.i])
+    b.append(first[near.j])
+    if same is not None:
+        ea, eb = _label_edges(np.asarray(same))
+        a.append(ea)
+        b.append(eb)
+    comp = _components(n, np.concatenate(a), np.concatenate(b))
+    firsts = np.unique(comp, return_index=True)[1]  # comp is 0..c-1: firsts[c] = first row of c
+    order = np.argsort(firsts, kind="stable")
+    pos = np.empty(len(firsts), dtype=np.int64)
+    pos[order] = np.arange(len(firsts))
+    return firsts[order].astype(np.int64), pos[comp]
+
+
 def kmedoids_plusplus(diss: np.ndarray, k: int, rng: np.random.Generator,
-                      start: np.ndarray | None = None) -> np.ndarray:
-    """k-medoids++ seeding (D^1 sampling), optionally extending existing medoids `start`."""
+                      start: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+    """k-medoids++ seeding (D^1 sampling: P(j) ~ w_j d(j, nearest medoid)), optionally
+    extending existing medoids `start`; `weights` (n,) default 1."""
     n = len(diss)
     medoids = [] if start is None else [int(m) for m in start]
     if not medoids:
         medoids.append(int(rng.integers(n)))
     nearest = diss[medoids].min(axis=0).astype(np.float64)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     while len(medoids) < k:
-        total = nearest.sum()
-        pick = int(rng.choice(n, p=nearest / total)) if total > 0 else int(rng.integers(n))
+        mass = nearest * w
+        total = mass.sum()
+        pick = int(rng.choice(n, p=mass / total)) if total > 0 else int(rng.integers(n))
         if pick in medoids:
             pick = int(np.setdiff1d(np.arange(n), medoids)[0])
         medoids.append(pick)
@@ -124,19 +186,27 @@ def kmedoids_plusplus(diss: np.ndarray, k: int, rng: np.random.Generator,
     return np.asarray(medoids[:k], dtype=np.int64)
 
 
-def fit_kmedoids(diss: np.ndarray, k: int, *, seed: int = 0, init: np.ndarray | None = None) -> KFit:
+def fit_kmedoids(diss: np.ndarray, k: int, *, seed: int = 0, init: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> KFit:
     """k-medoids++ seeding (extending `init`), alternating (Voronoi) steps, then FasterPAM swaps.
 
     The alternating steps are a cheap head start for a cold start (skipped when `init`,
     a previous solution, is given); FasterPAM only makes improving swaps, so the result is
     never worse than the solution it starts from.
+
+    Args:
+        diss: (n, n) float32 symmetric dissimilarities.
+        weights: (n,) positive weights (a point standing for w identical works), or None:
+            row j of `diss` is scaled by w_j, so the loss is sum_j w_j d(j, medoid(j)).
     """
     import kmedoids
 
     n = len(diss)
     if not 1 <= k <= n:
         raise ParameterError("k", f"must be between 1 and the number of works ({n}), got {k}")
-    start = kmedoids_plusplus(diss, k, np.random.default_rng(seed), init)
+    start = kmedoids_plusplus(diss, k, np.random.default_rng(seed), init, weights)
+    if weights is not None:
+        diss = diss * np.asarray(weights, dtype=diss.dtype)[:, None]  # kmedoids reads diss[point, medoid]
     if init is None or len(init) == 0:
         start = np.asarray(kmedoids.alternating(diss, start.astype(np.uintp), max_iter=100).medoids)
     res = kmedoids.fasterpam(diss, np.asarray(start, dtype=np.uintp), max_iter=100,
@@ -160,15 +230,17 @@ def cross_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return d
 
 
-def polish(cross: np.ndarray, medoids: np.ndarray, max_iter: int = 20) -> KFit:
+def polish(cross: np.ndarray, medoids: np.ndarray, max_iter: int = 20, weights: np.ndarray | None = None) -> KFit:
     """Alternating (Voronoi) steps on all works with medoids restricted to the sweep sample.
 
     `cross` is (n, m): distances from every clustered work to the m sweep-sample works
     (rows 0..m-1 are the sample itself). Each step assigns every work to its nearest medoid,
     then moves each medoid to the sample member of its cluster with the least total distance
-    to all members; the loss over all n works never increases.
+    to all members; the loss over all n works never increases. `weights` (n,) weigh the
+    works' distances (default 1).
     """
     n, m = cross.shape
+    w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
     medoids = np.asarray(medoids, dtype=np.int64).copy()
     for _ in range(max_iter):
         labels = np.argmin(cross[:, medoids], axis=1)
@@ -180,16 +252,16 @@ def polish(cross: np.ndarray, medoids: np.ndarray, max_iter: int = 20) -> KFit:
             cand = members[members < m]
             if len(cand) < 2:
                 continue
-            costs = cross[members][:, cand].sum(axis=0)
+            costs = w[members] @ cross[members][:, cand]
             best = int(np.argmin(costs))
-            if costs[best] < cross[members, medoids[c]].sum() - 1e-6:
+            if costs[best] < w[members] @ cross[members, medoids[c]] - 1e-6:
                 medoids[c] = cand[best]
                 changed = True
         if not changed:
             break
     near = cross[:, medoids]
     labels = np.argmin(near, axis=1)
-    loss = float(near[np.arange(n), labels].sum(dtype=np.float64))
+    loss = float(w @ near[np.arange(n), labels].astype(np.float64))
     return KFit(len(medoids), medoids, labels.astype(np.int64), loss)
 
 
@@ -228,16 +300,20 @@ def reference_sets(x: np.ndarray, b: int, size: int, seed: int) -> list[np.ndarr
     return refs
 
 
-def sweep_k(x: np.ndarray, ks: list[int], *, seed: int = 0,
-            gap_refs: int = GAP_REFERENCES) -> tuple[list[dict], dict[int, KFit], np.ndarray]:
+def sweep_k(x: np.ndarray, ks: list[int], *, seed: int = 0, gap_refs: int = GAP_REFERENCES,
+            weights: np.ndarray | None = None) -> tuple[list[dict], dict[int, KFit], np.ndarray]:
     """Fit every k of `ks` (warm starts) for the unit vectors `x` (in random order).
 
     Each k is fitted by FasterPAM on the first SWEEP_MAX works (the sweep sample; its
     distance matrix is the only square one), then, when there are more works, polished by
     alternating steps on all of them (`polish`); inertia is always over all of them.
+    `weights` (n,): works each row stands for (default 1): inertia and distortion count
+    them, the silhouette counts each row once.
     Returns the rows, the fits and the sweep sample's distance matrix.
     """
     n = len(x)
+    total = n if weights is None else float(np.sum(weights))
+    head_w = None if weights is None else weights[:min(n, SWEEP_MAX)]
     m = min(n, SWEEP_MAX)
     head = cosine_distances(x[:m])
     cross = cross_distances(x, x[:m]) if m < n else None
@@ -247,20 +323,20 @@ def sweep_k(x: np.ndarray, ks: list[int], *, seed: int = 0,
     ref_prev: list[np.ndarray | None] = [None] * len(refs)
     rows, fits, prev = [], {}, None
     for k in sorted(ks):
-        fit = fit_kmedoids(head, min(k, m), seed=seed + k, init=prev)
+        fit = fit_kmedoids(head, min(k, m), seed=seed + k, init=prev, weights=head_w)
         prev = fit.medoids
-        fit = polish(cross, fit.medoids) if cross is not None else fit
+        fit = polish(cross, fit.medoids, weights=weights) if cross is not None else fit
         fits[k] = fit
         ref_logs = []
         for r, ref in enumerate(refs):
             ref_fit = fit_kmedoids(ref, min(k, len(ref)), seed=seed + k, init=ref_prev[r])
             ref_prev[r] = ref_fit.medoids
             ref_logs.append(np.log(max(ref_fit.loss / len(ref), 1e-12)))
-        log_w = np.log(max(fit.loss / n, 1e-12))
+        log_w = np.log(max(fit.loss / total, 1e-12))
         rows.append({
             "k": k,
             "inertia": round(fit.loss, 6),
-            "distortion": round(fit.loss / n, 6),
+            "distortion": round(fit.loss / total, 6),
             "silhouette": round(silhouette(sil_diss, fit.labels[:s]), 6),
             "gap": round(float(np.mean(ref_logs) - log_w), 6) if refs else None,
             "gap_sd": round(float(np.std(ref_logs) * np.sqrt(1 + 1 / len(refs))), 6) if refs else None,
@@ -308,8 +384,24 @@ def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray,
 
 
 def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
-                    sample_size: int = CLUSTER_SAMPLE, seed: int = 0) -> Clustering:
-    """k-medoids of unit vectors; `k="auto"` sweeps `k_range` and picks k by the documented rule."""
+                    sample_size: int = CLUSTER_SAMPLE, seed: int = 0, same: np.ndarray | None = None) -> Clustering:
+    """k-medoids of unit vectors; `k="auto"` sweeps `k_range` and picks k by the documented rule.
+
+    Args:
+        vectors: (n, dim) float unit vectors.
+        k: clusters, or "auto"; k_range: the k swept by "auto" ("START:STOP[:STEP]" or a list).
+        sample_size: most works clustered (the rest join their nearest medoid).
+        same: (n,) labels, rows with equal labels are the same picture (e.g. sha256), or None.
+
+    Returns:
+        `Clustering` of all n rows; identical pictures (`same_pictures`) are one weighted
+        point, so the medoids are distinct pictures.
+
+    Raises:
+        UsageError: no vectors. ParameterError("k"): k not an integer nor "auto", outside
+        [1, n], above the number of distinct pictures, or "auto" with fewer than
+        MIN_AUTO_WORKS distinct pictures; ParameterError("k_range"), ("sample_size").
+    """
     x = as_unit_matrix(vectors)
     n = len(x)
     if n == 0:
@@ -318,14 +410,24 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         raise ParameterError("sample_size", f"must be >= 2, got {sample_size}")
     rng = np.random.default_rng(seed)
     sample = rng.permutation(n)[:sample_size]  # random order: its head is the sweep sample
-    xs = x[sample]
+    reps, inverse = same_pictures(x[sample], None if same is None else np.asarray(same)[sample])
+    distinct = len(reps)
+    by_row = np.lexsort((sample, inverse))  # each picture is shown by its first store row
+    reps = by_row[np.searchsorted(inverse[by_row], np.arange(distinct))]
+    weights = None if distinct == len(sample) else np.bincount(inverse).astype(np.float32)
+    xd = x[sample[reps]]
+    among = (f"{distinct} distinct pictures among the {len(sample)} works"
+             + (" sampled" if len(sample) < n else "") + " (identical copies count once)")
     if k == "auto":
+        if distinct < MIN_AUTO_WORKS:
+            raise ParameterError("k", f"'auto' needs at least {MIN_AUTO_WORKS} distinct pictures to choose k "
+                                      f"from; there are {among}")
         ks = parse_k_range(k_range) if isinstance(k_range, str) else list(k_range)
-        ks = [kk for kk in ks if 2 <= kk < len(sample)]
+        ks = [kk for kk in ks if 2 <= kk < distinct]
         if not ks:
-            raise ParameterError("k_range", f"needs some k in [2, {len(sample) - 1}] (the works available) "
-                                 f"for k='auto'; {k_range!r} gives none")
-        rows, fits, _ = sweep_k(xs, ks, seed=seed)
+            raise ParameterError("k_range", f"needs some k in [2, {distinct - 1}] for k='auto' (there are "
+                                 f"{among}); {k_range!r} gives none")
+        rows, fits, _ = sweep_k(xd, ks, seed=seed, weights=weights)
         chosen, rule = choose_k(rows)
         fit = fits[chosen]
     else:
@@ -337,12 +439,15 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
             raise ParameterError("k", f"{k} is outside [1, {n}]: the store holds {n} works")
         if k > len(sample):
             raise ParameterError("k", f"{k} exceeds sample_size {len(sample)}; raise sample_size")
+        if k > distinct:
+            raise ParameterError("k", f"{k} exceeds the number of distinct pictures: there are {among}; "
+                                      f"choose k <= {distinct}")
         rows, rule = [], "given"
-        fit = fit_kmedoids(cosine_distances(xs), k, seed=seed)
-    medoids = sample[fit.medoids]
+        fit = fit_kmedoids(cosine_distances(xd), k, seed=seed, weights=weights)
+    medoids = sample[reps[fit.medoids]]
     if len(sample) == n:
         labels = np.empty(n, dtype=np.int64)
-        labels[sample] = fit.labels
+        labels[sample] = fit.labels[inverse]
         dist = np.maximum(1.0 - np.einsum("nd,nd->n", x, x[medoids[labels]]), 0.0).astype(np.float32)
     else:
         labels, dist = assign(x, x[medoids])
@@ -443,9 +548,25 @@ class ClusterReport:
         return doc
 
 
+def same_picture_labels(store: Store, keepers: np.ndarray | None = None) -> np.ndarray:
+    """(n,) int64 labels, equal for works that are the same picture: equal sha256, or mapped to
+    one kept work by `keepers` ((n,) row of the work standing for each row, e.g.
+    `artenc.dedup.DuplicateReport.representatives`); joins are transitive."""
+    n = len(store)
+    codes = pd.factorize(store.items["sha256"].astype(object))[0]
+    codes = np.where(codes < 0, n + np.arange(n), codes)  # a missing hash equals nothing
+    a, b = _label_edges(codes)
+    if keepers is not None:
+        keepers = np.asarray(keepers, dtype=np.int64)
+        if keepers.shape != (n,):
+            raise ParameterError("duplicates", f"must map each of the {n} works to a row, got shape {keepers.shape}")
+        a, b = np.concatenate([a, np.arange(n)]), np.concatenate([b, keepers])
+    return _components(n, a, b)
+
+
 def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
                   sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
-                  plots_dir: str | os.PathLike | None = None) -> ClusterReport:
+                  plots_dir: str | os.PathLike | None = None, keepers: np.ndarray | None = None) -> ClusterReport:
     """k-medoids representatives of a store (`cluster_vectors`), with label summaries.
 
     Args:
@@ -454,14 +575,19 @@ def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[in
         sample_size: most works in the distance matrix (4 * s^2 bytes).
         plots_dir: when given, write the elbow/silhouette curves, medoid strip and
             cluster montages there (PNG).
+        keepers: (n,) int64, the row standing for each work (verified duplicates count as
+            one picture, e.g. `DuplicateReport.representatives`), or None. Identical files
+            (equal sha256) and identical vectors always count as one picture.
 
     Returns:
-        `ClusterReport`. Raises UsageError for an empty store, ParameterError for a bad k,
-        k_range or sample_size.
+        `ClusterReport`; its medoids are distinct pictures. Raises UsageError for an empty
+        store, ParameterError for a bad k (above the number of distinct pictures, or "auto"
+        with fewer than 3 of them), k_range, sample_size or keepers.
     """
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
-    result = cluster_vectors(store.vectors, k, k_range=k_range, sample_size=sample_size, seed=seed)
+    result = cluster_vectors(store.vectors, k, k_range=k_range, sample_size=sample_size, seed=seed,
+                             same=same_picture_labels(store, keepers))
     summaries = label_summary(store, result.labels, result.k) if store.label_columns else [None] * result.k
     plots = None
     if plots_dir is not None:

@@ -217,7 +217,8 @@ class Collection:
 
     def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
                  sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
-                 plots_dir: str | os.PathLike | None = None) -> ClusterReport:
+                 plots_dir: str | os.PathLike | None = None,
+                 duplicates: DuplicateReport | None = None) -> ClusterReport:
         """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`).
 
         Args:
@@ -228,6 +229,9 @@ class Collection:
             sample_size: most works in the distance matrix (4 * s^2 bytes); larger stores are
                 clustered on a sample and every work joins its nearest medoid.
             plots_dir: write elbow/silhouette curves, the medoid strip and cluster montages (PNG).
+            duplicates: a `DuplicateReport` of this store: each dropped duplicate counts as
+                the same picture as its keeper. Identical files and vectors always count once,
+                so the medoids are distinct pictures.
 
         Returns:
             `ClusterReport`: medoid rows and paths, (n,) int64 cluster of every work, (n,)
@@ -235,10 +239,12 @@ class Collection:
             Distances: cosine; solver: FasterPAM (Schubert & Rousseeuw 2021, `kmedoids`).
 
         Raises:
-            UsageError: an empty store. ParameterError: a bad k, k_range or sample_size.
+            UsageError: an empty store. ParameterError: a bad k (above the number of distinct
+            pictures, or "auto" with fewer than 3 of them), k_range or sample_size.
         """
         return cluster_store(self.store, k, k_range=k_range, sample_size=sample_size, seed=seed,
-                             plots_dir=plots_dir)
+                             plots_dir=plots_dir,
+                             keepers=None if duplicates is None else duplicates.representatives)
 
     def evaluate(self, fields: Sequence[str] | None = None, *, k: int = EVALUATION_K,
                  query_split: str | None = None, gallery_split: str | None = None,

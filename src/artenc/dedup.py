@@ -18,6 +18,20 @@ Pipeline (`find_duplicates`):
    group unless A~C too.
 4. Keeper: highest resolution (width x height), then the largest file, then the path that
    sorts first. Every other member is listed with its similarity to the keeper.
+5. Every duplicate pair is also listed on its own (`DuplicateReport.pair_list`, the
+   JSON's "pairs"): a clique grouping cannot show every pair (A~B, A~C, not B~C puts A in
+   one group only), the list does.
+6. What to drop (`DuplicateReport.representatives`, used by `copy_unique`): works in
+   keeper order; a work is kept unless it is a duplicate of a work already kept, then it
+   is dropped and stands for that work. So no two kept works were found to be duplicates,
+   and every dropped work is a duplicate of a kept one. Greedy (a maximal independent set
+   of the duplicate graph in keeper order; the smallest such cover is NP-hard): crops B, C
+   of A give keep A, drop B and C; a chain A~B, B~C without A~C keeps A and C, drops B.
+
+Identical content (the same sha256 in the store) is a duplicate at every threshold up to
+1.0 with similarity exactly 1.0, and needs no verification (a flat picture has no SIFT
+keypoints). Other similarities are compared with a threshold only through
+`artenc.search.similarity_at_least` (it forgives float32 rounding).
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,6 +167,45 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     return _cell_pairs(x, threshold, top_m, floor)
 
 
+def identical_pairs(sha256: Sequence[str | None] | np.ndarray, max_pairs: int | None = MAX_PAIRS) -> Pairs:
+    """Every pair of rows i < j whose content hash is equal, with similarity 1.0.
+
+    Args:
+        sha256: (n,) content hashes (the store's "sha256" column); None/NaN is never equal.
+        max_pairs: refuse (ParameterError("threshold")) beyond this many pairs.
+
+    Returns:
+        `Pairs` (int64 rows i < j, float32 similarities all exactly 1.0), by (i, j).
+    """
+    codes, _ = pd.factorize(pd.Series(sha256, dtype=object))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    parts, count = [], 0
+    for rows in np.split(order, bounds):
+        if len(rows) < 2 or codes[rows[0]] < 0:
+            continue
+        a, b = np.triu_indices(len(rows), 1)
+        count += len(a)
+        check_pair_count(count, 1.0, max_pairs)
+        parts.append((rows[a], rows[b], np.ones(len(a), np.float32)))
+    pairs = Pairs.concat(parts)
+    return pairs.select(np.lexsort((pairs.j, pairs.i)))
+
+
+def _with_identical(pairs: Pairs, same: Pairs, n: int) -> tuple[Pairs, np.ndarray]:
+    """`pairs` with the identical-content pairs `same` set to similarity 1.0 (added when
+    missing); returns the pairs and a (p,) bool mask of the identical ones."""
+    if not len(same):
+        return pairs, np.zeros(len(pairs), dtype=bool)
+    key, same_key = pairs.i * n + pairs.j, same.i * n + same.j
+    identical = np.isin(key, same_key)
+    pairs.sim[identical] = 1.0
+    missing = ~np.isin(same_key, key)
+    extra = same.select(missing)
+    merged = Pairs.concat([(pairs.i, pairs.j, pairs.sim), (extra.i, extra.j, extra.sim)])
+    return merged, np.concatenate([identical, np.ones(len(extra), dtype=bool)])
+
+
 def keeper_order(items: pd.DataFrame) -> np.ndarray:
     """Rank of each item as a keeper (0 = best): resolution, then file size, then path."""
     pixels = items["width"].to_numpy(dtype=np.int64) * items["height"].to_numpy(dtype=np.int64)
@@ -160,6 +214,36 @@ def keeper_order(items: pd.DataFrame) -> np.ndarray:
     rank = np.empty(len(items), dtype=np.int64)
     rank[order] = np.arange(len(items))
     return rank
+
+
+def representatives(pairs: Pairs, rank: np.ndarray) -> np.ndarray:
+    """Which works to keep: for every row, the kept row that stands for it (itself when kept).
+
+    Args:
+        pairs: the duplicate pairs (rows i < j).
+        rank: (n,) int64 keeper rank of every row (`keeper_order`, 0 = best).
+
+    Returns:
+        (n,) int64. Rows are visited in keeper order; a row that is a duplicate of an
+        already kept row is dropped and maps to the best-ranked such row; otherwise it is
+        kept. No two kept rows form a pair; every dropped row forms a pair with its keeper.
+    """
+    n = len(rank)
+    out = np.arange(n, dtype=np.int64)
+    if not len(pairs):
+        return out
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for a, b in zip(pairs.i.tolist(), pairs.j.tolist(), strict=True):
+        adj[a].append(b)
+        adj[b].append(a)
+    kept = np.zeros(n, dtype=bool)
+    for row in np.argsort(rank, kind="stable").tolist():
+        keepers = [m for m in adj[row] if kept[m]]
+        if keepers:
+            out[row] = min(keepers, key=lambda m: rank[m])
+        else:
+            kept[row] = True
+    return out
 
 
 def clique_groups(pairs: Pairs, n: int) -> list[list[int]]:
@@ -198,6 +282,25 @@ class Duplicate:
 
     def to_dict(self) -> dict:
         doc = {"path": self.path, "similarity": round(float(self.similarity), 6)}
+        if self.inliers is not None:
+            doc["inliers"] = int(self.inliers)
+        return doc
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """One duplicate pair: `a` ranks before `b` as a keeper (store rows and paths), their
+    cosine similarity (1.0 for identical content) and RANSAC inliers (None when not verified)."""
+
+    a: int
+    a_path: str
+    b: int
+    b_path: str
+    similarity: float
+    inliers: int | None = None
+
+    def to_dict(self) -> dict:
+        doc = {"a": self.a_path, "b": self.b_path, "similarity": round(float(self.similarity), 6)}
         if self.inliers is not None:
             doc["inliers"] = int(self.inliers)
         return doc
@@ -243,6 +346,7 @@ class DuplicateReport:
         pairs: every duplicate pair found (store rows i < j, cosine, inliers when verified).
         threshold, top_m, floor, verified, min_inliers, across: the settings used.
         count: works in the store; candidate_pairs: pairs compared (or verified).
+        paths: (n,) paths of the store's works; rank: (n,) int64 keeper rank (0 = best).
     """
 
     groups: list[DuplicateGroup]
@@ -255,15 +359,36 @@ class DuplicateReport:
     across: str | None
     count: int
     candidate_pairs: int
+    paths: np.ndarray
+    rank: np.ndarray
 
     @property
     def duplicate_pairs(self) -> int:
         return len(self.pairs)
 
     @property
+    def representatives(self) -> np.ndarray:
+        """(n,) int64: the kept row standing for each row, itself when kept (module docstring, 6)."""
+        return representatives(self.pairs, self.rank)
+
+    @property
     def duplicate_paths(self) -> set[str]:
-        """Paths of every non-keeper member (what `copy_unique` leaves out)."""
-        return {d.path for g in self.groups for d in g.duplicates}
+        """Paths of the dropped works (what `copy_unique` leaves out): never two works found to
+        be duplicates are both kept, and every dropped work is a duplicate of a kept one."""
+        rep = self.representatives
+        return {str(p) for p in self.paths[rep != np.arange(len(rep))]}
+
+    @property
+    def pair_list(self) -> list[DuplicatePair]:
+        """Every duplicate pair, the better keeper first, by decreasing similarity (then keeper rank)."""
+        out = []
+        inliers = self.pairs.inliers
+        for p, (i, j) in enumerate(zip(self.pairs.i.tolist(), self.pairs.j.tolist(), strict=True)):
+            a, b = (i, j) if self.rank[i] <= self.rank[j] else (j, i)
+            out.append(DuplicatePair(a, str(self.paths[a]), b, str(self.paths[b]), round(float(self.pairs.sim[p]), 6),
+                                     None if inliers is None else int(inliers[p])))
+        out.sort(key=lambda d: (-d.similarity, self.rank[d.a], self.rank[d.b]))
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -277,6 +402,7 @@ class DuplicateReport:
             "candidate_pairs": self.candidate_pairs,
             "duplicate_pairs": self.duplicate_pairs,
             "groups": [g.to_dict() for g in self.groups],
+            "pairs": [d.to_dict() for d in self.pair_list],
         }
 
     def table(self) -> pd.DataFrame:
@@ -290,9 +416,9 @@ class DuplicateReport:
         return pd.DataFrame(rows, columns=["group", "role", "path", "similarity", "inliers"])
 
 
-def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: str | None) -> list[DuplicateGroup]:
+def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: str | None,
+                 rank: np.ndarray) -> list[DuplicateGroup]:
     items = store.items
-    rank = keeper_order(items)
     paths = items["path"].to_numpy()
     side = items[across].astype(str).to_numpy() if across is not None else None
     lookup = {(a, b): p for p, (a, b) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))}
@@ -370,21 +496,23 @@ def find_duplicates(
     if floor is None:
         floor = DUPLICATE_FLOOR
     pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
+    pairs, identical = _with_identical(pairs, identical_pairs(store.items["sha256"].to_numpy()), len(store))
     n_candidates = len(pairs)
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",
              n_candidates, threshold, top_m, min(floor, threshold))
     if verify and len(pairs):
         pairs.inliers = verify_pairs(store, pairs.i, pairs.j, workers=workers)
-        pairs = pairs.select(pairs.inliers >= min_inliers)
+        pairs = pairs.select((pairs.inliers >= min_inliers) | identical)  # same bytes: a duplicate
         log.info("%d of %d candidate pairs verified (>= %d inliers)", len(pairs), n_candidates, min_inliers)
     groups = clique_groups(pairs, len(store))
     if across is not None:
         groups = _leak_groups(store, pairs, groups, across)
+    rank = keeper_order(store.items)
     return DuplicateReport(
-        groups=_make_groups(store, pairs, groups, across), pairs=pairs, threshold=threshold, top_m=top_m,
+        groups=_make_groups(store, pairs, groups, across, rank), pairs=pairs, threshold=threshold, top_m=top_m,
         floor=min(floor, threshold) if top_m else None, verified=bool(verify),
         min_inliers=min_inliers if verify else None, across=across, count=len(store),
-        candidate_pairs=n_candidates,
+        candidate_pairs=n_candidates, paths=store.items["path"].to_numpy(), rank=rank,
     )
 
 

@@ -264,7 +264,15 @@ class PairResult:
 def pair_similarity(store: Store, a: str, b: str, encoder: EncoderSource = None) -> PairResult:
     """Cosine similarity (float in [-1, 1]) of two works: stored paths or new image files.
 
+    Two stored works with the same content (equal sha256) have similarity exactly 1.0, as in
+    `artenc.dedup` (float32 rounding would give e.g. 0.9999995).
+
     Raises UsageError when either is neither stored nor a readable image.
     """
     qa, qb = resolve_queries(store, [a, b], encoder)
-    return PairResult(qa.path, qb.path, float(np.dot(qa.vector, qb.vector)), (qa.item, qb.item))
+    sim = float(np.dot(qa.vector, qb.vector))
+    if qa.item is not None and qb.item is not None:
+        sha = store.items["sha256"].to_numpy()
+        if isinstance(sha[qa.item], str) and sha[qa.item] == sha[qb.item]:
+            sim = 1.0
+    return PairResult(qa.path, qb.path, sim, (qa.item, qb.item))

@@ -5,6 +5,10 @@ Groups of near-duplicates (every member a duplicate of every other), each with a
 at --threshold; with verification (default) each work's --top-m nearest neighbours with
 cosine >= --floor are candidates too, and a pair is a duplicate only with >= --min-inliers
 SIFT/RANSAC inliers. Defaults: `artenc.defaults`, shown with each flag below.
+Byte-identical files are duplicates at every threshold (similarity 1.0). Every duplicate
+pair is listed ("pairs" in --json; in the text, the pairs the groups do not show follow
+them). --copy-unique-to leaves out each work that is a duplicate of a work already kept
+(keeper order), so no two kept works are duplicates of each other.
 """
 
 from __future__ import annotations
@@ -80,4 +84,11 @@ def run(args: argparse.Namespace) -> int:
         for d in g["duplicates"]:
             extra = f"  inliers {d['inliers']}" if "inliers" in d else ""
             print(f"  {d['similarity']:.4f}  {d['path']}{extra}")
+    in_groups = {frozenset((g["keep"], d["path"])) for g in doc["groups"] for d in g["duplicates"]}
+    others = [d for d in doc["pairs"] if frozenset((d["a"], d["b"])) not in in_groups]
+    if others:
+        print(f"{len(others)} more duplicate pairs (not a keeper and its copy in the groups above):")
+        for d in others:
+            extra = f"  inliers {d['inliers']}" if "inliers" in d else ""
+            print(f"  {d['similarity']:.4f}  {d['a']}  ~  {d['b']}{extra}")
     return 0

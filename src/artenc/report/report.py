@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from artenc import __version__
 from artenc.atomic import atomic_write_text
+from artenc.cluster import MIN_AUTO_WORKS
 from artenc.collection import Collection
 from artenc.defaults import EVALUATION_K, REPORT_K, REPORT_SAMPLES, VERIFY_DUPLICATES
 from artenc.errors import OptionalDependencyError, ParameterError
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("artenc")
 
 SECTIONS = ("summary", "neighbours", "duplicates", "clusters", "map", "evaluation")
+MIN_WORKS = {"neighbours": 2, "duplicates": 2, "clusters": MIN_AUTO_WORKS, "map": 2}  # fewer: a note
 
 
 @dataclass
@@ -53,13 +55,21 @@ def _missing(section_id: str, title: str, exc: Exception) -> Section:
     return Section(section_id, title, note=f"This section is not available here: {why}.")
 
 
+def _too_small(section_id: str, title: str, n: int, needs: int) -> Section:
+    """A section that needs more works than the store holds."""
+    return Section(section_id, title, note=f"This section needs at least {needs} works; the store holds {n}.",
+                   meta={"left_out": "too few works"})
+
+
 def _as_collection(source: Collection | Store) -> Collection:
     return source if isinstance(source, Collection) else Collection(source)
 
 
 def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicates: DuplicateReport | None = None,
                    clusters: ClusterReport | None = None) -> list[Section]:
-    """Compute the sections in order; a section whose code or package is missing becomes a note.
+    """Compute the sections in order; a section whose code or package is missing becomes a note,
+    and so does one that needs more works than the store holds (`MIN_WORKS`; clusters need
+    3 distinct pictures, evaluation a label value shared by 2 works).
 
     Results already computed with the same options (the demo's `duplicates`, `clusters`) are
     rendered as given instead of being computed again. Raises ParameterError for an unknown
@@ -73,7 +83,12 @@ def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicate
     store = c.store
     fields = s.label_fields(store)
     field = opts.color_by or next(iter(fields), None)
-    found: dict = {"clusters": clusters}
+    found: dict = {"clusters": clusters, "duplicates": duplicates}
+
+    def duplicate_section() -> Section:
+        if found["duplicates"] is None:
+            found["duplicates"] = c.duplicates(opts.dedup_threshold, verify=opts.verify)
+        return s.duplicates_section(store, found["duplicates"])
 
     def neighbours() -> Section:
         queries = [c.paths[q] for q in s.pick_queries(store, opts.samples, field, opts.seed)]
@@ -81,8 +96,15 @@ def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicate
 
     def cluster_section() -> Section:
         if found["clusters"] is None:
-            found["clusters"] = c.clusters("auto", k_range=opts.k_range or structure.report_k_range(len(c)),
-                                           seed=opts.seed)
+            try:  # verified duplicates count as one picture, like identical files
+                found["clusters"] = c.clusters("auto", k_range=opts.k_range or structure.report_k_range(len(c)),
+                                               seed=opts.seed, duplicates=found["duplicates"])
+            except ParameterError as exc:
+                if exc.param != "k":  # the report always asks for k="auto": too few distinct pictures
+                    raise
+                return Section("clusters", "Clusters and representative works",
+                               note=f"This section is left out: k={exc.problem}.",
+                               meta={"left_out": "too few distinct pictures"})
         return structure.clusters_section(store, found["clusters"])
 
     def map_section() -> Section:
@@ -92,20 +114,21 @@ def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicate
     builders = {
         "summary": ("The collection", lambda: s.summary_section(store, seed=opts.seed)),
         "neighbours": ("Neighbourhoods", neighbours),
-        "duplicates": ("Near-duplicates", lambda: s.duplicates_section(
-            store, duplicates or c.duplicates(opts.dedup_threshold, verify=opts.verify))),
+        "duplicates": ("Near-duplicates", duplicate_section),
         "clusters": ("Clusters and representative works", cluster_section),
         "map": ("Map of the collection", map_section),
         "evaluation": ("Evaluation", lambda: s.evaluation_section(
-            store, c.evaluate(fields, k=EVALUATION_K) if fields else None)),
+            store, c.evaluate(shared, k=EVALUATION_K) if shared else None, left_out=sorted(set(fields) - set(shared)))),
     }
+    shared = s.fields_with_shared_values(store, fields)
     out = []
     for sid in [x for x in SECTIONS if x in opts.sections]:
         title, build = builders[sid]
         start = time.monotonic()
         log.info("report: %s", title.lower())
         try:
-            built = build()
+            needs = MIN_WORKS.get(sid, 1)
+            built = build() if len(c) >= needs else _too_small(sid, title, len(c), needs)
         except (ImportError, OptionalDependencyError) as exc:
             built = _missing(sid, title, exc)
         built.meta["seconds"] = round(time.monotonic() - start, 2)

@@ -130,7 +130,7 @@ def neighbours_section(store: Store, result: SimilarResult, *, k: int, field: st
                          "mean_label_agreement": round(float(np.mean(agree)), 4) if agree else None})
 
 
-def duplicates_section(store: Store, report: DuplicateReport, *, max_groups: int = 24) -> Section:
+def duplicates_section(store: Store, report: DuplicateReport, *, max_groups: int = 24, max_pairs: int = 50) -> Section:
     """Render near-duplicate groups (`Collection.duplicates`): the keeper, then its copies."""
     items, columns, split = store.items, store.label_columns, split_column(store)
     groups = report.groups
@@ -151,22 +151,49 @@ def duplicates_section(store: Store, report: DuplicateReport, *, max_groups: int
         body += f'<div class="group"><h3>group {gi + 1}: {len(rows)} works{flag}</h3>{tile_row(tiles)}</div>'
     if len(groups) > max_groups:
         body += f"<p>… and {len(groups) - max_groups} more groups (run <code>artenc dedup</code> for all).</p>"
+    in_groups = {frozenset((g.keep, d.row)) for g in groups for d in g.duplicates}
+    others = [d for d in report.pair_list if frozenset((d.a, d.b)) not in in_groups]
+    if others:  # a clique grouping cannot show every pair: the rest are listed
+        rows = [(str(items["relpath"].iloc[d.a]), str(items["relpath"].iloc[d.b]), float(d.similarity), d.inliers)
+                for d in others[:max_pairs]]
+        body += (f"<h3>{len(others)} more duplicate pairs</h3><p>Pairs that are not a keeper and its copy in the "
+                 "groups above (the groups hold only works that are all duplicates of each other).</p>"
+                 + table(["work", "duplicate of", "similarity", "inliers"], rows))
+        if len(others) > max_pairs:
+            body += f"<p>… and {len(others) - max_pairs} more pairs (run <code>artenc dedup</code> for all).</p>"
     leaks = int(sum(spans))
     lede = (f"Works that are the same picture (edited copies, crops, re-scans): {how}. The keeper (green frame) "
             "has the highest resolution. " + (f"{leaks} group(s) span several values of <b>{escape(split)}</b>: "
                                               "copies shared between splits leak test works into training."
                                               if split else ""))
-    if not groups:
+    if not groups and not others:
         body += "<p>No near-duplicates found.</p>"
     return Section("duplicates", "Near-duplicates", lede, body,
                    meta={"groups": len(groups), "duplicates": n_dups, "threshold": report.threshold,
                          "verified": report.verified, "cross_split_groups": leaks if split else None})
 
 
-def evaluation_section(store: Store, report: EvaluationReport | None) -> Section:
+def fields_with_shared_values(store: Store, fields: list[str]) -> list[str]:
+    """The label fields where some value labels at least 2 works (a work needs another work
+    with its label to be retrieved); the others cannot be evaluated."""
+    items = store.items
+    out = []
+    for f in fields:
+        values = items[f][~labels.is_missing(items[f])].astype(str)
+        if len(values) and values.value_counts().iloc[0] >= 2:
+            out.append(f)
+    return out
+
+
+def evaluation_section(store: Store, report: EvaluationReport | None, *, left_out: list[str] | None = None) -> Section:
     """Render retrieval metrics per label field (`Collection.evaluate`, leave-one-out), with chance
-    levels; None (no label fields) gives a note."""
+    levels; None (no label fields) gives a note. `left_out`: label fields not evaluated because
+    no value of theirs is shared by 2 works (named in a note)."""
+    skipped = (f"Not evaluated: {', '.join(left_out)} (no value is shared by 2 works, so no work has another "
+               "work with its label to find)." if left_out else "")
     if report is None:
+        if skipped:
+            return Section("evaluation", "Evaluation", note=skipped, meta={"left_out": left_out})
         return Section("evaluation", "Evaluation", note="No label columns in this store, so there is nothing to "
                        "evaluate against (embed with labels to get this section).")
     k, doc = report.k, report.to_dict()
@@ -183,4 +210,5 @@ def evaluation_section(store: Store, report: EvaluationReport | None) -> Section
             f"among the {k}; {k}-NN accuracy: the neighbours' majority vote is right; linear probe: a logistic "
             "regression on the vectors (5-fold cross-validation). Compare with the largest class share: "
             "what always guessing the most common label would score.")
-    return Section("evaluation", "Evaluation", lede, table(headers, rows), meta={"fields": doc["fields"]})
+    meta = {"fields": doc["fields"], **({"left_out": left_out} if left_out else {})}
+    return Section("evaluation", "Evaluation", lede, table(headers, rows), note=skipped, meta=meta)
