@@ -16,7 +16,7 @@ from artenc.defaults import CLUSTER_K_RANGE, CLUSTER_SAMPLE
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cluster", help="k-medoids representatives, with automatic k", description=__doc__)
     p.add_argument("store", metavar="STORE")
-    p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (default: %(default)s)")
+    p.add_argument("-k", "--k", default="auto", help="number of clusters, or 'auto' (default: %(default)s)")
     p.add_argument("--k-range", default=CLUSTER_K_RANGE, metavar="START:STOP[:STEP]",
                    help="k values swept by --k auto, STOP exclusive (default: %(default)s)")
     p.add_argument("--sample-size", type=int, default=CLUSTER_SAMPLE,
