@@ -59,8 +59,15 @@ def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB; transparency is composited on white."""
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a Pillow image of any mode to RGB, the one conversion of artenc.
+
+    Transparency (RGBA, LA, PA, palette with a transparent index) is alpha-composited on
+    white, so hidden colours under alpha = 0 never show; 16/32-bit greyscale is scaled to
+    8 bits by the format's range; float images by their min..max. Used by `open_image`
+    (embed, queries, the web page) and by the scraper's saved JPEGs. Returns `img` itself
+    when it is already RGB.
+    """
     if img.mode == "RGB":
         return img
     if img.mode == "P":
@@ -119,7 +126,7 @@ def open_image(
                 img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
             img.load()
             img = ImageOps.exif_transpose(img) if orientation != 1 else img
-            img = _to_rgb(img)
+            img = to_rgb(img)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
