@@ -33,6 +33,37 @@ class ImageLoadError(Exception):
     """An image file could not be turned into RGB pixels; the message says why."""
 
 
+class NotAnImageError(ImageLoadError):
+    """The bytes are no image at all: no image format's signature matches their start (a
+    damaged image, e.g. a PNG cut after its header, is a plain `ImageLoadError`)."""
+
+
+# Pillow formats whose signature test matches ordinary text or data (or stubs that decode
+# nothing): a signature of theirs does not make a file an image.
+_LOOSE_SIGNATURES = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF", "IPTC", "XBM", "FITS"})
+SIGNATURE_BYTES = 16  # the prefix Pillow's `Image.open` gives each format's signature test
+
+
+def signature_formats(prefix: bytes) -> list[str]:
+    """Pillow formats whose signature test (`Image.OPEN[fmt][1]`, the check `Image.open` runs
+    first) accepts `prefix`, the first `SIGNATURE_BYTES` of a file; [] for text and other data.
+
+    Only the signature is checked, not the header, so a truncated or corrupt image still names
+    its format: this tells "not an image" from "a damaged image".
+    """
+    Image.init()
+    found = []
+    for fmt, (_factory, accept) in Image.OPEN.items():
+        if accept is None or fmt in _LOOSE_SIGNATURES:
+            continue
+        try:
+            if accept(prefix[:SIGNATURE_BYTES]):
+                found.append(fmt)
+        except Exception:  # noqa: BLE001, S112 - a signature test that fails on short input: no match
+            continue
+    return found
+
+
 def absolute(path: str | os.PathLike) -> Path:
     """Absolute, normalised path that keeps symlinks as the user named them."""
     return Path(os.path.normpath(os.path.abspath(path)))
@@ -134,7 +165,11 @@ def open_image(
     except Image.DecompressionBombWarning as exc:
         raise ImageLoadError(f"{name}: decompression bomb: {exc}") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{name}: not an image (format not recognised)") from exc
+        formats = signature_formats(data)
+        if formats:  # e.g. a PNG cut right after its signature or IHDR chunk
+            raise ImageLoadError(f"{name}: truncated or corrupt image (a {formats[0]} signature, "
+                                 "but its header cannot be read)") from exc
+        raise NotAnImageError(f"{name}: not an image (format not recognised)") from exc
     except OSError as exc:
         msg = str(exc)
         if "truncated" in msg or "image file is truncated" in msg:
