@@ -124,7 +124,7 @@ def test_web_page_and_dedup_show_the_same_groups(collection, lite0_encoder, tmp_
     from artenc.serve.state import ServeSettings
 
     cli = cli_json(capsys, "dedup", str(collection.root))
-    settings = ServeSettings(thumbnail_dir=str(tmp_path / "thumbs"), clusters="2")
+    settings = ServeSettings(thumbnail_dir=str(tmp_path / "thumbs"), clusters="2", allowed_hosts=("testserver",))
     with TestClient(create_app(str(collection.root), settings, encoder=lite0_encoder)) as client:
         client.app.state.artenc.duplicates.wait(120)
         page = client.get("/api/duplicates", params={"limit": 100}).json()

@@ -18,7 +18,14 @@ from artenc.cli import main
 from artenc.report import SECTIONS, write_report
 from artenc.store import Store
 from tests.helpers_search import vector_store
-from tests.test_viz import STYLES, html_map_payload, make_viz_store
+from tests.test_viz import (
+    HOSTILE,
+    STYLES,
+    assert_scripts_hold_no_markup,
+    html_map_payload,
+    make_hostile_store,
+    make_viz_store,
+)
 
 VOID = {"meta", "img", "br", "input", "link", "hr", "circle", "image"}
 
@@ -201,3 +208,48 @@ def test_report_on_a_tiny_store(tmp_path: Path, capsys, n: int, copies: int, not
     assert "k-range" not in html and "k_range" not in html
     if n == 3:
         assert doc["sections"]["clusters"]["k"] == 2
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    store = make_hostile_store(root)
+    return store, write_report(store, root / "report.html", verify=False, dedup_threshold=0.99, k_range="2:4")
+
+
+def test_report_with_script_breaking_names_and_labels_keeps_every_section(
+    hostile_report: tuple[Store, Path],
+) -> None:
+    """Case 12: a file name or label `<!--<script>` (or `</script>...`) stays data in the map
+    block (artenc.report.html.json_for_html) and every section after the map is there."""
+    store, path = hostile_report
+    html = path.read_text(encoding="utf-8")
+    assert check_html(path).sections == list(SECTIONS)
+    assert_scripts_hold_no_markup(html)
+    data = html_map_payload(html)
+    assert data["n"] == store.items["relpath"].tolist()
+    assert {d.removeprefix("style: ") for d in data["l"]} == set(HOSTILE)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"chromium not found at {CHROMIUM} "
+                    "(Debian: apt-get install -y chromium)")
+def test_report_with_script_breaking_text_in_a_browser(hostile_report: tuple[Store, Path]) -> None:
+    """The same page in Chromium: every section in the DOM, the data parses back, no script ran."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    store, path = hostile_report
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        events: list[str] = []
+        page.on("pageerror", lambda e: events.append(f"error: {e}"))
+        page.on("dialog", lambda d: (events.append(f"dialog: {d.message}"), d.dismiss()))
+        page.goto(path.as_uri())
+        sections = page.eval_on_selector_all("section", "ss => ss.map(s => s.id)")
+        names = page.evaluate(
+            "JSON.parse(document.querySelector('script[type=\"application/json\"]').textContent).n")
+        circles = page.locator(".amap circle").count()
+        browser.close()
+    assert sections == list(SECTIONS)
+    assert names == store.items["relpath"].tolist() and circles == len(store)
+    assert not events

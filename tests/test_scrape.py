@@ -14,10 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, painting
 
 pytest.importorskip("scrapy")
 
@@ -377,3 +378,65 @@ def test_wga_crawl_of_real_catalogue_rows(server: FixtureServer, tmp_path: Path)
         server.url(w.image_path) for w in works if w.image == "404"
     }
     assert all(r["reason"] == "HTTP 404" for r in failures)
+
+
+
+def _transparent(seed: int) -> Image.Image:
+    """A painting whose frame is fully transparent over loud hidden colours, with a soft edge.
+
+    The hidden colours (random noise) are what a converter that drops alpha shows.
+    """
+    rgb = np.asarray(painting(seed, (640, 512))).copy()
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:64], alpha[-64:], alpha[:, :64], alpha[:, -64:] = 0, 0, 0, 0
+    alpha[64:96, 64:-64] = np.linspace(0, 255, 32, dtype=np.uint8)[:, None]  # a soft edge
+    hidden = np.random.default_rng(seed).integers(0, 256, rgb.shape, dtype=np.uint8)
+    rgb[alpha == 0] = hidden[alpha == 0]
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def test_transparent_images_are_saved_on_white_like_embed(
+    server: FixtureServer, tmp_path: Path, lite0_encoder
+) -> None:
+    """Case 11: the saved JPEG is the original composited on white, as `embed` decodes it
+    (artenc.images.to_rgb), and it embeds like the original; a JPEG is kept byte for byte."""
+    from artenc.images import decode_crop, open_image
+
+    server.routes["/robots.txt"] = Route(b"User-agent: *\nAllow: /\n", "text/plain")
+    originals = {}
+    for name, fmt, options in [
+        ("clear.png", "PNG", {}),
+        ("hidden.webp", "WEBP", {"lossless": True, "exact": True}),  # keeps the hidden colours
+        ("black.png", "PNG", {}),
+    ]:
+        image = _transparent(len(originals) + 1)
+        if name == "black.png":  # the usual PNG export: transparent pixels are (0, 0, 0, 0)
+            arr = np.asarray(image).copy()
+            arr[arr[..., 3] == 0] = 0
+            image = Image.fromarray(arr, "RGBA")
+        buf = io.BytesIO()
+        image.save(buf, fmt, **options)
+        originals[name] = buf.getvalue()
+    originals["photo.jpg"] = image_bytes(4, size=(120, 90))
+    for name, data in originals.items():
+        server.routes[f"/{name}"] = Route(data, "image/" + name.rsplit(".", 1)[1])
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(server.url(f"/{name}") for name in originals))
+    out = tmp_path / "out"
+    proc = artenc("scrape", "urls", str(listing), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = {r["image_url"].rsplit("/", 1)[-1]: out / r["path"] for r in read_csv(out / "manifest.csv")}
+    assert sorted(saved) == sorted(originals)
+    assert saved.pop("photo.jpg").read_bytes() == originals.pop("photo.jpg")
+    for name, data in originals.items():
+        expected = np.asarray(open_image(data, name)[0], dtype=np.int16)  # embed's decode, on white
+        with Image.open(saved[name]) as image:
+            got = np.asarray(image.convert("RGB"), dtype=np.int16)
+        frame = np.asarray(Image.open(io.BytesIO(data)))[..., 3] == 0
+        assert got[frame].mean() >= 254, name  # white, not the hidden colours
+        assert np.abs(got - expected).mean() < 2, name  # JPEG noise only
+    pixels = [decode_crop(source, lite0_encoder.preprocess).pixels
+              for name, data in originals.items() for source in (data, saved[name])]  # fmt: skip
+    vectors = lite0_encoder.encode(np.stack(pixels))
+    cosines = np.sum(vectors[0::2] * vectors[1::2], axis=1)
+    assert cosines.min() >= 0.99, dict(zip(originals, cosines.round(4), strict=True))

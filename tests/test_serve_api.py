@@ -29,6 +29,7 @@ from artenc.serve.state import ServeSettings  # noqa: E402
 
 STYLES = ("baroque", "cubism", "ukiyo-e")
 LIMIT = 1_000_000  # upload limit for these tests
+TESTSERVER = "testserver"  # the Host of TestClient's requests
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, lite0_encoder) -> tuple[Pat
 @pytest.fixture(scope="module")
 def client(served, lite0_encoder, tmp_path_factory) -> TestClient:
     settings = ServeSettings(max_upload_bytes=LIMIT, thumbnail_dir=str(tmp_path_factory.mktemp("thumbs")),
-                             clusters="3")
+                             clusters="3", allowed_hosts=(TESTSERVER,))
     with TestClient(create_app(str(served[0]), settings, encoder=lite0_encoder)) as c:
         yield c
 
@@ -281,7 +282,8 @@ def test_thumbnail_of_a_vanished_file_is_404_without_its_path(client: TestClient
 
 
 def test_internal_errors_hide_the_trace(served, lite0_encoder, tmp_path, monkeypatch) -> None:
-    app = create_app(str(served[0]), ServeSettings(thumbnail_dir=str(tmp_path)), encoder=lite0_encoder)
+    app = create_app(str(served[0]), ServeSettings(thumbnail_dir=str(tmp_path), allowed_hosts=(TESTSERVER,)),
+                     encoder=lite0_encoder)
     monkeypatch.setattr(app.state.artenc, "predict", lambda *a: 1 / 0)
     with TestClient(app, raise_server_exceptions=False) as c:
         r = upload(c, jpeg_bytes(painting(1)))

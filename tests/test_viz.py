@@ -14,7 +14,7 @@ from PIL import Image
 from artenc.cli import main
 from artenc.errors import UsageError
 from artenc.report.interactive import write_map_html
-from artenc.store import Store
+from artenc.store import BASE_COLUMNS, ModelSignature, Store, l2_normalize
 from artenc.viz.projector import SPRITE_MAX, metadata_table, sprite_cell, write_projector
 from artenc.viz.umap_map import (
     MISSING,
@@ -112,6 +112,70 @@ def test_plot_map_writes_a_png(viz_store: Store, umap_coords: np.ndarray, tmp_pa
         assert img.format == "PNG" and img.width > 400 and img.height > 300
         colours = np.asarray(img.convert("RGB")).reshape(-1, 3)
     assert len(np.unique(colours, axis=0)) > 50  # points, legend and text were drawn
+
+
+HOSTILE = ("<!--<script>", "</script><script>alert(1)</script>", "a&b \u2028 <b>x</b>")
+
+
+def make_hostile_store(root: Path, per_style: int = 4) -> Store:
+    """A clustered store whose file names and label values are script-breaking text (case 12):
+    style i is HOSTILE[i]; the first file of each style is named after it (as far as a file
+    name can hold it: no "/")."""
+    x, groups = clustered(len(HOSTILE), per_style, dim=16, spread=0.3, seed=2)
+    names = [f"{HOSTILE[g].replace('/', '%')} {i}.png" if i % per_style == 0 else f"w{i}.png"
+             for i, g in enumerate(groups)]
+    paths = [str(root / name) for name in names]
+    for i, path in enumerate(paths):
+        painting(i, (64, 48)).save(path)
+    n = len(paths)
+    store = Store.create(root / "store", ModelSignature("synthetic", "fp-test", {}, x.shape[1]))
+    store.append_segment(pd.DataFrame({
+        "path": paths, "relpath": names, "sha256": [f"{i:064x}" for i in range(n)], "size": [1000] * n,
+        "mtime_ns": [0] * n, "width": [64] * n, "height": [48] * n, "error": [None] * n, "row": np.arange(n),
+    }, columns=BASE_COLUMNS), l2_normalize(x))
+    store.set_labels(pd.DataFrame({"path": paths, "style": [HOSTILE[g] for g in groups]}))
+    return store.reload()
+
+
+def script_blocks(html: str) -> list[tuple[str, str]]:
+    """(type attribute, text) of every <script> element, cut where an HTML parser would cut it."""
+    return re.findall(r"<script(?: type=\"([^\"]*)\")?[^>]*>(.*?)</script>", html, re.S)
+
+
+def assert_scripts_hold_no_markup(html: str) -> None:
+    """Case 12: no data block holds `<`, `>` or `&`; no script at all holds `<!--`, `<script`
+    or `</script` (which end the element or hide the rest of the page from the parser)."""
+    blocks = script_blocks(html)
+    assert blocks
+    for kind, text in blocks:
+        assert not re.search(r"<!--|<script|</script", text, re.I), text[:200]
+        if kind == "application/json":
+            assert not re.search(r"[<>&\u2028\u2029]", text), text[:200]
+
+
+def test_json_for_html_round_trips_script_breaking_text() -> None:
+    from artenc.report.html import json_for_html, json_script
+
+    value = {"n": list(HOSTILE), "k": "\u2029&amp;", "x": [1.5, None, True]}
+    text = json_for_html(value)
+    assert not re.search(r"[<>&\u2028\u2029]", text) and json.loads(text) == value
+    block = json_script(value, "d")
+    assert block.startswith('<script type="application/json" id="d">') and block.count("</script>") == 1
+    with pytest.raises(ValueError):
+        json_for_html(float("nan"))
+
+
+def test_html_map_with_script_breaking_names_and_labels(tmp_path: Path) -> None:
+    """Case 12 (`artenc umap --html`): hostile names and labels stay data; the page ends whole."""
+    store = make_hostile_store(tmp_path)
+    code = main(["umap", str(store.root), "--method", "pca", "--html", "--out", str(tmp_path / "m.png")])
+    assert code == 0
+    html = (tmp_path / "m.html").read_text(encoding="utf-8")
+    assert_scripts_hold_no_markup(html)
+    data = html_map_payload(html)
+    assert set(data["n"]) == set(store.items["relpath"]) and any(n.startswith("<!--<script>") for n in data["n"])
+    assert {d.removeprefix("style: ") for d in data["l"]} == set(HOSTILE)
+    assert html.rstrip().endswith("</footer></body></html>")
 
 
 def html_map_payload(html: str) -> dict:

@@ -39,6 +39,9 @@ IMAGES_STORE = "output"
 IMAGES_MIN_WIDTH = 64
 IMAGES_MIN_HEIGHT = 64
 IMAGES_THUMBS: dict[str, tuple[int, int]] = {}  # e.g. {"small": (256, 256)} -> thumbs/small/
+# JPEG quality of converted images and thumbnails (downloaded JPEGs are kept as they are);
+# transparency is composited on white like `artenc embed` (pipelines.ArtencImagesPipeline)
+IMAGES_JPEG_QUALITY = 95
 
 # Resume an interrupted crawl with `-s JOBDIR=DIR`; rows already in manifest.csv are skipped.
 

@@ -25,11 +25,6 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".apng", ".webp", ".avif", ".tif", ".tiff", ".bmp",
      ".gif"}
 )
-# Pillow formats never taken as images when sniffing names without an image extension: stubs
-# Pillow cannot decode (scientific data, video, vector) and text formats whose signature
-# plain text files can start with (XBM: "#define").
-_NOT_SNIFFED = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF", "IPTC", "XBM", "FITS"})
-_SNIFF_BYTES = 16  # the prefix Pillow's `Image.open` gives each format's signature check
 
 # Truncated files must fail loudly, not decode as grey garbage.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -37,6 +32,30 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 class ImageLoadError(Exception):
     """An image file could not be turned into RGB pixels; the message says why."""
+
+
+class NotAnImageError(ImageLoadError):
+    """The bytes are no image at all: no image format's signature matches their start (a
+    damaged image, e.g. a PNG cut after its header, is a plain `ImageLoadError`)."""
+
+
+# Pillow formats whose signature test matches ordinary text or data (XBM: "#define") or stubs
+# Pillow cannot decode (scientific data, video, vector): a signature of theirs does not make
+# a file an image.
+_LOOSE_SIGNATURES = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF", "IPTC", "XBM", "FITS"})
+SIGNATURE_BYTES = 16  # the prefix Pillow's `Image.open` gives each format's signature test
+
+
+def signature_formats(prefix: bytes) -> list[str]:
+    """Pillow formats whose signature test (`Image.OPEN[fmt][1]`, the check `Image.open` runs
+    first) accepts `prefix`, the first `SIGNATURE_BYTES` of a file; [] for text and other data.
+
+    Only the signature is checked, not the header, so a truncated or corrupt image still names
+    its format: this tells "not an image" from "a damaged image".
+    """
+    Image.init()
+    return [fmt for fmt, (_factory, accept) in Image.OPEN.items()
+            if accept is not None and fmt not in _LOOSE_SIGNATURES and _accepts(accept, prefix[:SIGNATURE_BYTES])]
 
 
 def absolute(path: str | os.PathLike) -> Path:
@@ -74,8 +93,8 @@ def name_problem(path: str | os.PathLike) -> str | None:
 def sniff_image(path: str | os.PathLike) -> bool | None:
     """Whether a file's content is an image format Pillow reads, from its first bytes.
 
-    Reads `_SNIFF_BYTES` (16) bytes and checks them against the signature test of every
-    format registered in Pillow (`Image.OPEN`), then lets the matching formats parse the
+    Reads `SIGNATURE_BYTES` (16) bytes and checks them against the signature test of every
+    format registered in Pillow (`signature_formats`), then lets the matching formats parse the
     header (`Image.open(..., formats=...)`, no pixel decoding): an image is a file whose
     header one of Pillow's formats parses. Text, CSV and other files are
     rejected at the first step, so folders of non-images cost one small read per file.
@@ -84,10 +103,7 @@ def sniff_image(path: str | os.PathLike) -> bool | None:
     """
     try:
         with open(path, "rb") as f:
-            prefix = f.read(_SNIFF_BYTES)
-            Image.init()
-            formats = [fmt for fmt, (_factory, accept) in Image.OPEN.items()
-                       if accept is not None and fmt not in _NOT_SNIFFED and _accepts(accept, prefix)]
+            formats = signature_formats(f.read(SIGNATURE_BYTES))
             if not formats:
                 return False
             f.seek(0)
@@ -207,8 +223,15 @@ def discover_images(roots: Iterable[str | os.PathLike]) -> list[Path]:
     return scan_images(roots).images
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB; transparency is composited on white."""
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a Pillow image of any mode to RGB, the one conversion of artenc.
+
+    Transparency (RGBA, LA, PA, palette with a transparent index) is alpha-composited on
+    white, so hidden colours under alpha = 0 never show; 16/32-bit greyscale is scaled to
+    8 bits by the format's range; float images by their min..max. Used by `open_image`
+    (embed, queries, the web page) and by the scraper's saved JPEGs. Returns `img` itself
+    when it is already RGB.
+    """
     if img.mode == "RGB":
         return img
     if img.mode == "P":
@@ -267,7 +290,7 @@ def open_image(
                 img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
             img.load()
             img = ImageOps.exif_transpose(img) if orientation != 1 else img
-            img = _to_rgb(img)
+            img = to_rgb(img)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -275,7 +298,11 @@ def open_image(
     except Image.DecompressionBombWarning as exc:
         raise ImageLoadError(f"{name}: decompression bomb: {exc}") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{name}: not an image (format not recognised)") from exc
+        formats = signature_formats(data)
+        if formats:  # e.g. a PNG cut right after its signature or IHDR chunk
+            raise ImageLoadError(f"{name}: truncated or corrupt image (a {formats[0]} signature, "
+                                 "but its header cannot be read)") from exc
+        raise NotAnImageError(f"{name}: not an image (format not recognised)") from exc
     except OSError as exc:
         msg = str(exc)
         if "truncated" in msg or "image file is truncated" in msg:

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default: %(default)s, this machine only; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host header to answer besides 127.0.0.1, localhost, ::1 and --host, e.g. the "
+                        "machine's name when binding 0.0.0.0 (repeatable; '*.example.org' patterns; other "
+                        "hosts get 400)")
     p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20,
                    help="larger uploads are refused with 413 (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     require("multipart", "serve")
     from artenc.search import check_threshold
     from artenc.serve.app import create_app
+    from artenc.serve.limits import LOOPBACK_HOSTS, SERVER_LIMITS
     from artenc.serve.state import MB, ServeSettings
 
     log = logging.getLogger("artenc")
@@ -72,14 +77,18 @@ def run(args: argparse.Namespace) -> int:
                                  else check_threshold(args.duplicate_threshold, "duplicate_threshold")),
             verify_duplicates=args.verify, min_inliers=args.min_inliers,
             clusters=args.clusters, cluster_sample=args.cluster_sample, thumbnail_dir=args.thumbnail_dir,
+            allowed_hosts=(args.host, *args.allowed_host),
             **({"workers": args.workers} if args.workers is not None else {}),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     app = create_app(args.store, settings)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK_HOSTS:
         log.warning("binding to %s: anyone who can reach this machine on port %d can use the page",
                     args.host, args.port)
+        if not args.allowed_host:
+            log.warning("only the Host names %s are answered; add --allowed-host NAME for the name "
+                        "others use to reach this machine", ", ".join([*LOOPBACK_HOSTS, args.host]))
     log.info("open http://%s:%d/ (API docs at /docs); Ctrl-C stops", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False, **SERVER_LIMITS)
     return 0

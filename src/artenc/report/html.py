@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -52,6 +53,35 @@ img.plot { max-width:100%; background:#fff; border:1px solid var(--line); border
 .plots img.plot { max-width:calc(50% - 8px); }
 footer { color:var(--muted); font-size:13px; text-align:center; padding:20px; }
 """
+
+
+# Characters that end or re-open markup inside a <script> element, as JSON escapes (the
+# table of Django's `json_script`, django/utils/html.py): `</script>` ends the element and
+# `<!--` followed by `<script` makes the parser ignore the next `</script>` ("script data
+# double escaped state", HTML Standard 13.2.5.20), swallowing the rest of the page. U+2028
+# and U+2029 end a line in JavaScript before ES2019.
+_JSON_IN_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                               "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_for_html(value: object) -> str:
+    """`value` as compact JSON that is safe anywhere inside an HTML `<script>` element.
+
+    The one JSON-in-HTML escaper of artenc: every data block (`json_script`) and every
+    value written into inline JavaScript goes through it. `<`, `>`, `&`, U+2028 and U+2029
+    become `\\u003c`-style escapes, so any text (a file name `<!--<script>`, a label
+    `</script>`) parses back to itself with `JSON.parse` / `json.loads` and can neither
+    end the script nor hide the markup after it. Raises TypeError for values that JSON
+    cannot hold and ValueError for NaN or infinity (which `JSON.parse` would refuse).
+    """
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).translate(_JSON_IN_HTML)
+
+
+def json_script(value: object, element_id: str | None = None) -> str:
+    """A `<script type="application/json">` data block holding `value` (`json_for_html`);
+    read it back with `JSON.parse(element.textContent)`."""
+    id_attr = f' id="{escape(element_id)}"' if element_id else ""
+    return f'<script type="application/json"{id_attr}>{json_for_html(value)}</script>'
 
 
 @dataclass

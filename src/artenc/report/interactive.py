@@ -7,7 +7,6 @@ plain JavaScript), so the fragment works in a file opened from disk with no netw
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from html import escape
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.report.html import page
+from artenc.report.html import json_for_html, json_script, page
 from artenc.report.inline import thumb_uri
 from artenc.viz.umap_map import Coloring, point_text, spread_sample
 
@@ -146,15 +145,14 @@ def map_fragment(
     title = f"<b>{escape(field)}</b>" if field else ""
     pics = ('<label class="amap-pics"><input type="checkbox" checked> thumbnails on the map</label>'
             if len(shown) else "")
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    script = _JS % {"id": json.dumps(uid), "w": WIDTH, "h": HEIGHT}
+    script = _JS % {"id": json_for_html(uid), "w": WIDTH, "h": HEIGHT}
     return (
         f'<div class="amap" id="{uid}"><div class="amap-legend">{title}{legend}{pics}</div>'
         f'<div class="amap-wrap"><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="map of {n} works">'
         f'</svg><div class="amap-tip"></div></div>'
         '<p class="amap-help">Hover a point to see the work; scroll to zoom, drag to pan, double-click to reset; '
         'click a legend entry to hide or show it.</p>'
-        f'<script type="application/json">{payload}</script><script>{script}</script></div>'
+        f'{json_script(data)}<script>{script}</script></div>'
     )
 
 

@@ -15,9 +15,16 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from artenc import __version__
-from artenc.serve.limits import BodySizeLimit, SecurityHeaders
+from artenc.serve.limits import (
+    BodySizeLimit,
+    SameOriginWrites,
+    SecurityHeaders,
+    allowed_hosts,
+    security_headers,
+)
 from artenc.serve.routers import api, pages
 from artenc.serve.routers.pages import STATIC_DIR
 from artenc.serve.state import ServeSettings, ServeState
@@ -30,9 +37,13 @@ log = logging.getLogger(__name__)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """Log the trace on the server; the client gets a message, never a stack trace."""
+    """Log the trace on the server; the client gets a message, never a stack trace.
+
+    Starlette answers this 500 outside every middleware, so the security headers are added here.
+    """
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500)
+    return JSONResponse({"detail": "internal server error (see the server log)"}, status_code=500,
+                        headers=security_headers(request.url.path))
 
 
 def create_app(store_path: str, settings: ServeSettings | None = None, *, encoder: Encoder | None = None,
@@ -60,6 +71,10 @@ def create_app(store_path: str, settings: ServeSettings | None = None, *, encode
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(Exception, _internal_error)
+    # the last added runs first: headers on everything, then Host (400), Origin (403), size (413)
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_upload_bytes)
+    app.add_middleware(SameOriginWrites)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(extra=state.settings.allowed_hosts),
+                       www_redirect=False)
     app.add_middleware(SecurityHeaders)
     return app

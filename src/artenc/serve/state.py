@@ -24,6 +24,7 @@ from artenc.defaults import (
     VERIFY_DUPLICATES,
     duplicate_threshold,
 )
+from artenc.errors import ParameterError
 from artenc.index import VectorIndex, index_for_store
 from artenc.labels import label_fields
 from artenc.neighbors import labels_of
@@ -61,6 +62,9 @@ class ServeSettings:
     cluster_sample: int = SERVE_CLUSTER_SAMPLE  # works clustered (the rest assigned to the nearest medoid)
     workers: int = os.cpu_count() or 1  # queries running at once (the others wait their turn)
     threads: int = 1  # encoder and FAISS threads per query
+    # Host header values answered besides the loopback names (limits.LOOPBACK_HOSTS); others get
+    # 400. The CLI adds the --host interface. Starlette patterns: "*.example.org", "*" for any.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.duplicate_threshold is None:  # frozen: resolved once here
@@ -73,8 +77,18 @@ class ServeSettings:
             raise ValueError(f"clusters must be a number >= 1 or 'auto', got {self.clusters!r}")
         if self.workers < 1 or self.threads < 1:
             raise ValueError(f"workers and threads must be >= 1, got {self.workers} and {self.threads}")
+        if isinstance(self.allowed_hosts, str) or not all(map(_host_pattern, self.allowed_hosts)):
+            raise ParameterError("allowed_hosts", "must be host names or patterns like '*.example.org' or '*', "
+                                 f"got {self.allowed_hosts!r}")
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         if self.cluster_sample < 2:
             raise ValueError(f"cluster_sample must be >= 2, got {self.cluster_sample}")
+
+
+def _host_pattern(name: object) -> bool:
+    """A host name or a Starlette TrustedHostMiddleware pattern ("*" or "*.example.org")."""
+    return isinstance(name, str) and (name == "*" or (bool(name.removeprefix("*.")) and
+                                                      "*" not in name.removeprefix("*.")))
 
 
 def query_encoder(meta: dict, threads: int) -> Encoder:

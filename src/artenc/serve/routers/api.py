@@ -11,11 +11,10 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
-from PIL import UnidentifiedImageError
 
 from artenc import __version__
 from artenc.defaults import duplicate_threshold
-from artenc.images import ImageLoadError
+from artenc.images import ImageLoadError, NotAnImageError
 from artenc.serve import schemas
 from artenc.serve.collection import Status
 from artenc.serve.deps import ItemId, NeighboursK, State
@@ -56,8 +55,9 @@ def health(state: State) -> dict:
 @router.post(
     "/search", response_model=schemas.SearchResult, summary="Nearest works to an uploaded image",
     responses={413: {"description": "upload over the size limit"},
-               415: {"description": "not an image"},
-               422: {"description": "corrupt image, decompression bomb, or bad parameters"}},
+               415: {"description": "not an image (no image format's signature)"},
+               422: {"description": "empty, truncated or corrupt image, dimensions over the limits "
+                                    "(decompression bomb), or bad parameters"}},
 )
 async def search(
     state: State, request: Request,
@@ -68,8 +68,8 @@ async def search(
     data = await file.read()
     try:
         sims, ids = await asyncio.wrap_future(state.engine.upload(data, file.filename or "upload", k))
-    except ImageLoadError as exc:
-        status = 415 if isinstance(exc.__cause__, UnidentifiedImageError) else 422
+    except ImageLoadError as exc:  # the input's fault: 415 not an image, 422 a damaged or oversized one
+        status = 415 if isinstance(exc, NotAnImageError) else 422
         raise HTTPException(status, f"cannot use this file as a query: {exc}") from None
     return _result(state, request, sims, ids, t0)
 
