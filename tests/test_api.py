@@ -81,7 +81,7 @@ def test_duplicates_and_leaks(collection, capsys) -> None:
     assert [sorted(g.rows) for g in leaks.groups] == [sorted([by_name["p00.png"], by_name["p00_copy.jpg"]])]
     assert leaks.groups[0].sides == ["test", "train"]
     assert leaks.to_dict() == cli_json(capsys, "dedup", str(collection.root), "--across", "split")
-    with pytest.raises(ValueError, match="across 'nope': no such label column"):
+    with pytest.raises(ValueError, match="column 'nope': no such label column"):
         collection.leaks("nope", verify=False)
 
 
@@ -111,7 +111,7 @@ def test_clusters_evaluate_predict_match_the_cli(collection, capsys) -> None:
 def test_parameter_errors_name_the_parameter_and_the_cli_names_the_flag(collection, caplog) -> None:
     with pytest.raises(artenc.ParameterError) as info:
         collection.similar(collection.paths[0], k=0)
-    assert info.value.param == "k" and str(info.value).startswith("k must be >= 1")
+    assert info.value.param == "k" and str(info.value).startswith("k must be >= 1 (an integer)")
     with pytest.raises(ValueError, match=r"^threshold must be a cosine similarity"):
         collection.duplicates(1.5, verify=False)
     assert main(["dedup", str(collection.root), "--threshold", "1.5"]) == 2
@@ -134,3 +134,27 @@ def test_web_page_and_dedup_show_the_same_groups(collection, lite0_encoder, tmp_
     web = [(items["path"][g["keep"]["id"]], sorted(items["path"][d["id"]] for d in g["duplicates"]))
            for g in page["groups"]]
     assert web == [(g["keep"], sorted(d["path"] for d in g["duplicates"])) for g in cli["groups"]]
+
+
+def test_newcomer_findings(collection) -> None:
+    """What a new user tripped over: parameter names, bad types, a bare field name, order."""
+    from artenc.dedup import Duplicate, DuplicateGroup
+
+    with pytest.raises(artenc.ParameterError, match="^column 'nosuch': no such label column"):
+        collection.leaks("nosuch")
+    for bad in (2.5, "5", True, 0):
+        with pytest.raises(artenc.ParameterError, match=r"^k must be >= 1 \(an integer\), got"):
+            collection.similar(collection.paths[0], k=bad)
+    assert collection.evaluate("style", k=3, linear_probe=False).fields.keys() == {"style"}
+    g = DuplicateGroup(keep=10, keep_path="p10", duplicates=[Duplicate(50, "p50", 0.99), Duplicate(20, "p20", 0.95)])
+    assert g.rows == [10, 20, 50] and g.paths == ["p10", "p20", "p50"]
+    assert collection.pair(collection.paths[0], collection.paths[0]).similarity <= 1.0
+    hits = collection.similar(collection.paths[:3], k=len(collection) + 5)
+    assert all(len(h.neighbors) == len(collection) - 1 for h in hits)
+    assert all(n.similarity <= 1.0 for h in hits for n in h.neighbors)
+
+
+def test_train_without_an_image_folder_is_a_parameter_error() -> None:
+    pytest.importorskip("hydra")
+    with pytest.raises(artenc.ParameterError, match="^data.root is not set"):
+        artenc.train(["trainer.max_epochs=1"])

@@ -96,3 +96,17 @@ def test_ratio_matches_agree_with_opencv():
     q, t = _ratio_matches(a, b)
     assert set(zip(q.tolist(), t.tolist(), strict=True)) == ref
     assert len(ref) >= 140
+
+
+def test_verification_workers_need_no_main_guard(tmp_path):
+    """A plain script (no `if __name__ == "__main__":`) may start verification workers: they
+    must not re-run the script (with `multiprocessing`'s spawn this crashed, BrokenProcessPool)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text("import math\nfrom artenc.verify import _run\nprint('body')\n"
+                      "print(_run(math.sqrt, [4.0, 9.0, 16.0], 2))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["body", "[2.0, 3.0, 4.0]"]  # the body ran once

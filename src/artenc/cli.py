@@ -25,6 +25,7 @@ FLAG_OF = {
     "top_m": "--top-m",
     "min_inliers": "--min-inliers",
     "across": "--across",
+    "column": "--across",
     "out_dir": "--copy-unique-to",
     "out": "--out",
     "batch_size": "--batch-size",

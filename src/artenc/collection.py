@@ -41,6 +41,7 @@ from artenc.defaults import (
     VERIFY_TOP,
 )
 from artenc.embedding import encode_files
+from artenc.errors import ParameterError
 from artenc.evaluate import EvaluationReport, evaluate_store
 from artenc.index import VectorIndex, index_for_store
 from artenc.labels import SPLIT_COLUMN
@@ -206,6 +207,9 @@ class Collection:
         Same options and result as `duplicates`; each group's `sides` lists the values of
         `column` it spans. Raises ParameterError when `column` is not a label column.
         """
+        if column not in self.store.label_columns:
+            raise ParameterError("column", f"{column!r}: no such label column (labels: "
+                                           f"{', '.join(self.store.label_columns) or 'none'})")
         verify = options.pop("verify", VERIFY_DUPLICATES)
         top_m = options.pop("top_m", None)
         return find_duplicates(self.store, threshold, verify=verify, across=column,
@@ -265,6 +269,7 @@ class Collection:
         Raises:
             ParameterError: an unknown field or split; UsageError: a store without labels.
         """
+        fields = [fields] if isinstance(fields, str) else fields
         return evaluate_store(self.store, fields, k=k, query_split=query_split, gallery_split=gallery_split,
                               split_column=split_column, linear_probe=linear_probe)
 
@@ -279,6 +284,7 @@ class Collection:
         Raises UsageError for a missing file, ParameterError for an unknown field or k < 1.
         """
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        fields = [fields] if isinstance(fields, str) else fields
         return predict_images(self.store, images, fields, k, encoder=self.encoder)
 
     def info(self) -> dict:

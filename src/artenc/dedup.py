@@ -323,12 +323,13 @@ class DuplicateGroup:
 
     @property
     def rows(self) -> list[int]:
-        """Store rows of every member, the keeper first."""
+        """Store rows of every member: the keeper first, then the others by row."""
         return [self.keep, *sorted(d.row for d in self.duplicates)]
 
     @property
     def paths(self) -> list[str]:
-        return [self.keep_path, *(d.path for d in self.duplicates)]
+        """Paths of every member, in the order of `rows`."""
+        return [self.keep_path, *(d.path for d in sorted(self.duplicates, key=lambda d: d.row))]
 
     def to_dict(self) -> dict:
         doc: dict = {"keep": self.keep_path, "duplicates": [d.to_dict() for d in self.duplicates]}

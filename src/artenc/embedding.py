@@ -298,12 +298,14 @@ def embed_folders(
         they vanished, and labels CSV rows that name no image.
 
     Raises:
-        UsageError: a missing root or nothing usable; ParameterError: a bad batch_size,
+        UsageError: a missing root; ParameterError: a bad batch_size,
         flush_every, workers, device, runtime or labels file; StoreError: the store holds
         another model's vectors; WeightsUnavailableError: weights not found offline.
 
     Vectors are float32, L2-normalised, from the model's own preprocessing (see the module
-    docstring); files whose size and mtime are unchanged are not read again.
+    docstring); files whose size and mtime are unchanged are not read again. Unreadable
+    files never raise: they are skipped and listed (`report.total == 0` when none could be
+    read; the embed command then exits 2).
     """
     if batch_size < 1:
         raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")

@@ -32,7 +32,14 @@ import numpy as np
 
 from artenc.atomic import atomic_path, atomic_write_json
 from artenc.errors import UsageError
-from artenc.search import as_unit_matrix, check_k, iter_blocks, top_k, top_k_of_candidates
+from artenc.search import (
+    as_unit_matrix,
+    cap_cosine,
+    check_k,
+    iter_blocks,
+    top_k,
+    top_k_of_candidates,
+)
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -112,7 +119,7 @@ class VectorIndex:
         for block in iter_blocks(m, SEARCH_BLOCK):
             scores, cand = self.index.search(queries[block], fetch)
             if exact_scores:
-                sims[block, :k_eff], ids[block, :k_eff] = np.where(cand >= 0, scores, -np.inf), cand
+                sims[block, :k_eff], ids[block, :k_eff] = np.where(cand >= 0, cap_cosine(scores), -np.inf), cand
                 continue
             for sub in iter_blocks(len(cand), 256):  # bounded (256, fetch, dim) gather
                 s, i = top_k_of_candidates(queries[block][sub], cand[sub], self.vectors, k_eff)

@@ -21,6 +21,7 @@ from artenc.images import absolute
 from artenc.index import index_for_store
 from artenc.labels import plain
 from artenc.runtime import Encoder, encoder_for_store
+from artenc.search import cap_cosine, check_k
 from artenc.verify import verify_queries
 
 if TYPE_CHECKING:
@@ -95,8 +96,7 @@ def labels_of(store: Store, rows: np.ndarray) -> list[dict]:
 
 def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query: (ids, similarities) of its k nearest stored works, itself excluded."""
-    if k < 1:
-        raise ParameterError("k", f"must be >= 1, got {k}")
+    k = check_k(k)
     matrix = np.stack([q.vector for q in queries])
     sims, ids = index.search(matrix, k + 1)
     out = []
@@ -224,6 +224,9 @@ def similar(
         UsageError: empty store, no query, or a query that is neither stored nor a readable image.
         ParameterError: k < 1.
     """
+    k, verify_top = check_k(k), check_k(verify_top, "verify_top")
+    if verify and min_inliers < 4:
+        raise ParameterError("min_inliers", f"must be >= 4 (a homography needs 4 points), got {min_inliers}")
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     resolved = resolve_queries(store, queries, encoder)
@@ -270,7 +273,7 @@ def pair_similarity(store: Store, a: str, b: str, encoder: EncoderSource = None)
     Raises UsageError when either is neither stored nor a readable image.
     """
     qa, qb = resolve_queries(store, [a, b], encoder)
-    sim = float(np.dot(qa.vector, qb.vector))
+    sim = cap_cosine(float(np.dot(qa.vector, qb.vector)))
     if qa.item is not None and qb.item is not None:
         sha = store.items["sha256"].to_numpy()
         if isinstance(sha[qa.item], str) and sha[qa.item] == sha[qb.item]:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.embedding import encode_files
-from artenc.errors import ParameterError, UsageError
+from artenc.errors import UsageError
 from artenc.labels import SPLIT_COLUMN, choose_fields
 from artenc.runtime import encoder_for_store
-from artenc.search import top_k
+from artenc.search import check_k, top_k
 from artenc.store import Store
 from artenc.vote import field_vote
 
@@ -111,8 +111,7 @@ def predict_vectors(
     `query_rows[i]`, when not None, is the store row of query i (excluded from its
     neighbours). Raises ParameterError when k < 1.
     """
-    if k < 1:
-        raise ParameterError("k", f"must be >= 1, got {k}")
+    k = check_k(k)
     items = store.items
     exclude = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows], dtype=np.int64)
     sims, idx = top_k(vectors, store.vectors, k, exclude=exclude)

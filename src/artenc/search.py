@@ -85,7 +85,7 @@ def check_threshold(threshold: float, name: str = "threshold") -> float:
 def check_k(k: int, name: str = "k") -> int:
     """A neighbour count >= 1 as an int; ParameterError(name) otherwise."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ParameterError(name, f"must be an integer >= 1, got {k!r}")
+        raise ParameterError(name, f"must be >= 1 (an integer), got {k!r}")
     return int(k)
 
 
@@ -111,6 +111,12 @@ def similarity_at_least(sims: np.ndarray | float, threshold: float) -> np.ndarra
     count as similar at threshold 1.0. -inf (a masked score) is never at least a threshold.
     """
     return np.greater_equal(sims, threshold - SIM_TOLERANCE)
+
+
+def cap_cosine(sims: np.ndarray | float) -> np.ndarray | float:
+    """Cosine similarities of float32 unit vectors capped at 1.0: rounding can give 1.0000001
+    for a vector with itself, and a cosine is never above 1 (-inf padding is kept)."""
+    return np.minimum(sims, np.float32(1.0)) if isinstance(sims, np.ndarray) else min(float(sims), 1.0)
 
 
 def iter_blocks(n: int, size: int) -> Iterator[slice]:
@@ -233,7 +239,7 @@ def top_k(
                 s, i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
             best_s, best_i = s, i
         best_i = np.where(np.isneginf(best_s), -1, best_i)  # left-out rows are not neighbours
-        sims[rows, :best_s.shape[1]], ids[rows, :best_s.shape[1]] = best_s, best_i
+        sims[rows, :best_s.shape[1]], ids[rows, :best_s.shape[1]] = cap_cosine(best_s), best_i
     return sims, ids
 
 
@@ -259,7 +265,7 @@ def top_k_of_candidates(
     scores = np.einsum("md,mcd->mc", queries, matrix[safe]).astype(np.float32)
     scores[cand < 0] = -np.inf
     order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(cand, order, axis=1)
+    return cap_cosine(np.take_along_axis(scores, order, axis=1)), np.take_along_axis(cand, order, axis=1)
 
 
 # ---------------------------------------------------------------- pairs
@@ -330,7 +336,7 @@ def block_range_pairs(
     r, c = np.nonzero(similarity_at_least(scores, threshold))
     i, j = row_ids[r], col_ids[c]
     keep = j > i if upper else i != j
-    return np.minimum(i, j)[keep], np.maximum(i, j)[keep], scores[r[keep], c[keep]]
+    return np.minimum(i, j)[keep], np.maximum(i, j)[keep], cap_cosine(scores[r[keep], c[keep]])
 
 
 def block_top_m_pairs(
@@ -356,7 +362,7 @@ def block_top_m_pairs(
     j, s = j[ok], s[ok]
     keep = i != j
     i, j, s = i[keep], j[keep], s[keep]
-    return np.minimum(i, j), np.maximum(i, j), s
+    return np.minimum(i, j), np.maximum(i, j), cap_cosine(s)
 
 
 def similar_pairs(

@@ -219,6 +219,9 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
 
     cfg = copy.deepcopy(config) if config is not None else compose_config(overrides)
     run_dir = _run_dir(cfg, output_dir)
+    if "data" in cfg and OmegaConf.is_missing(cfg.data, "root"):  # before any heavy work
+        raise ParameterError("data.root", "is not set: give the image folder to train on "
+                                          "(e.g. data.root=images/, labels from data.labels=...)")
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.pop("hydra", None)  # Hydra's own settings: only the run dir was needed

@@ -11,22 +11,21 @@ keep well above it, unrelated paintings almost never reach it.
 Keypoints are extracted once per image content and cached in the store's keypoints
 folder (`Store.keypoints_dir`) as ``sift-v1-512/<sha256>.npz`` (arrays only: ``xy`` float32 (n, 2),
 ``desc`` uint8 (n, 128); loaded with allow_pickle=False). Extraction and matching run
-in worker processes (spawned; OpenCV single-threaded in each).
+in worker processes (loky, joblib's executor; OpenCV single-threaded in each).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from joblib.externals.loky import get_reusable_executor
 
 from artenc.atomic import atomic_path
 from artenc.images import ImageLoadError, load_image
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from artenc.store import Store
 
 log = logging.getLogger(__name__)
+WORKER_IDLE_SECONDS = 30  # idle verification workers exit after this (loky reuses them until then)
 
 RATIO = 0.75
 RANSAC_PX = 5.0
@@ -147,7 +147,7 @@ class KeypointCache:
             np.savez(tmp, xy=kp.xy, desc=kp.desc)
 
 
-# ----- worker functions (module level so spawned processes can import them) ----------
+# ----- worker functions (module level so worker processes can import them) ----------
 def _extract_job(args: tuple[str, list[tuple[str, str]]]) -> int:
     folder, jobs = args
     cache = KeypointCache(folder)
@@ -168,10 +168,17 @@ def _match_job(args: tuple[str, list[tuple[str, str]]]) -> list[int]:
 
 
 def _run(fn, jobs: list, workers: int) -> list:
+    """`fn` over `jobs` in `workers` processes (in this process for 0 workers or one job).
+
+    The processes come from loky (joblib's reusable executor), not `multiprocessing`'s spawn:
+    loky workers never re-run the caller's `__main__`, so a plain script or notebook that
+    calls `Collection.duplicates()` needs no `if __name__ == "__main__":` guard, and they do
+    not inherit threads through fork. Idle workers exit after WORKER_IDLE_SECONDS.
+    """
     if workers <= 0 or len(jobs) <= 1:
         return [fn(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(fn, jobs))
+    pool = get_reusable_executor(max_workers=min(workers, len(jobs)), timeout=WORKER_IDLE_SECONDS)
+    return list(pool.map(fn, jobs))
 
 
 def default_workers() -> int:
