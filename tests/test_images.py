@@ -166,6 +166,22 @@ def test_exif_orientation_applied() -> None:
     assert px[5, 10] > 200 and px[35, 10] < 60  # white half is now on top
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_exif_orientation_reported_size_every_format(fmt: str, orientation: int) -> None:
+    """The size reported is the displayed one, turned once: TIFF turns the image (and its
+    header size) itself while loading, the other formats leave it to EXIF transposition."""
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, fmt, exif=exif.tobytes())
+    out, size = open_image(buf.getvalue())
+    shown = (20, 40) if orientation in (6, 8) else (40, 20)
+    assert out.size == shown and size == shown
+
+
 def test_large_jpeg_draft_decoding() -> None:
     big = painting(6, (2000, 1500))
     data = _jpeg_bytes(big)

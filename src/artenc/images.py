@@ -215,17 +215,21 @@ def open_image(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            # the header size, as stored (before EXIF orientation: PNG's getexif decodes the pixels)
-            check_geometry(*img.size, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+            # the header size, checked before EXIF is read: a PNG's getexif decodes the pixels
+            width, height = img.size
+            check_geometry(width, height, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
             if getattr(img, "is_animated", False):
                 img.seek(0)
-            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
-            width, height = img.size[::-1] if orientation in (5, 6, 7, 8) else img.size
             if draft_size and img.format == "JPEG" and min(img.size) >= 2 * draft_size:
                 # JPEG DCT scaling: the largest 1/2, 1/4, 1/8 reduction still >= the request
                 scale = draft_size / min(img.size)
                 img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
             img.load()
+            # read after loading: TIFF turns the image itself (its header size is already turned)
+            # and drops the tag; PNG keeps its eXIf chunk after the pixels
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
             img = ImageOps.exif_transpose(img) if orientation != 1 else img
             img = _to_rgb(img)
     except (ImageLoadError, ParameterError):
