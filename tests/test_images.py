@@ -166,6 +166,22 @@ def test_exif_orientation_applied() -> None:
     assert px[5, 10] > 200 and px[35, 10] < 60  # white half is now on top
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_exif_orientation_reported_size_every_format(fmt: str, orientation: int) -> None:
+    """The size reported is the displayed one, turned once: TIFF turns the image (and its
+    header size) itself while loading, the other formats leave it to EXIF transposition."""
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, fmt, exif=exif.tobytes())
+    out, size = open_image(buf.getvalue())
+    shown = (20, 40) if orientation in (6, 8) else (40, 20)
+    assert out.size == shown and size == shown
+
+
 def test_large_jpeg_draft_decoding() -> None:
     big = painting(6, (2000, 1500))
     data = _jpeg_bytes(big)
@@ -294,7 +310,7 @@ for w, h in ((1, 10_000), (10_000, 1)):
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
     files.append(buf.getvalue())
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-shapes = [decode_crop(f, PreprocessConfig()).pixels.shape for f in files]
+shapes = [decode_crop(f, PreprocessConfig(), max_aspect_ratio=None).pixels.shape for f in files]
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
 print(shapes, grown)
 """
@@ -302,8 +318,9 @@ print(shapes, grown)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss counts KiB on Linux only")
 def test_thin_images_crop_without_a_large_intermediate() -> None:
-    """The peak memory of a fresh process grows by far less than the 1.9 GB that resizing a
-    1 x 10,000 image to short side 256 would take (Pillow allocates outside tracemalloc)."""
+    """With the aspect-ratio guard lifted (max_aspect_ratio=None), the peak memory of a fresh
+    process grows by far less than the 1.9 GB that resizing a 1 x 10,000 image to short side
+    256 would take (Pillow allocates outside tracemalloc): the box path of `resize_and_crop`."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, env=env, check=True)
@@ -312,14 +329,23 @@ def test_thin_images_crop_without_a_large_intermediate() -> None:
     assert int(grown_kib) < 100 * 1024, f"peak memory grew by {int(grown_kib) // 1024} MiB"
 
 
-def test_thin_images_embed(tmp_path: Path, lite0_encoder) -> None:
+def test_thin_images_are_skipped_with_their_geometry(tmp_path: Path, lite0_encoder) -> None:
+    """Issue 12, case 1: beyond MAX_ASPECT_RATIO (1:100) a file is refused from its header,
+    with a reason naming its geometry, and the files beside it still embed."""
     from artenc.embedding import encode_files
 
     paths = []
-    for w, h in ((1, 10_000), (10_000, 1)):
+    for w, h in ((1, 10_000), (10_000, 1), (30, 3000)):
         path = tmp_path / f"thin_{w}x{h}.png"
         Image.fromarray(np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         paths.append(path)
     vectors, errors = encode_files(paths, lite0_encoder)
-    assert errors == [None, None]
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert errors[:2] == [
+        "aspect ratio 1:10000 (1x10000 px) exceeds 1:100, too thin for a meaningful centre crop "
+        "(raise max_aspect_ratio to allow it)",
+        "aspect ratio 10000:1 (10000x1 px) exceeds 100:1, too thin for a meaningful centre crop "
+        "(raise max_aspect_ratio to allow it)",
+    ]
+    assert errors[2] is None  # 1:100 exactly is still an image
+    np.testing.assert_allclose(np.linalg.norm(vectors[2]), 1.0, atol=1e-4)
+    assert not vectors[:2].any()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 # ----- images ---------------------------------------------------------------------------
 MAX_PIXELS = 178_956_970  # largest image decoded (width * height, pixels): 2 * PIL.Image.MAX_IMAGE_PIXELS
+MAX_ASPECT_RATIO = 100  # longest side / shortest side of an image decoded (ratio); a 1 x 10,000 strip
+# has no meaningful centre crop (the crop would show 1% of it), so it is refused from its header size
+# before any pixel is decoded: a skip with its reason in `embed`, a 422 from the web page.
 
 # ----- near-duplicates (artenc.dedup; `artenc dedup`, the web page, the report, the demo) --
 VERIFY_DUPLICATES = True  # confirm candidate pairs by geometric verification (SIFT + RANSAC)

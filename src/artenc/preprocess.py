@@ -153,7 +153,9 @@ def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     geometry: when resizing the whole image would allocate more than `FULL_RESIZE_LIMIT`
     pixels (a 1 x 10,000 image would become 256 x 2,560,000), only the crop's box of the
     source is resampled, straight to the output size (Pillow `Image.resize(size, resample,
-    box=...)`; see `crop_plan`). Ordinary aspect ratios keep the resize-then-crop path: the
+    box=...)`; see `crop_plan`). `images.decode_crop` refuses images beyond
+    `artenc.defaults.MAX_ASPECT_RATIO` (1:100) before decoding them, so the box path serves
+    callers that lift that limit. Ordinary aspect ratios keep the resize-then-crop path: the
     box path computes the same filter taps up to float rounding, which flips some pixels by
     a few levels and would move vectors past the golden-test tolerance (tests/golden.py).
     """
