@@ -54,6 +54,10 @@ FLAG_OF = {
     "limit": "--limit",
     "duplicate_threshold": "--duplicate-threshold",
     "coords": "--coords",
+    "radius": "--radius",
+    "eps": "--eps",
+    "min_samples": "--min-samples",
+    "min_cluster_size": "--min-cluster-size",
 }
 
 

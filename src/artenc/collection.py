@@ -33,10 +33,12 @@ from artenc.cluster import ClusterReport, cluster_store
 from artenc.dedup import DuplicateReport, copy_unique, find_duplicates
 from artenc.defaults import (
     CLUSTER_K_RANGE,
+    CLUSTER_METHOD,
     CLUSTER_SAMPLE,
     EVALUATION_K,
     MIN_INLIERS,
     SIMILAR_K,
+    SIMILAR_LIMIT,
     VERIFY_DUPLICATES,
     VERIFY_TOP,
 )
@@ -140,8 +142,10 @@ class Collection:
     # ----- jobs -------------------------------------------------------------------------
     def similar(self, queries: str | Sequence[str], k: int = SIMILAR_K, *, verify: bool = False,
                 verify_top: int = VERIFY_TOP, min_inliers: int = MIN_INLIERS,
-                workers: int | None = None) -> SimilarResult:
-        """The k most similar stored works of each query (`artenc.neighbors.similar`).
+                workers: int | None = None, radius: float | None = None,
+                limit: int = SIMILAR_LIMIT) -> SimilarResult:
+        """The k most similar stored works of each query, or every work within `radius`
+        (`artenc.neighbors.similar`).
 
         Args:
             queries: one or more stored paths (absolute or relative to the embedded folder)
@@ -152,20 +156,28 @@ class Collection:
                 with >= `min_inliers` RANSAC inliers first (SIFT, Lowe 2004; RANSAC homography,
                 Fischler & Bolles 1981; OpenCV).
             workers: verification processes (default: one per core).
+            radius: a cosine similarity in [-1, 1]: instead of the top k, every stored work with
+                cosine >= radius (`artenc.search.similarity_at_least`, so byte-identical copies
+                count at 1.0), found by an exact blockwise range search (no index). Not with
+                `verify`.
+            limit: with a radius, the most works listed per query (the most similar first);
+                `QueryNeighbors.within` counts all of them, `.truncated` says when some were cut.
 
         Returns:
             `SimilarResult`: per query its store row (None for a new file) and `Neighbor`s
             (row, path, cosine similarity in [-1, 1] of the float32 unit vectors, labels,
             inliers), nearest first. Search: exact blockwise inner products up to 50,000 works,
-            FAISS HNSW above (Malkov & Yashunin 2018), scores always exact.
+            FAISS HNSW above (Malkov & Yashunin 2018), scores always exact; radius queries
+            are always exact.
 
         Raises:
             UsageError: an empty store, or a query that is neither stored nor a readable image.
-            ParameterError: k < 1.
+            ParameterError: k < 1, radius outside [-1, 1] or with verify, limit < 1.
         """
         queries = [queries] if isinstance(queries, (str, os.PathLike)) else [str(q) for q in queries]
-        return similar(self.store, [str(q) for q in queries], k, self.index, verify=verify, verify_top=verify_top,
-                       min_inliers=min_inliers, workers=workers, encoder=self._load_encoder)
+        return similar(self.store, [str(q) for q in queries], k, None if radius is not None else self.index,
+                       verify=verify, verify_top=verify_top, min_inliers=min_inliers, workers=workers,
+                       encoder=self._load_encoder, radius=radius, limit=limit)
 
     def pair(self, a: str | os.PathLike, b: str | os.PathLike) -> PairResult:
         """Cosine similarity (float in [-1, 1]) of two works, stored paths or new image files
@@ -222,8 +234,11 @@ class Collection:
     def clusters(self, k: int | str = "auto", *, k_range: str | list[int] = CLUSTER_K_RANGE,
                  sample_size: int = CLUSTER_SAMPLE, seed: int = 0,
                  plots_dir: str | os.PathLike | None = None,
-                 duplicates: DuplicateReport | None = None) -> ClusterReport:
-        """k-medoids representatives with a principled k (`artenc.cluster.cluster_store`).
+                 duplicates: DuplicateReport | None = None, method: str = CLUSTER_METHOD,
+                 eps: float | None = None, min_samples: int | None = None,
+                 min_cluster_size: int | None = None) -> ClusterReport:
+        """Clusters and their representative works (`artenc.cluster.cluster_store`): k-medoids
+        with a principled k by default, or k-means, HDBSCAN, DBSCAN.
 
         Args:
             k: number of clusters, or "auto": sweep `k_range` ("START:STOP[:STEP]", STOP
@@ -236,19 +251,32 @@ class Collection:
             duplicates: a `DuplicateReport` of this store: each dropped duplicate counts as
                 the same picture as its keeper. Identical files and vectors always count once,
                 so the medoids are distinct pictures.
+            method: "kmedoids" (default); "kmeans" (scikit-learn KMeans on the unit vectors, same
+                k choice and curves, representative = the work nearest each centroid); "hdbscan"
+                (scikit-learn HDBSCAN, Campello et al. 2013; finds k, labels noise -1); "dbscan"
+                (scikit-learn DBSCAN, Ester et al. 1996; finds k, labels noise -1).
+            eps: dbscan: a cosine distance, neighbours have cosine >= 1 - eps (default: the
+                knee of the sorted distances to the min_samples-th nearest work).
+            min_samples: hdbscan/dbscan: works within reach, itself included, that make a core
+                work (dbscan default 5; hdbscan default min_cluster_size).
+            min_cluster_size: hdbscan: the smallest cluster (default 5).
 
         Returns:
-            `ClusterReport`: medoid rows and paths, (n,) int64 cluster of every work, (n,)
-            float32 cosine distance (1 - cos) to its medoid, label purity, the sweep.
-            Distances: cosine; solver: FasterPAM (Schubert & Rousseeuw 2021, `kmedoids`).
+            `ClusterReport`: medoid rows and paths, (n,) int64 cluster of every work (-1 noise),
+            (n,) float32 cosine distance (1 - cos) to its medoid (NaN for noise), label purity,
+            the sweep. k-medoids: cosine distances, FasterPAM (Schubert & Rousseeuw 2021,
+            `kmedoids`). The rules for each method and for stores above `sample_size` are in
+            the `artenc.cluster` module docstring.
 
         Raises:
             UsageError: an empty store. ParameterError: a bad k (above the number of distinct
-            pictures, or "auto" with fewer than 3 of them), k_range or sample_size.
+            pictures, "auto" with fewer than 3 of them, or a fixed k with hdbscan/dbscan),
+            k_range, sample_size, method, or an option given to a method that does not use it.
         """
         return cluster_store(self.store, k, k_range=k_range, sample_size=sample_size, seed=seed,
                              plots_dir=plots_dir,
-                             keepers=None if duplicates is None else duplicates.representatives)
+                             keepers=None if duplicates is None else duplicates.representatives,
+                             method=method, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size)
 
     def evaluate(self, fields: Sequence[str] | None = None, *, k: int = EVALUATION_K,
                  query_split: str | None = None, gallery_split: str | None = None,

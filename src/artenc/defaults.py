@@ -32,6 +32,7 @@ def duplicate_threshold(verify: bool) -> float:
 
 # ----- nearest neighbours (artenc.neighbors; `artenc similar`) ---------------------------
 SIMILAR_K = 9  # neighbours returned per query (count)
+SIMILAR_LIMIT = 1_000  # works listed at most by a radius query (`similar(radius=...)`), most similar first (count)
 VERIFY_TOP = 30  # candidates re-ranked by geometric verification when asked (count)
 EVALUATION_K = 10  # neighbours behind P@k, mAP@k, R@k and the kNN vote of evaluate / predict (count)
 
@@ -39,6 +40,9 @@ EVALUATION_K = 10  # neighbours behind P@k, mAP@k, R@k and the kNN vote of evalu
 CLUSTER_K_RANGE = "5:100:2"  # k swept when k is "auto": START:STOP[:STEP], STOP excluded
 CLUSTER_SAMPLE = 8_000  # works clustered at most; the others join their nearest medoid (count)
 SERVE_CLUSTER_SAMPLE = 2_000  # the same, on the web page, smaller so the page answers in seconds (count)
+CLUSTER_METHOD = "kmedoids"  # kmedoids | kmeans | hdbscan | dbscan (artenc.cluster.METHODS)
+CLUSTER_MIN_SAMPLES = 5  # DBSCAN/HDBSCAN: works within reach (itself included) that make a core work (count)
+CLUSTER_MIN_CLUSTER_SIZE = 5  # HDBSCAN: the smallest group that counts as a cluster (count)
 
 # ----- maps (artenc.viz.umap_map; `artenc umap`, the report) ------------------------------
 UMAP_NEIGHBORS = 15  # UMAP n_neighbors: size of the neighbourhood each point keeps (count)

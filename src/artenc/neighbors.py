@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artenc.defaults import MIN_INLIERS, SIMILAR_K, VERIFY_TOP
+from artenc.defaults import MIN_INLIERS, SIMILAR_K, SIMILAR_LIMIT, VERIFY_TOP
 from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
 from artenc.index import index_for_store
 from artenc.labels import plain
 from artenc.runtime import Encoder, encoder_for_store
-from artenc.search import cap_cosine, check_k
+from artenc.search import cap_cosine, check_k, check_threshold, range_search
 from artenc.verify import verify_queries
 
 if TYPE_CHECKING:
@@ -106,6 +106,21 @@ def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.n
     return out
 
 
+def within_radius(store: Store, queries: list[Query], radius: float,
+                  limit: int = SIMILAR_LIMIT) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Per query: (ids, similarities, total) of the stored works with cosine >= `radius`.
+
+    Exact blockwise range search over the stored vectors (`artenc.search.range_search`,
+    compared by `similarity_at_least`), the query's own row excluded; at most `limit` works,
+    the most similar first (ties by smaller row); `total` counts every work within the radius.
+    """
+    out = []
+    for q in queries:
+        sims, ids, total = range_search(q.vector, store.vectors, radius, limit=limit, exclude=q.item)
+        out.append((ids, sims, total))
+    return out
+
+
 def rerank_verified(ids: np.ndarray, sims: np.ndarray, inliers: np.ndarray, min_inliers: int) -> np.ndarray:
     """Order candidates: verified ones (>= min_inliers) by inliers, then the rest by similarity."""
     verified = inliers >= min_inliers
@@ -146,12 +161,15 @@ class QueryNeighbors:
         row: its store row when the query is a stored work (excluded from its own
             neighbours), else None.
         neighbors: up to k `Neighbor`s, by decreasing similarity (verified first with
-            verification).
+            verification); with a radius, the works within it (at most the limit).
+        within: with a radius, how many stored works are within it (may exceed
+            len(neighbors) when the limit cut the list); None for a top-k query.
     """
 
     query: str
     row: int | None
     neighbors: list[Neighbor]
+    within: int | None = None
 
     @property
     def in_store(self) -> bool:
@@ -166,18 +184,34 @@ class QueryNeighbors:
     def paths(self) -> list[str]:
         return [n.path for n in self.neighbors]
 
+    @property
+    def truncated(self) -> bool:
+        """True when a radius query found more works than its limit listed."""
+        return self.within is not None and self.within > len(self.neighbors)
+
     def to_dict(self) -> dict:
-        return {"query": self.query, "in_store": self.in_store, "neighbors": [n.to_dict() for n in self.neighbors]}
+        doc = {"query": self.query, "in_store": self.in_store, "neighbors": [n.to_dict() for n in self.neighbors]}
+        if self.within is not None:
+            doc["within"] = int(self.within)
+        return doc
 
 
 @dataclass(frozen=True)
 class SimilarResult:
     """`similar`'s result: one `QueryNeighbors` per query, in the order given.
 
-    `to_dict()` is the JSON document `artenc similar` prints.
+    Attributes:
+        results: one `QueryNeighbors` per query.
+        radius: the cosine similarity of a radius query (every work at least this similar),
+            or None for top-k; limit: the most works listed per query with a radius.
+
+    `to_dict()` is the JSON document `artenc similar` prints (with a radius it also holds
+    `radius`, `limit` and each result's `within` count).
     """
 
     results: list[QueryNeighbors]
+    radius: float | None = None
+    limit: int | None = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -189,7 +223,10 @@ class SimilarResult:
         return self.results[i]
 
     def to_dict(self) -> dict:
-        return {"results": [r.to_dict() for r in self.results]}
+        doc = {"results": [r.to_dict() for r in self.results]}
+        if self.radius is not None:
+            doc.update(radius=self.radius, limit=self.limit)
+        return doc
 
 
 def similar(
@@ -203,8 +240,10 @@ def similar(
     min_inliers: int = MIN_INLIERS,
     workers: int | None = None,
     encoder: EncoderSource = None,
+    radius: float | None = None,
+    limit: int = SIMILAR_LIMIT,
 ) -> SimilarResult:
-    """The k most cosine-similar stored works of each query.
+    """The k most cosine-similar stored works of each query, or every work within a radius.
 
     Args:
         store: the store searched.
@@ -216,20 +255,39 @@ def similar(
         verify: re-rank the top `verify_top` candidates by geometric verification (SIFT +
             RANSAC, `artenc.verify`); candidates with >= `min_inliers` inliers come first.
         workers: verification processes (default: one per core).
+        radius: cosine similarity in [-1, 1]: return every stored work with cosine >= radius
+            (`artenc.search.similarity_at_least`: byte-identical copies count at 1.0) instead
+            of the top k, by an exact blockwise range search over the stored vectors (no
+            index); `k` is then not used. Not combined with `verify`.
+        limit: with a radius, the most works listed per query (the most similar); each
+            result's `within` counts them all.
 
     Returns:
-        `SimilarResult`; similarities are cosine similarities of the stored float32 vectors.
+        `SimilarResult`; similarities are cosine similarities of the stored float32 vectors,
+        most similar first (ties by smaller row).
 
     Raises:
         UsageError: empty store, no query, or a query that is neither stored nor a readable image.
-        ParameterError: k < 1.
+        ParameterError: k < 1, radius outside [-1, 1] or with verify, limit < 1.
     """
     k, verify_top = check_k(k), check_k(verify_top, "verify_top")
+    if radius is not None:
+        radius, limit = check_threshold(radius, "radius"), check_k(limit, "limit")
+        if verify:
+            raise ParameterError("radius", "cannot be combined with verify (verification re-ranks a top-k list)")
     if verify and min_inliers < 4:
         raise ParameterError("min_inliers", f"must be >= 4 (a homography needs 4 points), got {min_inliers}")
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     resolved = resolve_queries(store, queries, encoder)
+    paths = store.items["path"].to_numpy()
+    if radius is not None:
+        return SimilarResult([
+            QueryNeighbors(q.path, q.item, [Neighbor(int(i), str(paths[i]), float(s), lab)
+                                            for i, s, lab in zip(ids, sims, labels_of(store, ids), strict=True)],
+                           total)
+            for q, (ids, sims, total) in zip(resolved, within_radius(store, resolved, radius, limit), strict=True)
+        ], radius, limit)
     index = index or index_for_store(store)
     found = nearest(index, resolved, max(k, verify_top) if verify else k)
     inliers: list[np.ndarray | None] = [None] * len(found)
@@ -238,7 +296,6 @@ def similar(
         orders = [rerank_verified(ids, sims, c, min_inliers) for (ids, sims), c in zip(found, counts, strict=True)]
         found = [(ids[o], sims[o]) for (ids, sims), o in zip(found, orders, strict=True)]
         inliers = [c[o] for c, o in zip(counts, orders, strict=True)]
-    paths = store.items["path"].to_numpy()
     results = []
     for q, (ids, sims), inl in zip(resolved, found, inliers, strict=True):
         ids, sims = ids[:k], sims[:k]

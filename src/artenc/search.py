@@ -1,4 +1,4 @@
-"""Exact search on unit vectors: top-k, range pairs and top-m pairs, streamed in blocks.
+"""Exact search on unit vectors: top-k, range search, range pairs and top-m pairs, in blocks.
 
 The one home of exact search in artenc: the flat index (`artenc.index`), evaluation
 (`artenc.evaluate`), kNN prediction (`artenc.predict`), duplicate candidates
@@ -266,6 +266,67 @@ def top_k_of_candidates(
     scores[cand < 0] = -np.inf
     order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
     return cap_cosine(np.take_along_axis(scores, order, axis=1)), np.take_along_axis(cand, order, axis=1)
+
+
+# ---------------------------------------------------------------- range (one query)
+
+
+def range_search(
+    query: np.ndarray,
+    matrix: np.ndarray,
+    threshold: float,
+    *,
+    limit: int | None = None,
+    exclude: int | None = None,
+    matrix_block: int = MATRIX_BLOCK,
+    check_matrix: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact range search for one query: every row of `matrix` with cosine >= `threshold`.
+
+    Args:
+        query: (dim,) or (1, dim) float vector (cast to float32).
+        matrix: (n, dim) float vectors (cast to float32); n may be 0.
+        threshold: cosine similarity in [-1, 1], compared by `similarity_at_least` (so a
+            byte-identical copy counts at threshold 1.0).
+        limit: most rows returned (the most similar ones), or None for all of them.
+        exclude: a row of `matrix` left out (the query's own row), or None.
+        matrix_block: rows of `matrix` scored at once.
+        check_matrix: False skips the NaN scan of `matrix` (an index's own vectors).
+
+    Returns:
+        (similarities (r,) float32 capped at 1.0, ids (r,) int64 rows, total: int, how many
+        rows are within the threshold before `limit`), most similar first, ties by smaller id.
+
+    Raises:
+        ParameterError: bad `query` / `matrix`, `threshold` outside [-1, 1], `limit` < 1.
+
+    Memory: one block of `matrix_block` scores plus the rows kept (at most about 2 x
+    `limit` between blocks when a limit is given).
+    Source: faiss ``contrib/exhaustive_search.range_ground_truth`` (database in blocks).
+    """
+    if check_matrix:
+        matrix = as_unit_matrix(matrix, "matrix")
+    elif matrix.ndim != 2 or matrix.dtype != np.float32:
+        raise ParameterError("matrix", f"must be a float32 (n, dim) array, got {matrix.dtype} {matrix.shape}")
+    q = as_unit_matrix(np.asarray(query).reshape(1, -1), "query", matrix.shape[1])[0]
+    threshold = check_threshold(threshold)
+    if limit is not None:
+        limit = check_k(limit, "limit")
+    keep_s, keep_i, total = np.zeros(0, np.float32), np.zeros(0, np.int64), 0
+    for cols in iter_blocks(len(matrix), matrix_block):
+        scores = matrix[cols] @ q
+        hit = np.flatnonzero(similarity_at_least(scores, threshold))
+        ids = hit + cols.start
+        if exclude is not None:
+            mine = ids != exclude
+            hit, ids = hit[mine], ids[mine]
+        total += len(ids)
+        keep_s, keep_i = np.concatenate([keep_s, scores[hit]]), np.concatenate([keep_i, ids])
+        if limit is not None and len(keep_i) > 2 * limit:
+            order = np.lexsort((keep_i, -keep_s))[:limit]
+            keep_s, keep_i = keep_s[order], keep_i[order]
+    order = np.lexsort((keep_i, -keep_s))[:limit]
+    return cap_cosine(keep_s[order].astype(np.float32)), keep_i[order], total
 
 
 # ---------------------------------------------------------------- pairs

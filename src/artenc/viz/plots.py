@@ -8,14 +8,17 @@ from pathlib import Path
 from artenc.viz.grids import pyplot, save_figure
 
 
-def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -> list[Path]:
-    """Write elbow.png (inertia and distortion vs k) and silhouette.png (silhouette and gap)."""
+def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike,
+                 method: str = "kmedoids") -> list[Path]:
+    """Write elbow.png (inertia and distortion vs k) and silhouette.png (silhouette and gap);
+    `method` ("kmedoids" or "kmeans") names the cost in the elbow plot's title and legend."""
     plt = pyplot()
     out_dir = Path(out_dir)
     ks = [row["k"] for row in sweep]
     written = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(ks, [row["inertia"] for row in sweep], "o-", ms=3, label="inertia (sum of distances)")
+    cost = "sum of squared distances" if method == "kmeans" else "sum of distances"
+    ax.plot(ks, [row["inertia"] for row in sweep], "o-", ms=3, label=f"inertia ({cost})")
     ax.set_xlabel("k")
     ax.set_ylabel("inertia")
     ax2 = ax.twinx()
@@ -23,7 +26,8 @@ def plot_k_sweep(sweep: list[dict], chosen_k: int, out_dir: str | os.PathLike) -
     ax2.set_ylabel("distortion")
     ax.axvline(chosen_k, color="tab:red", lw=1, label=f"chosen k={chosen_k}")
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("elbow: k-medoids cost by k (cosine distance)")
+    ax.set_title("elbow: k-means cost by k (squared Euclidean to centroids)" if method == "kmeans"
+                 else "elbow: k-medoids cost by k (cosine distance)")
     written.append(save_figure(fig, out_dir / "elbow.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
