@@ -182,3 +182,148 @@ def test_same_pictures_joins_rounding_noise_hashes_and_keepers(tmp_path):
     assert not {0, 1} <= set(result.medoids.tolist())
     with pytest.raises(ParameterError, match="5 distinct"):
         cluster_store(store, 6, keepers=keepers)
+
+
+# ---------------------------------------------------------------- issue 15: more ways to group
+
+
+def planted_with_noise(per: int = 40, noise: int = 10, seed: int = 1, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """3 tight clusters whose centres share a direction (centre cosines ~0.5), then `noise`
+    uniform random unit vectors (cosine ~0 to everything); truth -1 for the noise rows."""
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal((1, dim))
+    common /= np.linalg.norm(common)
+    centres = common + rng.standard_normal((3, dim)) / np.sqrt(dim)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(3), per)
+    x = centres[truth] + 0.15 * rng.standard_normal((len(truth), dim)) / np.sqrt(dim)
+    x = np.vstack([x, rng.standard_normal((noise, dim))]).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.concatenate([truth, np.full(noise, -1)])
+
+
+def same_partition(found: np.ndarray, truth: np.ndarray) -> bool:
+    """Found labels equal the truth up to renaming the clusters; -1 (noise) must match exactly."""
+    if not np.array_equal(found < 0, truth < 0):
+        return False
+    pairs = set(zip(found[truth >= 0].tolist(), truth[truth >= 0].tolist(), strict=True))
+    return len(pairs) == len({f for f, _ in pairs}) == len({t for _, t in pairs}) == len(np.unique(truth[truth >= 0]))
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+@pytest.mark.parametrize("method", ["hdbscan", "dbscan"])
+def test_density_methods_find_the_clusters_and_label_the_noise(method, seed):
+    x, truth = planted_with_noise(seed=seed)
+    result = cluster_vectors(x, method=method)
+    assert result.k == 3 and result.method == method
+    assert same_partition(result.labels, truth)
+    assert result.noise.tolist() == list(range(120, 130))
+    assert np.isnan(result.distances[truth < 0]).all() and np.isfinite(result.distances[truth >= 0]).all()
+    assert all(result.labels[m] == c for c, m in enumerate(result.medoids))
+    assert result.silhouette is not None and result.silhouette > 0.5
+    if method == "dbscan":  # eps at the knee of the k-distance curve: between the clusters' and the noise's
+        assert 0 < result.params["eps"] < 0.2 and result.params["min_samples"] == 5
+
+
+def test_kmeans_k3_recovers_the_planted_clusters():
+    x, truth = planted_with_noise()
+    result = cluster_vectors(x, 3, method="kmeans")
+    assert result.k == 3 and len(result.noise) == 0
+    clustered = truth >= 0
+    assert same_partition(result.labels[clustered], truth[clustered])
+    # the representative is the member nearest its centroid (the members' mean): their cosine medoid
+    for c, m in enumerate(result.medoids):
+        members = np.flatnonzero(result.labels == c)
+        sums = cosine_distances(x[members]).sum(axis=1)
+        assert m in members and sums[members.tolist().index(m)] <= sums.min() + 1e-3
+
+
+def test_kmeans_auto_sweeps_the_same_curves(tmp_path, capsys):
+    x, truth = clustered(5, 30, dim=16, spread=0.3, seed=3)
+    store = vector_store(tmp_path, x)
+    assert main(["cluster", str(store.root), "--method", "kmeans", "--k-range", "2:10", "--json",
+                 "--plots", str(tmp_path / "plots")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "kmeans" and doc["k"] == 5 and sorted(doc["sizes"]) == [30] * 5
+    assert [r["k"] for r in doc["sweep"]] == list(range(2, 10))
+    assert {"inertia", "distortion", "silhouette", "gap", "gap_sd"} <= set(doc["sweep"][0])
+    inertia = [r["inertia"] for r in doc["sweep"]]
+    assert inertia == sorted(inertia, reverse=True)  # more clusters, less cost
+    assert "knee" in doc["rule"] or "silhouette" in doc["rule"]
+    assert doc["noise"] == {"count": 0, "paths": []}
+    assert {"elbow.png", "silhouette.png", "medoids.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
+
+
+@pytest.mark.parametrize("method,options", [("kmeans", {"k": 3}), ("dbscan", {}), ("hdbscan", {})])
+def test_sampled_methods_assign_the_rest(method, options):
+    """Stores above sample_size: the rest joins its nearest centroid (kmeans) or the cluster of
+    its nearest clustered work when close enough, else noise (dbscan, hdbscan)."""
+    x, truth = planted_with_noise(per=300, noise=60)
+    result = cluster_vectors(x, method=method, sample_size=200, **options)
+    assert result.sample_size == 200 and len(result.labels) == 960 and result.k == 3
+    clustered = truth >= 0
+    if method == "kmeans":
+        assert same_partition(result.labels[clustered], truth[clustered])
+        return
+    assert set(result.noise.tolist()) >= set(range(900, 960))  # far works never join a cluster
+    joined = result.labels[clustered] >= 0
+    assert same_partition(result.labels[clustered][joined], truth[clustered][joined])
+    assert joined.mean() >= (1.0 if method == "dbscan" else 0.95)
+
+
+def test_identical_copies_per_method():
+    """kmeans: copies are one weighted point (medoids are distinct pictures); dbscan: copies count
+    towards min_samples (a pile of 6 copies of a lone work is dense); hdbscan: each distinct
+    picture counts once (the pile stays noise)."""
+    x, truth = planted_with_noise()
+    x = np.vstack([x, np.repeat(x[125:126], 5, axis=0)])  # noise row 125 and 5 copies of it
+    km = cluster_vectors(x, 3, method="kmeans")
+    assert distinct_vectors(x, km.medoids) == 3
+    db = cluster_vectors(x, method="dbscan", eps=0.1)
+    assert db.k == 4 and len(set(db.labels[[125, *range(130, 135)]].tolist())) == 1 and db.labels[125] >= 0
+    hd = cluster_vectors(x, method="hdbscan")
+    assert hd.k == 3 and (hd.labels[[125, *range(130, 135)]] == -1).all()
+
+
+def test_method_json_shape(tmp_path, capsys):
+    x, truth = planted_with_noise()
+    store = vector_store(tmp_path, x, labels={"style": [f"s{t}" for t in truth]})
+    assert main(["cluster", str(store.root), "--method", "dbscan", "--min-samples", "4", "--json",
+                 "--plots", str(tmp_path / "plots")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"method", "k", "count", "sampled", "sample_size", "inertia", "distortion", "silhouette",
+                        "medoids", "sizes", "clusters", "noise", "rule", "params", "plots"}
+    assert doc["method"] == "dbscan" and doc["k"] == 3 and doc["count"] == 130
+    assert doc["params"]["min_samples"] == 4 and "knee" in doc["rule"]
+    paths = store.items["path"].tolist()
+    assert doc["noise"] == {"count": 10, "paths": paths[120:]}
+    assert sum(doc["sizes"]) + doc["noise"]["count"] == doc["count"]
+    assert all(c["labels"]["style"]["purity"] == 1.0 for c in doc["clusters"])
+    assert [c["medoid"] for c in doc["clusters"]] == doc["medoids"]
+    assert "noise.png" in {p.name for p in (tmp_path / "plots").iterdir()}
+
+
+def test_default_json_is_kmedoids_unchanged(tmp_path, capsys):
+    x, _ = clustered(3, 10, dim=8, seed=1)
+    store = vector_store(tmp_path, x)
+    assert main(["cluster", str(store.root), "--k", "3", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["cluster", str(store.root), "--k", "3", "--json", "--method", "kmedoids"]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    assert list(default) == ["k", "count", "sampled", "sample_size", "inertia", "distortion", "medoids", "sizes",
+                             "clusters"]
+    assert list(default["clusters"][0]) == ["cluster", "medoid", "size", "mean_distance"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "spectral"], "--method must be one of kmedoids, kmeans, hdbscan, dbscan"),
+    (["--method", "dbscan", "--k", "3"], "-k is found by dbscan itself"),
+    (["--eps", "0.1"], "--eps applies to method 'dbscan' only"),
+    (["--method", "dbscan", "--eps", "3"], "--eps must be a cosine distance in (0, 2]"),
+    (["--method", "kmeans", "--min-samples", "3"], "--min-samples applies to methods hdbscan and dbscan"),
+    (["--method", "hdbscan", "--min-cluster-size", "1"], "--min-cluster-size must be an integer >= 2"),
+    (["--method", "hdbscan", "--min-cluster-size", "50"], "50 needs at least 50 distinct pictures"),
+])
+def test_bad_method_options_exit_2(tmp_path, caplog, args, message):
+    store = vector_store(tmp_path, clustered(2, 10, dim=8)[0])
+    assert main(["cluster", str(store.root), *args]) == 2
+    assert message in caplog.text

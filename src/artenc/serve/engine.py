@@ -19,7 +19,7 @@ import numpy as np
 
 from artenc.images import decode_crop
 from artenc.index import load_faiss
-from artenc.search import limit_threads
+from artenc.search import limit_threads, range_search
 
 if TYPE_CHECKING:
     from artenc.index import VectorIndex
@@ -39,7 +39,8 @@ def _limit_search_threads(threads: int) -> None:
 
 
 class QueryEngine:
-    """`upload(data, name, k)` and `vector(v, k)` return futures of (similarities (k,), ids (k,))."""
+    """`upload(data, name, k)` and `vector(v, k)` return futures of (similarities (k,), ids (k,));
+    `upload_within` / `vector_within` the same for every work within a cosine radius."""
 
     def __init__(self, encoder: Encoder, index: VectorIndex, *, workers: int | None = None, threads: int = 1,
                  max_pixels: int | None = None) -> None:
@@ -71,6 +72,22 @@ class QueryEngine:
     def vector(self, vector: np.ndarray, k: int) -> Future:
         """Nearest works to a vector (a stored work's own vector)."""
         return self._pool.submit(self._search, np.asarray(vector, dtype=np.float32)[None], k)
+
+    def _within(self, vector: np.ndarray, radius: float, limit: int,
+                exclude: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+        return range_search(vector, self.index.vectors, radius, limit=limit, exclude=exclude, check_matrix=False)
+
+    def _upload_within(self, data: bytes, name: str, radius: float, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+        return self._within(self.encoder.encode(self.pixels(data, name)[None])[0], radius, limit, None)
+
+    def upload_within(self, data: bytes, name: str, radius: float, limit: int) -> Future:
+        """Works with cosine >= radius to an uploaded image: a future of (similarities (r,),
+        ids (r,), total within the radius), at most `limit`, exact (`search.range_search`)."""
+        return self._pool.submit(self._upload_within, data, name, radius, limit)
+
+    def vector_within(self, vector: np.ndarray, radius: float, limit: int, exclude: int | None = None) -> Future:
+        """Works with cosine >= radius to a vector, row `exclude` left out (as `upload_within`)."""
+        return self._pool.submit(self._within, np.asarray(vector, dtype=np.float32), radius, limit, exclude)
 
     def close(self) -> None:
         """Finish running queries, drop queued ones."""

@@ -42,6 +42,10 @@ class SearchResult(BaseModel):
     predicted: dict[str, Prediction] = Field(
         description="per label column: majority vote of the neighbours that have the label")
     seconds: float = Field(description="server time for decode, encode and search")
+    radius: float | None = Field(None, description="with ?radius=: the cosine similarity every neighbour reaches "
+                                                   "(the key is absent without it)")
+    within: int | None = Field(None, description="with ?radius=: how many works reach it; at most k are listed, "
+                                                 "the most similar (absent without it)")
 
 
 class Duplicate(Item):

@@ -26,6 +26,9 @@ router = APIRouter(prefix="/api", tags=["api"])
 
 Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+Radius = Annotated[float | None, Query(
+    ge=-1.0, le=1.0, description="list every work with cosine similarity >= radius (exact search), at most k of "
+                                 "them, the most similar first; `within` counts them all")]
 
 
 def item_view(state: ServeState, request: Request, i: int, **extra: float) -> dict:
@@ -37,12 +40,16 @@ def item_view(state: ServeState, request: Request, i: int, **extra: float) -> di
             **extra}
 
 
-def _result(state: ServeState, request: Request, sims: np.ndarray, ids: np.ndarray, t0: float) -> dict:
+def _result(state: ServeState, request: Request, sims: np.ndarray, ids: np.ndarray, t0: float,
+            radius: float | None = None, within: int | None = None) -> dict:
     keep = ids >= 0
     ids, sims = ids[keep], sims[keep]
     neighbors = [item_view(state, request, i, similarity=round(float(s), 6)) for i, s in zip(ids, sims, strict=True)]
-    return {"neighbors": neighbors, "predicted": state.predict(ids, sims),
-            "seconds": round(time.perf_counter() - t0, 4)}
+    doc = {"neighbors": neighbors, "predicted": state.predict(ids, sims),
+           "seconds": round(time.perf_counter() - t0, 4)}
+    if radius is not None:
+        doc.update(radius=radius, within=int(within))
+    return doc
 
 
 @router.get("/health", response_model=schemas.Health, summary="Server and store status")
@@ -53,7 +60,8 @@ def health(state: State) -> dict:
 
 
 @router.post(
-    "/search", response_model=schemas.SearchResult, summary="Nearest works to an uploaded image",
+    "/search", response_model=schemas.SearchResult, response_model_exclude_unset=True,
+    summary="Nearest works to an uploaded image (or every work within a radius)",
     responses={413: {"description": "upload over the size limit"},
                415: {"description": "not an image (no image format's signature)"},
                422: {"description": "empty, truncated or corrupt image, dimensions over the limits "
@@ -63,15 +71,20 @@ async def search(
     state: State, request: Request,
     file: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, TIFF, BMP, GIF)")],
     k: NeighboursK,
+    radius: Radius = None,
 ) -> dict:
     t0 = time.perf_counter()
     data = await file.read()
+    name, within = file.filename or "upload", None
     try:
-        sims, ids = await asyncio.wrap_future(state.engine.upload(data, file.filename or "upload", k))
+        if radius is None:
+            sims, ids = await asyncio.wrap_future(state.engine.upload(data, name, k))
+        else:
+            sims, ids, within = await asyncio.wrap_future(state.engine.upload_within(data, name, radius, k))
     except ImageLoadError as exc:  # the input's fault: 415 not an image, 422 a damaged or oversized one
         status = 415 if isinstance(exc, NotAnImageError) else 422
         raise HTTPException(status, f"cannot use this file as a query: {exc}") from None
-    return _result(state, request, sims, ids, t0)
+    return _result(state, request, sims, ids, t0, radius, within)
 
 
 @router.get("/items/{item_id}", response_model=schemas.Item, summary="One work of the store")
@@ -79,10 +92,15 @@ def item(state: State, request: Request, item_id: ItemId) -> dict:
     return item_view(state, request, item_id)
 
 
-@router.get("/items/{item_id}/similar", response_model=schemas.SearchResult,
-            summary="Nearest works to a stored work (itself excluded)")
-async def similar_to_item(state: State, request: Request, item_id: ItemId, k: NeighboursK) -> dict:
+@router.get("/items/{item_id}/similar", response_model=schemas.SearchResult, response_model_exclude_unset=True,
+            summary="Nearest works to a stored work, or every work within a radius (itself excluded)")
+async def similar_to_item(state: State, request: Request, item_id: ItemId, k: NeighboursK,
+                          radius: Radius = None) -> dict:
     t0 = time.perf_counter()
+    if radius is not None:
+        sims, ids, within = await asyncio.wrap_future(
+            state.engine.vector_within(state.index.vectors[item_id], radius, k, exclude=item_id))
+        return _result(state, request, sims, ids, t0, radius, within)
     sims, ids = await asyncio.wrap_future(state.engine.vector(state.index.vectors[item_id], k + 1))
     others = ids != item_id
     return _result(state, request, sims[others][:k], ids[others][:k], t0)

@@ -56,8 +56,12 @@ function showResults(doc, label) {
   const grid = $("results");
   grid.replaceChildren(...doc.neighbors.map(
     (n) => card(n, pct(n.similarity), similarToItem, "result-card")));
-  $("results-hint").textContent =
-    `${doc.neighbors.length} nearest works to ${label} (${Math.round(doc.seconds * 1000)} ms on the server)`;
+  const ms = `${Math.round(doc.seconds * 1000)} ms on the server`;
+  $("results-hint").textContent = doc.radius === undefined
+    ? `${doc.neighbors.length} nearest works to ${label} (${ms})`
+    : `${doc.within} works with cosine ≥ ${doc.radius} to ${label}` +
+      (doc.within > doc.neighbors.length ? `; the ${doc.neighbors.length} most similar shown (raise Neighbours)` : "") +
+      ` (${ms})`;
   const entries = Object.entries(doc.predicted || {});
   $("predicted").hidden = entries.length === 0;
   $("predicted-list").replaceChildren(...entries.flatMap(([column, p]) => {
@@ -81,6 +85,14 @@ function showQuery(src) {
   $("drop-text").hidden = true;
 }
 
+// The query string of a search: k, and the radius when one is set (a cosine similarity in [-1, 1]).
+function searchParams() {
+  const params = new URLSearchParams({ k: $("k").value });
+  const radius = $("radius").value.trim();
+  if (radius !== "") params.set("radius", radius);
+  return params.toString();
+}
+
 async function searchFile(file) {
   const status = $("search-status");
   if (!file) return;
@@ -93,7 +105,7 @@ async function searchFile(file) {
   const form = new FormData();
   form.append("file", file);
   try {
-    const doc = await api(`/api/search?k=${$("k").value}`, { method: "POST", body: form });
+    const doc = await api(`/api/search?${searchParams()}`, { method: "POST", body: form });
     showResults(doc, file.name);
     setStatus(status, "");
   } catch (err) {
@@ -108,7 +120,7 @@ async function similarToItem(item) {
   showQuery(item.thumbnail_url);
   setStatus($("search-status"), "searching…");
   try {
-    const doc = await api(`/api/items/${item.id}/similar?k=${$("k").value}`);
+    const doc = await api(`/api/items/${item.id}/similar?${searchParams()}`);
     showResults(doc, item.path);
     setStatus($("search-status"), `query: ${item.path}`);
   } catch (err) {
@@ -130,10 +142,12 @@ function setUpDrop() {
     e.preventDefault();
     searchFile(e.dataTransfer.files[0]);
   });
-  $("k").addEventListener("change", () => {
-    const file = $("file").files[0];
-    if (file) searchFile(file);
-  });
+  for (const id of ["k", "radius"]) {
+    $(id).addEventListener("change", () => {
+      const file = $("file").files[0];
+      if (file) searchFile(file);
+    });
+  }
 }
 
 // ----- clusters and duplicates (computed by the server on first visit) -----------------
