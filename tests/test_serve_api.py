@@ -135,6 +135,25 @@ def test_item_and_similar_to_item(client: TestClient) -> None:
     assert len(ids) == 4 and 2 not in ids
 
 
+def test_radius_lists_every_work_above_it(client: TestClient, served) -> None:
+    """?radius=R (issue 15): every work with cosine >= R, most similar first, at most k; `within`
+    counts them all; without it the document keeps its keys."""
+    from artenc.store import Store
+
+    x = np.asarray(Store.open(served[0]).vectors, dtype=np.float64)
+    sims = x @ x[2]
+    ranked = sorted((i for i in range(len(x)) if i != 2), key=lambda i: (-sims[i], i))
+    radius = round(float((sims[ranked[3]] + sims[ranked[4]]) / 2), 6)  # 4 works above it
+    doc = client.get("/api/items/2/similar", params={"k": 50, "radius": radius}).json()
+    assert [n["id"] for n in doc["neighbors"]] == ranked[:4] and doc["within"] == 4 and doc["radius"] == radius
+    cut = client.get("/api/items/2/similar", params={"k": 2, "radius": radius}).json()
+    assert [n["id"] for n in cut["neighbors"]] == ranked[:2] and cut["within"] == 4
+    assert set(client.get("/api/items/2/similar", params={"k": 2}).json()) == {"neighbors", "predicted", "seconds"}
+    r = client.post("/api/search", params={"k": 50, "radius": -1}, files={"file": ("q.jpg", jpeg_bytes(painting(7)))})
+    assert r.status_code == 200 and r.json()["within"] == len(x) == len(r.json()["neighbors"])
+    assert client.get("/api/items/2/similar", params={"radius": 1.5}).status_code == 422
+
+
 def test_planted_copy_is_a_duplicate_group(client: TestClient) -> None:
     state_of(client).duplicates.wait(60)
     doc = client.get("/api/duplicates").json()
