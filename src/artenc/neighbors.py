@@ -1,4 +1,5 @@
-"""Queries against a store: resolve QUERY arguments, nearest neighbours, pair similarity.
+"""Queries against a store: resolve QUERY arguments, nearest neighbours, works within a
+radius, pair similarity.
 
 A query is either a path already in the store (its stored vector is used, and it is
 excluded from its own neighbours) or a new image file, embedded with the store's own

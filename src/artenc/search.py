@@ -2,7 +2,8 @@
 
 The one home of exact search in artenc: the flat index (`artenc.index`), evaluation
 (`artenc.evaluate`), kNN prediction (`artenc.predict`), duplicate candidates
-(`artenc.dedup`) and cluster assignment (`artenc.cluster`) all call these functions.
+(`artenc.dedup`), radius queries (`artenc.neighbors`, the web page) and cluster assignment
+and DBSCAN's neighbourhood graph (`artenc.cluster`) all call these functions.
 
 Conventions:
 
