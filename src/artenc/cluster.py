@@ -530,7 +530,7 @@ def central_members(x: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> n
 
 
 def _compact(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Labels renumbered 0..k-1 in order of their first appearance's value, -1 kept; k."""
+    """Labels renumbered 0..k-1 in increasing order of their values (gaps closed), -1 kept; k."""
     found = np.unique(labels[labels >= 0])
     out = np.full(len(labels), -1, dtype=np.int64)
     ok = labels >= 0
@@ -635,9 +635,7 @@ def fit_hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int | None) -
     """HDBSCAN labels (n,) int64 (-1 noise) of unit vectors `x` (scikit-learn, Euclidean)."""
     from sklearn.cluster import HDBSCAN
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean", copy=True)
+    model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean", copy=True)
     return model.fit(x).labels_.astype(np.int64)
 
 
