@@ -123,6 +123,61 @@ def test_train_rejects_holdout_free_config_errors(tiny_images, tmp_path):
     assert code != 0
 
 
+CONFIG_ERRORS = [  # (setting, override, what the message says)
+    ("data.root", "data.root={tmp}/nowhere", "folder .*/nowhere not found"),
+    ("data.labels", "data.labels={tmp}/none.csv", "file .*/none.csv not found"),
+    ("data.label_fields", "data.label_fields=[school]",
+     r"\['school'\]: no such column \(columns of .*labels.csv: path, style, split, artist\)"),
+    ("data.include", "data.include={museum:[x]}", r"\['museum'\]: no such column to filter on"),
+    ("data.split.column", "data.split.column=school", "'school': no such column"),
+    ("ckpt_path", "ckpt_path={tmp}/gone.ckpt", "file .*/gone.ckpt not found"),
+]
+
+
+@pytest.mark.parametrize(("setting", "override", "message"), CONFIG_ERRORS, ids=[c[0] for c in CONFIG_ERRORS])
+def test_config_errors_name_the_setting_before_any_heavy_work(tiny_images, tmp_path, setting, override, message):
+    """A missing path, labels file, label column or checkpoint: ParameterError naming the
+    setting, raised before the run folder, the backbone or Lightning are touched."""
+    from artenc.errors import ParameterError
+    from artenc.training import train
+
+    override = override.replace("{tmp}", str(tmp_path))
+    key = override.split("=", 1)[0] + "="
+    args = [o for o in overrides(tiny_images, tmp_path / "run", tmp_path / "cache") if not o.startswith(key)]
+    with pytest.raises(ParameterError, match=f"^{setting} {message}") as exc:
+        train([*args, override])
+    assert exc.value.param == setting
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_unset_data_root_is_refused():
+    from artenc.errors import ParameterError
+    from artenc.training import validate_config
+
+    with pytest.raises(ParameterError, match="^data.root is not set"):
+        validate_config(compose())
+
+
+def test_cli_config_errors_exit_2_with_one_message(tiny_images, tmp_path, capsys):
+    """`artenc train` in a fresh process: a missing label column is one line naming the
+    setting, exit 2 (no traceback); Hydra's composition errors exit 2 with Hydra's message."""
+    import subprocess
+    import sys
+
+    args = [o for o in overrides(tiny_images, tmp_path / "run", tmp_path / "cache") if not o.startswith("data.label")]
+    proc = subprocess.run([sys.executable, "-m", "artenc.cli", "train", *args, "data.label_fields=[school]"],
+                          capture_output=True, text=True, timeout=300)
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 2, printed[-3000:]
+    assert "error: data.label_fields ['school']: no such column" in printed and "Traceback" not in printed
+    assert [line for line in printed.splitlines() if "school" in line] == [printed.strip().splitlines()[-1]]
+
+    assert cli_main(["train", "head=nonexistent"]) == 2
+    assert "Could not find 'head/nonexistent'" in capsys.readouterr().err
+    assert cli_main(["train", "no_such_key=1"]) == 2
+    assert "Could not override 'no_such_key'" in capsys.readouterr().err
+
+
 def _ckpt_step(path: Path) -> tuple[int, int]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     return ckpt["global_step"], ckpt["epoch"]

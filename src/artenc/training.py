@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from artenc.backbones import save_encoder
-from artenc.errors import ParameterError, UsageError, require
+from artenc.errors import ArtencError, ParameterError, UsageError, require
+from artenc.labels import read_labels_table
 from artenc.layers import FeatureWrapper
 from artenc.runtime import EmbeddingModule
 
@@ -173,6 +175,67 @@ def build(cfg: DictConfig):
     return backbone, datamodule, model
 
 
+def _labels_columns(data: DictConfig) -> list[str]:
+    """The columns of `data.labels` (read as `artenc.labels.read_labels_table` reads it)."""
+    if data.get("labels") is None:
+        raise ParameterError("data.labels", "is not set: give the labels CSV (a `path` column and label "
+                                            "columns), e.g. data.labels=images/labels.csv")
+    try:
+        return list(read_labels_table(str(data.labels)).columns)
+    except ParameterError as exc:  # the library names its own parameter: name the setting instead
+        raise ParameterError("data.labels", exc.problem) from None
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Refuse, before any heavy work, a training config that would fail late: one error
+    naming the setting, in the order the run would meet them.
+
+    Checked (each only when the config has the setting):
+        data.root: set, and an existing folder.
+        data.labels: set, an existing, readable CSV with a `path` column.
+        data.label_fields: a non-empty list of columns of that CSV.
+        data.include (keys), data.split.column: columns of that CSV.
+        ckpt_path: null or an existing file.
+
+    Raises:
+        ParameterError: its `param` is the setting's dotted name (e.g. "data.label_fields"),
+            its message says what is wrong and with which value.
+
+    Explicit checks rather than a typed schema (OmegaConf structured configs): the data node
+    is a `_target_` config whose keys differ between data modules and user configs, and a
+    schema would not see files on disk, which is what goes wrong.
+    """
+    from omegaconf import OmegaConf
+
+    data = cfg.get("data")
+    keys = set(data.keys()) if data is not None else set()  # `in` would skip a missing (???) value
+    if "root" in keys:
+        if OmegaConf.is_missing(data, "root") or data.root is None:
+            raise ParameterError("data.root", "is not set: give the image folder to train on "
+                                              "(e.g. data.root=images/, labels from data.labels=...)")
+        if not Path(str(data.root)).is_dir():
+            raise ParameterError("data.root", f"folder {data.root} not found")
+    if "labels" in keys:
+        columns = _labels_columns(data)
+        listed = f"(columns of {data.labels}: {', '.join(columns)})"
+        fields = list(data.get("label_fields") or [])
+        if "label_fields" in keys and not fields:
+            raise ParameterError("data.label_fields", f"is empty: name at least one label column {listed}")
+        missing = [f for f in fields if f not in columns]
+        if missing:
+            raise ParameterError("data.label_fields", f"{missing}: no such column {listed}")
+        missing = [c for c in (data.get("include") or {}) if c not in columns]
+        if missing:
+            raise ParameterError("data.include", f"{missing}: no such column to filter on {listed}")
+        column = OmegaConf.select(data, "split.column", default=None)
+        if column is not None and column not in columns:
+            raise ParameterError("data.split.column", f"{column!r}: no such column {listed}")
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None and not Path(str(ckpt)).is_file():
+        raise ParameterError("ckpt_path", f"file {ckpt} not found (a Lightning checkpoint to resume from, "
+                                          "e.g. <run folder>/checkpoints/last.ckpt)")
+
+
 def train(overrides: list[str] | None = None, *, config: DictConfig | None = None,
           output_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train a projection head on a frozen backbone and export the encoder.
@@ -197,10 +260,11 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         checkpoint.
 
     Raises:
-        ParameterError: both `overrides` and `config` given; or no run folder can be
-            found (`output_dir`).
-        UsageError: a config that cannot train (e.g. labels missing, an augmentation size
-            that differs from the backbone's input size).
+        ParameterError: both `overrides` and `config` given; no run folder can be found
+            (`output_dir`); or, before anything heavy is imported or built, a setting
+            `validate_config` refuses, named in the message ("data.labels file ... not found").
+        UsageError: a config that cannot train (e.g. no usable labelled row, an augmentation
+            size that differs from the backbone's input size).
         hydra.errors.HydraException: composition errors (unknown group, bad override).
         OptionalDependencyError / ImportError: Hydra or Lightning missing
             (`pip install 'artenc[train]'`).
@@ -213,18 +277,16 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         raise ParameterError("overrides", "cannot be combined with config: compose the config with them "
                                           "(compose_config(overrides)) or pass one of the two")
     require("hydra", "train")
-    require("lightning", "train")
-    import lightning as L
     from omegaconf import OmegaConf, open_dict
 
     cfg = copy.deepcopy(config) if config is not None else compose_config(overrides)
     run_dir = _run_dir(cfg, output_dir)
-    if "data" in cfg and OmegaConf.is_missing(cfg.data, "root"):  # before any heavy work
-        raise ParameterError("data.root", "is not set: give the image folder to train on "
-                                          "(e.g. data.root=images/, labels from data.labels=...)")
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.pop("hydra", None)  # Hydra's own settings: only the run dir was needed
+    validate_config(cfg)  # before any heavy work (Lightning's import alone takes seconds)
+    require("lightning", "train")
+    import lightning as L
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -264,20 +326,47 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
 
 def _hydra_job(cfg: DictConfig) -> float | None:
     """The Hydra task: `train` on the config Hydra composed; returns the metric sweepers
-    optimise (`optimized_metric`)."""
+    optimise (`optimized_metric`). An `ArtencError` (e.g. `validate_config`'s) is logged as
+    one line and exits with its code (2 for a config error), ending a sweep."""
     from hydra.core.hydra_config import HydraConfig
 
-    result = train(config=cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    try:
+        result = train(config=cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    except ArtencError as exc:  # one line, the exit code of its kind (2: a config error), no traceback
+        log.error("error: %s", exc)
+        sys.exit(exc.exit_code)
     return result.metrics.get(cfg.get("optimized_metric") or "")
 
 
 def main() -> Any:
     """`artenc train` / `python -m artenc.training`: the Hydra app over `sys.argv[1:]`
-    (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`)."""
+    (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`).
+
+    A config error exits with code 2 and one message, no traceback: Hydra's own
+    (`CompactHydraException`: an unknown config group, option or key, a malformed override,
+    a config that cannot be instantiated) and artenc's (`ArtencError`, e.g. `validate_config`
+    naming the setting, through `_hydra_job`). Hydra would print its own and exit 1: while the
+    app runs, `HYDRA_FULL_ERROR=1` makes it re-raise them instead. Other failures keep their
+    full traceback and exit 1.
+    """
     import hydra
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     app = hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)(_hydra_job)
-    return app()
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return app()
+    except CompactHydraException as exc:
+        cause = exc.__cause__
+        print(f"{exc}\n{cause}" if isinstance(cause, OmegaConfBaseException) else str(exc), file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
 
 
 if __name__ == "__main__":

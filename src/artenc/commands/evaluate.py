@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from artenc.defaults import EVALUATION_K
+
+if TYPE_CHECKING:
+    from artenc.evaluate import EvaluationReport
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +25,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
-def evaluate_from_args(store_path: str, args: argparse.Namespace) -> dict:
+def evaluation_from_args(store_path: str, args: argparse.Namespace) -> EvaluationReport:
+    """`Collection.evaluate` of the store with the parsed flags (95 % bootstrap intervals included)."""
     from artenc.collection import Collection
     from artenc.errors import ParameterError
 
@@ -30,11 +35,16 @@ def evaluate_from_args(store_path: str, args: argparse.Namespace) -> dict:
     return Collection.open(store_path).evaluate(
         args.field, k=args.k, query_split=args.query_split, gallery_split=args.gallery_split,
         split_column=args.split_column, linear_probe=not args.no_linear_probe,
-    ).to_dict()
+    )
+
+
+def evaluate_from_args(store_path: str, args: argparse.Namespace) -> dict:
+    """The JSON document of `evaluation_from_args`."""
+    return evaluation_from_args(store_path, args).to_dict()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="retrieval metrics (P@k, mAP@k, R@k, kNN, linear probe) of a store",
+    p = sub.add_parser("evaluate", help="retrieval metrics (P@k, mAP@k, R@k, kNN, linear probe) of a store, with 95%% intervals",
                        description=__doc__)
     p.add_argument("store", metavar="STORE")
     add_eval_arguments(p)

@@ -6,6 +6,7 @@ the frozen backbone, or cached backbone features (N, V, D) float. labels: (N, F)
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,8 @@ from artenc.evaluate import retrieval_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+log = logging.getLogger(__name__)
 
 
 class FrozenBackbone(nn.Module):
@@ -59,7 +62,9 @@ class ContrastiveModule(L.LightningModule):
     (optimizer, total_steps), stepped every batch. Validation embeds the clean view and logs
     retrieval metrics per label field (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`,
     `val/knn_accuracy`: the mean over fields; `val/<field>/<metric>` each), leave-one-out
-    within the validation set; `trainer.validate` adds `val/linear_probe_accuracy`.
+    within the validation set; `trainer.validate` adds `val/linear_probe_accuracy` and logs
+    the metrics' warnings (a validation set too small for k, kNN below chance). No bootstrap
+    intervals here: they are `artenc evaluate`'s job, and would slow every epoch.
     `feature_noise` adds Gaussian noise to training features (a cheap extra augmentation).
     """
 
@@ -128,6 +133,9 @@ class ContrastiveModule(L.LightningModule):
                       "knn_accuracy": m.knn_accuracy}
             if final and m.linear_probe_accuracy is not None and np.isfinite(m.linear_probe_accuracy):
                 values["linear_probe_accuracy"] = m.linear_probe_accuracy
+            if final and self.trainer.is_global_zero:
+                for message in m.warnings:
+                    log.warning("validation %s: %s", field, message)
             for name, value in values.items():
                 sums.setdefault(name, []).append(value)
                 if len(self.label_fields) > 1:
