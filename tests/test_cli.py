@@ -50,3 +50,16 @@ def test_json_stdout_is_one_document(gallery: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "artenc.cli", "info", str(tmp_path / "missing"), "--json"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == "" and "store not found" in proc.stderr
+
+
+def test_building_the_cli_imports_no_heavy_library():
+    """`artenc --help` and argument errors answer at once: building the parser imports neither
+    torch nor the jobs (each command imports them inside `run`)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, artenc.cli; artenc.cli.build_parser(); "
+            "heavy = [m for m in ('torch', 'onnxruntime', 'faiss', 'artenc.collection') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

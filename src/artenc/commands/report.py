@@ -14,8 +14,6 @@ from artenc.defaults import REPORT_K, REPORT_SAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from artenc.report.report import SECTIONS
-
     p = sub.add_parser("report", help="self-contained HTML report of a store", description=__doc__)
     p.add_argument("store", metavar="STORE")
     p.add_argument("--out", required=True, metavar="FILE.html")
@@ -29,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="near-duplicates by embedding only, no SIFT/RANSAC verification")
     p.add_argument("--k-range", metavar="START:STOP[:STEP]", help="k values swept for clusters")
     p.add_argument("--map-method", choices=["umap", "pca"], default="umap", help="map projection (default: umap)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    p.add_argument("--sections", default=None,
+                   help="comma-separated subset of the sections: summary, neighbours, duplicates, clusters, "
+                        "map, evaluation... (default: all; an unknown name lists them)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a summary of the sections as JSON on stdout")
     p.set_defaults(func=run)
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from artenc.commands._output import emit_json
     from artenc.errors import UsageError
-    from artenc.report.report import ReportOptions, build_sections, render, save_html
+    from artenc.report.report import SECTIONS, ReportOptions, build_sections, render, save_html
     from artenc.store import Store
 
     if args.samples < 1 or args.k < 1:
@@ -52,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ReportOptions(title=args.title, samples=args.samples, k=args.k, color_by=args.color_by,
                          dedup_threshold=args.threshold, verify=args.verify, k_range=args.k_range,
                          map_method=args.map_method, seed=args.seed,
-                         sections=tuple(s.strip() for s in args.sections.split(",") if s.strip()))
+                         sections=SECTIONS if args.sections is None
+                         else tuple(s.strip() for s in args.sections.split(",") if s.strip()))
     sections = build_sections(store, opts)
     out = save_html(render(store, sections, opts.title), args.out)
     if args.json:
