@@ -141,7 +141,7 @@ def test_flipped_copy_matches_mirrored_and_unrelated_works_do_not(tmp_path):
 
     from PIL import ImageOps
 
-    from artenc.verify import DEFAULT, match
+    from artenc.verify import COPIES, match
 
     def kp(img, name):
         img.save(tmp_path / name, quality=60)
@@ -161,15 +161,15 @@ def test_flipped_copy_matches_mirrored_and_unrelated_works_do_not(tmp_path):
         assert not found.mirrored and found.inliers >= DEFAULT_MIN_INLIERS
         assert match(other, orig).inliers < DEFAULT_MIN_INLIERS
         assert match(other_flipped, orig).inliers < DEFAULT_MIN_INLIERS
-        assert match(flipped, orig, settings=replace(DEFAULT, mirror=False)).inliers < DEFAULT_MIN_INLIERS
+        assert match(flipped, orig, settings=replace(COPIES, mirror=False)).inliers < DEFAULT_MIN_INLIERS
 
 
 def test_keypoint_cache_folder_names_the_settings(tmp_path):
-    from artenc.verify import DEFAULT, LEGACY, VerifySettings
+    from artenc.verify import COPIES, LEGACY, VerifySettings
 
-    assert KeypointCache(tmp_path).dir == tmp_path / DEFAULT.cache_version == tmp_path / "sift-v2-192-500"
+    assert KeypointCache(tmp_path).dir == tmp_path / COPIES.cache_version == tmp_path / "sift-v2-192-500"
     assert KeypointCache(tmp_path, LEGACY).dir.name == "sift-v2-512up-1500"  # never the old sift-v1-512
-    assert VerifySettings(max_side=256).cache_version != DEFAULT.cache_version
-    assert VerifySettings(method="ransac").cache_version == DEFAULT.cache_version  # matching only
+    assert VerifySettings(max_side=256).cache_version != COPIES.cache_version
+    assert VerifySettings(method="ransac").cache_version == COPIES.cache_version  # matching only
     with pytest.raises(ValueError, match="method"):
         VerifySettings(method="lmeds")

@@ -70,8 +70,7 @@ from artenc.search import (
     iter_blocks,
     similar_pairs,
 )
-from artenc.verify import DEFAULT as DEFAULT_VERIFY
-from artenc.verify import VerifySettings, verify_pairs
+from artenc.verify import COPIES, VerifySettings, verify_pairs
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -478,7 +477,7 @@ def find_duplicates(
     exact: bool | None = None,
     top_m: int | None = None,
     floor: float | None = None,
-    verify_settings: VerifySettings = DEFAULT_VERIFY,
+    verify_settings: VerifySettings = COPIES,
 ) -> DuplicateReport:
     """Near-duplicate groups of a store (the pipeline in the module docstring).
 
@@ -492,7 +491,7 @@ def find_duplicates(
         workers: verification processes; exact: exact range search (default: up to
             AUTO_EXACT_MAX works); top_m, floor: the verified mode's extra candidates.
         verify_settings: `artenc.verify.VerifySettings` (image size, keypoints, estimator,
-            mirrors); `artenc.verify.LEGACY` verifies as before issue 15.
+            mirrors): COPIES by default; `artenc.verify.LEGACY` verifies as before issue 15.
 
     Returns:
         `DuplicateReport` with store rows and paths.
