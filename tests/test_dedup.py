@@ -347,3 +347,34 @@ def test_crops_of_one_painting_are_both_dropped(tmp_path, capsys, lite0_encoder)
                                                        (str(img / "a.jpg"), str(img / "c.jpg"))}
     assert all(p["inliers"] >= 15 for p in doc["pairs"])
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "o6.jpg", "o7.jpg", "o8.jpg", "o9.jpg"]
+
+
+def test_flipped_copy_is_a_mirrored_duplicate(tmp_path, capsys, lite0_encoder):
+    """Real images: a painting, an edited copy, its mirror image, and a mirrored unrelated work.
+    The flipped pairs are listed with "mirrored": true, the direct one without the key."""
+    from PIL import ImageOps
+
+    from artenc.embedding import embed_folders
+    from tests.helpers_search import edited
+    from tests.helpers_search import painting as textured
+
+    img = tmp_path / "img"
+    img.mkdir()
+    a = textured(5, (480, 360))
+    a.save(img / "a.png")
+    edited(a, 3).save(img / "a_copy.jpg", quality=70)
+    ImageOps.mirror(a).save(img / "a_flip.jpg", quality=80)
+    ImageOps.mirror(textured(6, (320, 256))).save(img / "o6_flip.jpg", quality=80)
+    for s in range(7, 10):
+        textured(s, (320, 256)).save(img / f"o{s}.jpg", quality=90)
+    embed_folders([img], tmp_path / "store", workers=0, encoder=lite0_encoder, progress=False)
+    # threshold 0.3: every pair is a candidate, verification alone decides
+    assert main(["dedup", str(tmp_path / "store"), "--threshold", "0.3", "--json", "--workers", "0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    pairs = {(Path(p["a"]).name, Path(p["b"]).name): p.get("mirrored") for p in doc["pairs"]}
+    assert pairs == {("a.png", "a_copy.jpg"): None, ("a.png", "a_flip.jpg"): True, ("a_flip.jpg", "a_copy.jpg"): True}
+    assert all(p["inliers"] >= 15 for p in doc["pairs"])
+    [group] = doc["groups"]
+    assert Path(group["keep"]).name == "a.png"
+    assert {Path(d["path"]).name: d.get("mirrored") for d in group["duplicates"]} == {"a_copy.jpg": None,
+                                                                                     "a_flip.jpg": True}

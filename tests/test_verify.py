@@ -110,3 +110,66 @@ def test_verification_workers_need_no_main_guard(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["body", "[2.0, 3.0, 4.0]"]  # the body ran once
+
+
+# ----- mirrors (issue 15) ----------------------------------------------------------------
+def test_mirror_permutation_matches_opencv_on_a_flipped_image():
+    """Descriptors permuted by MIRROR_PERMUTATION are those OpenCV computes on the flipped image."""
+    from artenc.verify import MIRROR_PERMUTATION, sift
+
+    gray = np.asarray(painting(3, (400, 300)).convert("L"))
+    kp, kpf = sift(gray, 3000), sift(np.ascontiguousarray(gray[:, ::-1]), 3000)
+    width = gray.shape[1]
+    assert sorted(MIRROR_PERMUTATION.tolist()) == list(range(128))
+    permuted, unpermuted = [], []
+    for xy, d in zip(kp.xy, kp.desc.astype(np.float32), strict=True):
+        # the same spot in the flipped image: x -> width - 0.5 - x in OpenCV's keypoint coordinates
+        # (measured; its first octave is the image upsampled 2x); several orientations may sit there
+        near = np.flatnonzero(np.hypot(kpf.xy[:, 0] - (width - 0.5 - xy[0]), kpf.xy[:, 1] - xy[1]) < 0.3)
+        if len(near):
+            other = kpf.desc[near].astype(np.float32)
+            scale = np.linalg.norm(other, axis=1)
+            permuted.append(np.min(np.linalg.norm(other - d[MIRROR_PERMUTATION], axis=1) / scale))
+            unpermuted.append(np.min(np.linalg.norm(other - d, axis=1) / scale))
+    assert len(permuted) >= 0.8 * len(kp.xy) >= 200
+    assert np.median(permuted) < 0.1 and np.mean(np.array(permuted) < 0.2) >= 0.85
+    assert np.median(unpermuted) > 0.4  # the permutation is what makes them agree
+
+
+def test_flipped_copy_matches_mirrored_and_unrelated_works_do_not(tmp_path):
+    from dataclasses import replace
+
+    from PIL import ImageOps
+
+    from artenc.verify import COPIES, match
+
+    def kp(img, name):
+        img.save(tmp_path / name, quality=60)
+        return extract(tmp_path / name)
+
+    for i in range(3):
+        orig = kp(painting(i), f"o{i}.png")
+        flipped = kp(ImageOps.mirror(edited(painting(i), 60 + i)), f"f{i}.jpg")
+        copy = kp(edited(painting(i), 70 + i), f"c{i}.jpg")
+        other = kp(painting(20 + i), f"u{i}.jpg")
+        other_flipped = kp(ImageOps.mirror(painting(20 + i)), f"uf{i}.jpg")
+        assert count_inliers(flipped, orig) < DEFAULT_MIN_INLIERS  # SIFT alone is not mirror-aware
+        found = match(flipped, orig)
+        assert found.mirrored and found.inliers >= DEFAULT_MIN_INLIERS
+        assert match(orig, flipped).mirrored  # either side may be the flipped one
+        found = match(copy, orig)
+        assert not found.mirrored and found.inliers >= DEFAULT_MIN_INLIERS
+        assert match(other, orig).inliers < DEFAULT_MIN_INLIERS
+        assert match(other_flipped, orig).inliers < DEFAULT_MIN_INLIERS
+        assert match(flipped, orig, settings=replace(COPIES, mirror=False)).inliers < DEFAULT_MIN_INLIERS
+
+
+def test_keypoint_cache_folder_names_the_settings(tmp_path):
+    from artenc.verify import COPIES, LEGACY, VerifySettings
+
+    assert KeypointCache(tmp_path).dir == tmp_path / COPIES.cache_version == tmp_path / "sift-v2-192-500"
+    assert KeypointCache(tmp_path, LEGACY).dir.name == "sift-v2-512up-1500"  # never the old sift-v1-512
+    assert VerifySettings(max_side=256).cache_version != COPIES.cache_version
+    assert VerifySettings(method="ransac").cache_version == COPIES.cache_version  # matching only
+    with pytest.raises(ValueError, match="method"):
+        VerifySettings(method="lmeds")

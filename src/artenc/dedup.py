@@ -10,7 +10,8 @@ Pipeline (`find_duplicates`):
    nearest neighbours with cosine >= floor are candidates too (`artenc.defaults`:
    DUPLICATE_TOP_M, DUPLICATE_FLOOR).
 2. Optional geometric verification (`artenc.verify`, on by default in the CLI): a
-   candidate is a duplicate only with >= min_inliers RANSAC inliers.
+   candidate is a duplicate only with >= min_inliers inliers, found directly or against
+   the mirror image of one of the two (then the pair is `mirrored`).
 3. Groups without chaining: a group is a clique, every member is a duplicate of every
    other member. Greedy: the work with the most duplicates opens a group, its duplicates
    join in decreasing similarity when they are duplicates of all members already in.
@@ -69,7 +70,7 @@ from artenc.search import (
     iter_blocks,
     similar_pairs,
 )
-from artenc.verify import verify_pairs
+from artenc.verify import COPIES, VerifySettings, verify_pairs
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -273,24 +274,30 @@ def clique_groups(pairs: Pairs, n: int) -> list[list[int]]:
 @dataclass(frozen=True)
 class Duplicate:
     """A group member that is not the keeper: its row, path, cosine similarity to the
-    keeper (float in [-1, 1]) and RANSAC inliers against it (None when not verified)."""
+    keeper (float in [-1, 1]), inliers against it (None when not verified) and whether
+    they matched the mirror image (a left-right flipped copy; "mirrored": true in the JSON)."""
 
     row: int
     path: str
     similarity: float
     inliers: int | None = None
+    mirrored: bool = False
 
     def to_dict(self) -> dict:
         doc = {"path": self.path, "similarity": round(float(self.similarity), 6)}
         if self.inliers is not None:
             doc["inliers"] = int(self.inliers)
+        if self.mirrored:
+            doc["mirrored"] = True
         return doc
 
 
 @dataclass(frozen=True)
 class DuplicatePair:
     """One duplicate pair: `a` ranks before `b` as a keeper (store rows and paths), their
-    cosine similarity (1.0 for identical content) and RANSAC inliers (None when not verified)."""
+    cosine similarity (1.0 for identical content), inliers (None when not verified) and
+    whether they matched mirrored (one is a left-right flip of the other; "mirrored": true
+    in the JSON, absent otherwise)."""
 
     a: int
     a_path: str
@@ -298,11 +305,14 @@ class DuplicatePair:
     b_path: str
     similarity: float
     inliers: int | None = None
+    mirrored: bool = False
 
     def to_dict(self) -> dict:
         doc = {"a": self.a_path, "b": self.b_path, "similarity": round(float(self.similarity), 6)}
         if self.inliers is not None:
             doc["inliers"] = int(self.inliers)
+        if self.mirrored:
+            doc["mirrored"] = True
         return doc
 
 
@@ -348,6 +358,7 @@ class DuplicateReport:
         threshold, top_m, floor, verified, min_inliers, across: the settings used.
         count: works in the store; candidate_pairs: pairs compared (or verified).
         paths: (n,) paths of the store's works; rank: (n,) int64 keeper rank (0 = best).
+        mirrored: (p,) bool per pair of `pairs`, true where it matched mirrored (None: not verified).
     """
 
     groups: list[DuplicateGroup]
@@ -362,6 +373,7 @@ class DuplicateReport:
     candidate_pairs: int
     paths: np.ndarray
     rank: np.ndarray
+    mirrored: np.ndarray | None = None
 
     @property
     def duplicate_pairs(self) -> int:
@@ -387,7 +399,8 @@ class DuplicateReport:
         for p, (i, j) in enumerate(zip(self.pairs.i.tolist(), self.pairs.j.tolist(), strict=True)):
             a, b = (i, j) if self.rank[i] <= self.rank[j] else (j, i)
             out.append(DuplicatePair(a, str(self.paths[a]), b, str(self.paths[b]), round(float(self.pairs.sim[p]), 6),
-                                     None if inliers is None else int(inliers[p])))
+                                     None if inliers is None else int(inliers[p]),
+                                     self.mirrored is not None and bool(self.mirrored[p])))
         out.sort(key=lambda d: (-d.similarity, self.rank[d.a], self.rank[d.b]))
         return out
 
@@ -418,7 +431,7 @@ class DuplicateReport:
 
 
 def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: str | None,
-                 rank: np.ndarray) -> list[DuplicateGroup]:
+                 rank: np.ndarray, mirrored: np.ndarray | None = None) -> list[DuplicateGroup]:
     items = store.items
     paths = items["path"].to_numpy()
     side = items[across].astype(str).to_numpy() if across is not None else None
@@ -432,7 +445,8 @@ def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: st
             p = lookup.get((min(keep, m), max(keep, m)))
             sim = float(pairs.sim[p]) if p is not None else float(vectors[keep] @ vectors[m])
             inl = int(pairs.inliers[p]) if pairs.inliers is not None and p is not None else None
-            dups.append(Duplicate(int(m), str(paths[m]), round(sim, 6), inl))
+            flip = mirrored is not None and p is not None and bool(mirrored[p])
+            dups.append(Duplicate(int(m), str(paths[m]), round(sim, 6), inl, flip))
         dups.sort(key=lambda d: -d.similarity)
         sides = sorted(set(side[members])) if side is not None else None
         out.append(DuplicateGroup(int(keep), str(paths[keep]), dups, sides))
@@ -463,6 +477,7 @@ def find_duplicates(
     exact: bool | None = None,
     top_m: int | None = None,
     floor: float | None = None,
+    verify_settings: VerifySettings = COPIES,
 ) -> DuplicateReport:
     """Near-duplicate groups of a store (the pipeline in the module docstring).
 
@@ -470,11 +485,13 @@ def find_duplicates(
         store: the store.
         threshold: cosine similarity of range-search candidates, in [-1, 1] (default
             `artenc.defaults.duplicate_threshold(verify)`).
-        verify: keep only candidates with >= `min_inliers` RANSAC inliers (`artenc.verify`,
-            SIFT + RANSAC homography; Lowe 2004, Fischler & Bolles 1981).
+        verify: keep only candidates with >= `min_inliers` inliers (`artenc.verify`: SIFT
+            + MAGSAC++ homography, mirror-aware; Lowe 2004, Barath et al. 2020).
         across: a label column; only groups spanning several of its values (leakage).
         workers: verification processes; exact: exact range search (default: up to
             AUTO_EXACT_MAX works); top_m, floor: the verified mode's extra candidates.
+        verify_settings: `artenc.verify.VerifySettings` (image size, keypoints, estimator,
+            mirrors): COPIES by default; `artenc.verify.LEGACY` verifies as before issue 15.
 
     Returns:
         `DuplicateReport` with store rows and paths.
@@ -501,19 +518,23 @@ def find_duplicates(
     n_candidates = len(pairs)
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",
              n_candidates, threshold, top_m, min(floor, threshold))
+    mirrored = None
     if verify and len(pairs):
-        pairs.inliers = verify_pairs(store, pairs.i, pairs.j, workers=workers)
-        pairs = pairs.select((pairs.inliers >= min_inliers) | identical)  # same bytes: a duplicate
+        found = verify_pairs(store, pairs.i, pairs.j, workers=workers, min_inliers=min_inliers,
+                             settings=verify_settings)
+        pairs.inliers = found.inliers
+        keep = (pairs.inliers >= min_inliers) | identical  # same bytes: a duplicate
+        pairs, mirrored = pairs.select(keep), found.mirrored[keep] & ~identical[keep]
         log.info("%d of %d candidate pairs verified (>= %d inliers)", len(pairs), n_candidates, min_inliers)
     groups = clique_groups(pairs, len(store))
     if across is not None:
         groups = _leak_groups(store, pairs, groups, across)
     rank = keeper_order(store.items)
     return DuplicateReport(
-        groups=_make_groups(store, pairs, groups, across, rank), pairs=pairs, threshold=threshold, top_m=top_m,
+        groups=_make_groups(store, pairs, groups, across, rank, mirrored), pairs=pairs, threshold=threshold, top_m=top_m,
         floor=min(floor, threshold) if top_m else None, verified=bool(verify),
         min_inliers=min_inliers if verify else None, across=across, count=len(store),
-        candidate_pairs=n_candidates, paths=store.items["path"].to_numpy(), rank=rank,
+        candidate_pairs=n_candidates, paths=store.items["path"].to_numpy(), rank=rank, mirrored=mirrored,
     )
 
 
