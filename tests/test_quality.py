@@ -169,6 +169,14 @@ def test_border_share_of_bars_of_any_colour(colour: int) -> None:
     assert content_box(np.full((30, 40), 17, np.uint8)) is None
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 100), (100, 1), (2, 3), (3000, 30), (257, 255)])
+def test_any_geometry_gives_finite_scores(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(size))
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    scores = image_stats(img).to_dict()
+    assert all(math.isfinite(v) for v in scores.values()), scores
+
+
 def test_image_stats_wants_rgb() -> None:
     with pytest.raises(ParameterError, match="^img "):
         image_stats(Image.new("L", (10, 10)))

@@ -33,9 +33,9 @@ any uniform border bars (the bars have their own score; see `image_stats`), all 
 - ``tone_residual``: share of the chroma energy (sum of rg^2 + yb^2) that luminance does not
   explain: chroma minus its mean over the pixels of the same luminance band (32 bands of 8
   grey levels), squared, summed, over the total; 0..1. Near 0 when colour is a function of
-  brightness: toned monochrome (sepia, cyanotype, red chalk or ink on tinted paper) and
-  greyscale; 0.1 and more for a painting with a palette (WikiArt dev: 1st percentile 0.01).
-  0 without chroma.
+  brightness: toned monochrome (sepia, cyanotype, red chalk or ink on tinted paper); 0.1 and
+  more for a painting with a palette (WikiArt dev: 1st percentile 0.01). 0 without chroma; a
+  greyscale scan's faint chroma is noise, so it scores high (`colourfulness` tells it apart).
 - ``border_share``: share of the image area in uniform bars along its edges (letterboxing,
   mats, white scan margins), 0..1: a bar is a run of edge rows (columns) whose grey levels all
   lie within `artenc.preprocess.BAR_LEVEL` of the edge's median, the rule `trim_borders` uses
