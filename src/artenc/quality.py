@@ -79,6 +79,7 @@ NEAR_BLACK = 0.1  # luma below this counts as near-black (`darkness`), 0..1
 NEAR_WHITE = 0.95  # luma above this counts as near-white (`overexposure`), 0..1
 MIN_KEEP = 0.3  # scores are measured inside the bars only when the picture keeps this share of each side
 # (`trim_borders`' min_keep: a small bright object on black is a dark image, not a picture in bars)
+COLOUR_MIN_SIDE = 16  # colour scores use the thumbnail halved when its short side stays at least this (px)
 MIN_CHROMA = 8.0  # pixels with less chroma (max - min of R, G, B; 0..255) carry no hue
 NOT_COMPUTED = "not computed (re-embed)"  # the note of works whose pixel scores are not stored
 
@@ -126,11 +127,11 @@ def thumbnail(img: Image.Image, side: int = THUMBNAIL_SIDE) -> Image.Image:
     return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0 if scale < 1 else None)
 
 
-def _bar_length(lines: np.ndarray, level: int) -> int:
-    """How many leading lines (rows of `lines`, uint8 grey) lie within `level` grey levels of
-    the first line's median everywhere."""
-    ref = float(np.median(lines[0]))
-    uniform = np.abs(lines.astype(np.int16) - ref).max(axis=1) <= level
+def _bar_length(first: np.ndarray, line_max: np.ndarray, line_min: np.ndarray, level: int) -> int:
+    """How many leading lines (their max and min grey levels `line_max`, `line_min`, outermost
+    first) lie within `level` grey levels of the median of the outermost line `first` everywhere."""
+    ref = int(np.median(first))
+    uniform = (line_max.astype(np.int16) - ref <= level) & (ref - line_min.astype(np.int16) <= level)
     return len(uniform) if uniform.all() else int(np.argmin(uniform))
 
 
@@ -143,8 +144,11 @@ def content_box(grey: np.ndarray, level: int = BAR_LEVEL) -> tuple[int, int, int
     bar is darker than `BAR_LEVEL` everywhere), generalised to bars of any colour.
     """
     h, w = grey.shape
-    top, bottom = _bar_length(grey, level), _bar_length(grey[::-1], level)
-    left, right = _bar_length(grey.T, level), _bar_length(grey.T[::-1], level)
+    rmax, rmin, cmax, cmin = grey.max(axis=1), grey.min(axis=1), grey.max(axis=0), grey.min(axis=0)
+    top = _bar_length(grey[0], rmax, rmin, level)
+    bottom = _bar_length(grey[-1], rmax[::-1], rmin[::-1], level)
+    left = _bar_length(grey[:, 0], cmax, cmin, level)
+    right = _bar_length(grey[:, -1], cmax[::-1], cmin[::-1], level)
     if top + bottom >= h or left + right >= w:
         return None
     return left, top, w - right, h - bottom
@@ -184,7 +188,9 @@ def image_stats(img: Image.Image) -> ImageStats:
     """The quality scores of one RGB image (module docstring: definitions, units, sources).
 
     Measured on `thumbnail(img)` (`THUMBNAIL_SIDE` px long side), so the cost is a resize of
-    the image already in memory plus numpy work on at most 256 x 256 pixels; every score but
+    the image already in memory plus numpy work on at most 256 x 256 pixels (the colour scores
+    colourfulness, hue, hue_spread and tone_residual on that thumbnail halved by 2 x 2 means,
+    `Image.reduce(2)`, unless its short side would fall below `COLOUR_MIN_SIDE`); every score but
     `border_share` inside the uniform bars (`content_box`) when the picture between them keeps
     at least `MIN_KEEP` of each side, else on the whole thumbnail. Raises ParameterError for an
     image that is not RGB.
@@ -201,16 +207,19 @@ def image_stats(img: Image.Image) -> ImageStats:
         if right - left >= MIN_KEEP * width and bottom - top >= MIN_KEEP * height:
             thumb = thumb.crop(box)
             grey = np.asarray(thumb.convert("L"))
-    rgb = np.asarray(thumb, dtype=np.float32)
     counts = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
     p = counts[counts > 0] / grey.size
+    # colour scores on the thumbnail halved (2 x 2 pixel means): they do not depend on fine
+    # detail, and a quarter of the pixels halves the cost of `image_stats`
+    colour = thumb.reduce(2) if min(thumb.size) >= 2 * COLOUR_MIN_SIDE else thumb
+    rgb = np.asarray(colour, dtype=np.float32)
     rg = rgb[..., 0] - rgb[..., 1]
     yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
     colourfulness = math.sqrt(float(rg.var()) + float(yb.var())) + 0.3 * math.hypot(float(rg.mean()),
                                                                                    float(yb.mean()))
-    hue, spread = _hue_stats(np.asarray(thumb.convert("HSV")))
+    hue, spread = _hue_stats(np.asarray(colour.convert("HSV")))
     # within-band sum of squares = sum x^2 - sum over bands of (band sum)^2 / band count
-    band = grey.ravel() // 8  # 32 luminance bands
+    band = np.asarray(colour.convert("L")).ravel() // 8  # 32 luminance bands
     n = np.maximum(np.bincount(band, minlength=32), 1)
     rg, yb = rg.ravel().astype(np.float64), yb.ravel().astype(np.float64)
     energy = float((rg * rg).sum() + (yb * yb).sum())
