@@ -49,6 +49,7 @@ from artenc.index import VectorIndex, index_for_store
 from artenc.labels import SPLIT_COLUMN
 from artenc.neighbors import PairResult, SimilarResult, pair_similarity, similar
 from artenc.predict import PredictionReport, predict_images
+from artenc.quality import QualityReport, QualityThresholds, quality_report
 from artenc.runtime import Encoder, encoder_for_store
 from artenc.store import Store
 
@@ -314,6 +315,26 @@ class Collection:
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         fields = [fields] if isinstance(fields, str) else fields
         return predict_images(self.store, images, fields, k, encoder=self.encoder)
+
+    def quality(self, thresholds: QualityThresholds | None = None) -> QualityReport:
+        """Image-quality issues, worst first per flag (`artenc.quality.quality_report`).
+
+        Reads the scores `artenc embed` stored with the items (no image is opened): dark,
+        overexposed, blurry (variance of the Laplacian; Pech-Pacheco et al. 2000),
+        low_information (grey-histogram entropy), odd_aspect_ratio, odd_size, grayscale
+        (colourfulness; Hasler & Süsstrunk 2003), sepia (toned monochrome), uniform_borders.
+
+        Args:
+            thresholds: when a score makes a flag (default `QualityThresholds()`, the values of
+                `artenc.defaults.QUALITY_*`).
+
+        Returns:
+            `QualityReport`: per flag the flagged works (store row, path, ranking score),
+            worst first; `table` holds every work's scores and flags. Works embedded before
+            artenc measured quality have only their size flags; `note` says
+            "<n> works: not computed (re-embed)".
+        """
+        return quality_report(self.store.items, thresholds)
 
     def info(self) -> dict:
         """The JSON document `artenc info` prints: count, dim, model, preprocessing, skipped files."""

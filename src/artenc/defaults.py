@@ -55,3 +55,20 @@ REPORT_K = 8  # neighbours shown per sample work (count)
 # ----- web page (artenc.serve; `artenc serve`) -------------------------------------------
 MAX_UPLOAD_BYTES = 20 * 2**20  # largest upload body accepted, answered 413 above (bytes); not MAX_PIXELS
 MAX_K = 100  # most neighbours one query may ask for (count)
+
+# ----- image quality (artenc.quality; `Collection.quality`, the audit) ----------------------
+# Scores are measured while embedding (artenc.quality: definitions and units); a work is flagged
+# when its score passes the threshold. README "Image quality" says what each flag means.
+QUALITY_DARK_SHARE = 0.9  # dark: share of near-black pixels (luma < 0.1) at least this (0..1)
+QUALITY_OVEREXPOSED_SHARE = 0.25  # overexposed: share of near-white pixels (luma > 0.95) at least this (0..1)
+QUALITY_OVEREXPOSED_BRIGHTNESS = 0.8  # ... and mean luma at least this (0..1; ink on white paper stays below)
+QUALITY_BLURRY_SHARPNESS = 8.0  # blurry: variance of the Laplacian of the 256-px grey thumbnail below this
+QUALITY_LOW_INFORMATION_ENTROPY = 3.0  # low_information: grey-histogram entropy below this (bits, 0..8)
+QUALITY_ODD_ASPECT_RATIO = 3.0  # odd_aspect_ratio: long side / short side above this (ratio)
+QUALITY_MIN_SIDE = 128  # odd_size: short side below this (px) ...
+QUALITY_MAX_MEGAPIXELS = 60.0  # ... or more megapixels than this (width * height / 1e6)
+QUALITY_GRAYSCALE_COLOURFULNESS = 4.0  # grayscale: Hasler-Süsstrunk colourfulness below this (0..255 scale)
+QUALITY_SEPIA_TONE_RESIDUAL = 0.012  # sepia: not grayscale, chroma share unexplained by luminance below this ...
+QUALITY_SEPIA_HUE_SPREAD = 20.0  # ... hue spread (circular std, degrees) below this ...
+QUALITY_SEPIA_HUE_RANGE = (10.0, 65.0)  # ... and mean hue in this range (degrees: orange-brown to yellow)
+QUALITY_UNIFORM_BORDER_SHARE = 0.3  # uniform_borders: share of the area in uniform edge bars at least this (0..1)

@@ -45,6 +45,7 @@ from artenc.images import (
 from artenc.labels import match_labels, read_labels_table
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
+from artenc.quality import SCORE_COLUMNS
 from artenc.runtime import Encoder, create_encoder
 from artenc.store import BASE_COLUMNS, Store
 
@@ -109,10 +110,11 @@ class EmbedReport:
 
 
 def _crop_or_error(source: bytes | str, preprocess: PreprocessConfig, max_pixels: int | None, name: str,
-                   sha256: str | None = None) -> tuple[Crop | None, str | None]:
+                   sha256: str | None = None, quality: bool = False) -> tuple[Crop | None, str | None]:
     """`decode_crop`, with any failure turned into its reason (the message without the name)."""
     try:
-        return decode_crop(source, preprocess, max_pixels=max_pixels, name=name, sha256=sha256), None
+        return decode_crop(source, preprocess, max_pixels=max_pixels, name=name, sha256=sha256,
+                           quality=quality), None
     except ImageLoadError as exc:
         return None, str(exc).removeprefix(f"{name}: ")
     except Exception as exc:  # noqa: BLE001 - any decoder bug must not kill the batch
@@ -120,8 +122,9 @@ def _crop_or_error(source: bytes | str, preprocess: PreprocessConfig, max_pixels
 
 
 class DecodeDataset(Dataset):
-    """Reads, hashes and preprocesses one file per item (`images.decode_crop`); never raises
-    on bad images. Files whose hash is in `known_hashes` are hashed but not decoded."""
+    """Reads, hashes and preprocesses one file per item (`images.decode_crop`, with the image's
+    quality scores when `quality`); never raises on bad images. Files whose hash is in
+    `known_hashes` are hashed but not decoded."""
 
     def __init__(
         self,
@@ -129,11 +132,13 @@ class DecodeDataset(Dataset):
         preprocess: PreprocessConfig,
         max_pixels: int | None,
         known_hashes: frozenset[str] = frozenset(),
+        quality: bool = True,
     ) -> None:
         self.tasks = tasks
         self.preprocess = preprocess
         self.max_pixels = max_pixels
         self.known_hashes = known_hashes
+        self.quality = quality
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -141,7 +146,7 @@ class DecodeDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         task = self.tasks[i]
         rec = {"path": task.path, "relpath": task.relpath, "sha256": None, "size": -1, "mtime_ns": -1,
-               "width": -1, "height": -1, "error": None, "pixels": None}
+               "width": -1, "height": -1, "error": None, "pixels": None, "stats": None}
         fspath = task.fspath or task.path
         try:
             st = os.stat(fspath)
@@ -159,9 +164,11 @@ class DecodeDataset(Dataset):
         rec["sha256"] = sha256_hex(data)
         if rec["sha256"] in self.known_hashes:
             return rec  # vector already in the store under another path or an older version
-        crop, rec["error"] = _crop_or_error(data, self.preprocess, self.max_pixels, task.path, rec["sha256"])
+        crop, rec["error"] = _crop_or_error(data, self.preprocess, self.max_pixels, task.path, rec["sha256"],
+                                            self.quality)
         if crop is not None:
             rec["width"], rec["height"], rec["pixels"] = crop.width, crop.height, crop.pixels
+            rec["stats"] = crop.stats.to_dict() if crop.stats is not None else None
         return rec
 
 
@@ -275,6 +282,7 @@ def embed_folders(
     encoder: Encoder | None = None,
     progress: bool = True,
     trim_borders: bool | None = None,
+    quality: bool = True,
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out` (`artenc.embed`); resumable.
 
@@ -290,6 +298,9 @@ def embed_folders(
         flush_every: images per committed segment (a kill loses at most this many).
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).
         trim_borders: crop uniform letterbox bars before the centre crop (None: the model's choice).
+        quality: measure each image's quality scores while decoding it (`artenc.quality`:
+            brightness, blur, entropy, colourfulness, borders; a few ms per image on a 256-px
+            thumbnail) and store them with the items (`Collection.quality` flags them).
 
     Returns:
         `EmbedReport`: counts (discovered = embedded + reused + unchanged + skipped +
@@ -337,7 +348,9 @@ def embed_folders(
 
     existing = store.items
     hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
-    dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row))
+    dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
+    columns = BASE_COLUMNS + list(SCORE_COLUMNS)
+    stored_scores = [c for c in SCORE_COLUMNS if c in existing.columns]
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
         prefetch_factor=4 if workers else None, persistent_workers=False,
@@ -351,7 +364,7 @@ def embed_folders(
     def flush() -> None:
         nonlocal rows, vecs, n_vec
         if rows:
-            frame = pd.DataFrame(rows, columns=BASE_COLUMNS)
+            frame = pd.DataFrame(rows, columns=columns)
             block = np.concatenate(vecs) if vecs else np.zeros((0, store.dim), np.float32)
             store.append_segment(frame, block)
         rows, vecs, n_vec = [], [], 0
@@ -363,6 +376,7 @@ def embed_folders(
                 k = 0
                 for r in records:
                     row = {c: r.get(c) for c in BASE_COLUMNS}
+                    row.update(r["stats"] or dict.fromkeys(SCORE_COLUMNS, np.nan))
                     if r["has_pixels"]:
                         vecs.append(out_vecs[k : k + 1])
                         k += 1
@@ -373,6 +387,7 @@ def embed_folders(
                         src = hash_to_row[r["sha256"]]
                         vecs.append(np.asarray(store.vectors[src : src + 1]))
                         row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
+                        row.update({c: float(existing[c][src]) for c in stored_scores})
                         row["row"] = n_vec
                         n_vec += 1
                         report.reused += 1

@@ -24,6 +24,7 @@ from artenc.defaults import MAX_ASPECT_RATIO as DEFAULT_MAX_ASPECT_RATIO
 from artenc.defaults import MAX_PIXELS as DEFAULT_MAX_PIXELS
 from artenc.errors import ParameterError
 from artenc.preprocess import PreprocessConfig, to_uint8_chw
+from artenc.quality import ImageStats, image_stats
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".apng", ".webp", ".avif", ".tif", ".tiff", ".bmp",
@@ -451,13 +452,15 @@ def sha256_hex(data: bytes) -> str:
 @dataclass(frozen=True, eq=False)
 class Crop:
     """One image ready for a model: `pixels` uint8 (3, S, S) RGB (S = `PreprocessConfig.size`,
-    not normalised), the source `width` x `height` in pixels after EXIF orientation, and
-    the `sha256` of the file's bytes."""
+    not normalised), the source `width` x `height` in pixels after EXIF orientation, the
+    `sha256` of the file's bytes and, when asked (`decode_crop(..., quality=True)`), the
+    image's quality scores `stats` (`artenc.quality.ImageStats`), else None."""
 
     pixels: np.ndarray
     width: int
     height: int
     sha256: str
+    stats: ImageStats | None = None
 
 
 def decode_crop(
@@ -468,6 +471,7 @@ def decode_crop(
     max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     name: str | None = None,
     sha256: str | None = None,
+    quality: bool = False,
 ) -> Crop:
     """Decode an image file (path or bytes) and centre-crop it the way `preprocess` says.
 
@@ -481,8 +485,11 @@ def decode_crop(
     `preprocess.resize_and_crop`). Peak memory is a few bytes per decoded pixel for every
     format and geometry (scripts/bench_memory.py measures it). `name` labels messages
     (default: the path, or "<bytes>"); `sha256` skips hashing when the caller already has
-    the bytes' digest. Raises ImageLoadError (message "<name>: <reason>"), ParameterError
-    for a `max_aspect_ratio` below 1.
+    the bytes' digest. `quality` also measures the image's quality scores
+    (`artenc.quality.image_stats`: brightness, blur, entropy, colourfulness, borders...) on
+    a 256-px thumbnail of the image already decoded (before border trimming), for `Crop.stats`:
+    a few milliseconds, no second decode. Raises ImageLoadError (message "<name>:
+    <reason>"), ParameterError for a `max_aspect_ratio` below 1.
     """
     if isinstance(source, bytes | bytearray | memoryview):
         data, name = bytes(source), name or "<bytes>"
@@ -494,4 +501,5 @@ def decode_crop(
         pixels = to_uint8_chw(img, preprocess)
     except (ValueError, OverflowError) as exc:
         raise ImageLoadError(f"{name}: cannot resample {width}x{height} px ({type(exc).__name__}: {exc})") from exc
-    return Crop(pixels, width, height, sha256 or sha256_hex(data))
+    stats = image_stats(img) if quality else None
+    return Crop(pixels, width, height, sha256 or sha256_hex(data), stats)

@@ -10,7 +10,10 @@ Layout::
       meta.json                  model name, weights fingerprint, preprocessing, dim, version
       segments/seg-000001.npy    float32 (m, dim) L2-normalised vectors
       segments/seg-000001.parquet  one row per file seen: path, relpath, sha256, size, mtime_ns,
-                                 width, height, error (null when embedded), row (into the .npy, -1 if skipped)
+                                 width, height, error (null when embedded), row (into the .npy, -1 if skipped),
+                                 and since quality scores exist the float columns of
+                                 `artenc.quality.SCORE_COLUMNS` (brightness, sharpness, ...; NaN
+                                 where not measured; absent from older stores)
       labels.parquet             optional: path + label columns (joined to items on read)
       last_embed.json            optional: the counts and file lists of the last embed run (`artenc info`)
       index/faiss.index          optional: a saved FAISS index (written by `artenc.index.save_index`)
@@ -48,10 +51,13 @@ import pandas as pd
 from artenc import __version__
 from artenc.atomic import atomic_save_npy, atomic_save_parquet, atomic_write_json, remove_temp_files
 from artenc.errors import StoreError
+from artenc.quality import SCORE_COLUMNS
 
 FORMAT = "artenc-store/1"
 BASE_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height", "error", "row"]
 ITEM_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height"]
+# item columns a segment may lack (stores written before they existed): float64, NaN where absent
+OPTIONAL_COLUMNS = list(SCORE_COLUMNS)
 _SEGMENT = re.compile(r"^seg-(\d{6})\.parquet$")
 # the store's folder layout (see the module docstring); other modules use the Store properties
 _META_FILE = "meta.json"
@@ -193,7 +199,8 @@ class Store:
         return sorted(ids)
 
     def append_segment(self, rows: pd.DataFrame, vectors: np.ndarray) -> int:
-        """Commit rows (BASE_COLUMNS; `row` indexes `vectors`) atomically; returns the segment id."""
+        """Commit rows (BASE_COLUMNS, and any of OPTIONAL_COLUMNS they have, stored as float64;
+        `row` indexes `vectors`) atomically; returns the segment id."""
         missing = [c for c in BASE_COLUMNS if c not in rows.columns]
         if missing:
             raise ValueError(f"segment rows lack columns {missing}")
@@ -204,7 +211,9 @@ class Store:
         seg = (ids[-1] + 1) if ids else 1
         self.segment_dir.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(self._segment_file(seg, ".npy"), vectors)
-        atomic_save_parquet(self._segment_file(seg, ".parquet"), rows[BASE_COLUMNS])
+        optional = [c for c in OPTIONAL_COLUMNS if c in rows.columns]
+        frame = rows[BASE_COLUMNS + optional].astype({c: "float64" for c in optional})
+        atomic_save_parquet(self._segment_file(seg, ".parquet"), frame)
         self.reload()
         return seg
 
@@ -234,7 +243,7 @@ class Store:
         rows, all_vectors = self._read_segments()
         ok = rows[rows["row"] >= 0]
         vectors = np.asarray(all_vectors[ok["row"].to_numpy(dtype=np.int64)], dtype=np.float32)
-        items = ok[ITEM_COLUMNS].reset_index(drop=True)
+        items = ok[ITEM_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in ok.columns]].reset_index(drop=True)
         skipped = rows[rows["row"] < 0][["path", "relpath", "error", "size", "mtime_ns"]].reset_index(drop=True)
         return items, vectors, skipped
 
@@ -256,8 +265,9 @@ class Store:
 
     @property
     def items(self) -> pd.DataFrame:
-        """One row per embedded file: ITEM_COLUMNS plus label columns (shared: treat as read-only,
-        like `vectors`; `.copy()` it to modify)."""
+        """One row per embedded file: ITEM_COLUMNS, the quality scores (OPTIONAL_COLUMNS, when
+        the store has them: NaN for files embedded before) and the label columns (shared: treat
+        as read-only, like `vectors`; `.copy()` it to modify)."""
         return self._items
 
     @cached_property
@@ -289,7 +299,7 @@ class Store:
         """Store label columns keyed by absolute `path` (replaces earlier labels)."""
         if "path" not in labels.columns:
             raise ValueError("labels need a 'path' column")
-        reserved = set(ITEM_COLUMNS) - {"path"}
+        reserved = (set(ITEM_COLUMNS) | set(OPTIONAL_COLUMNS)) - {"path"}
         clash = [c for c in labels.columns if c in reserved]
         if clash:
             labels = labels.rename(columns={c: f"label_{c}" for c in clash})
