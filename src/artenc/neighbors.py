@@ -293,7 +293,8 @@ def similar(
     found = nearest(index, resolved, max(k, verify_top) if verify else k)
     inliers: list[np.ndarray | None] = [None] * len(found)
     if verify:
-        counts = verify_queries(store, [q.path for q in resolved], [ids for ids, _ in found], workers)
+        counts = verify_queries(store, [q.path for q in resolved], [ids for ids, _ in found], workers,
+                                min_inliers=min_inliers)
         orders = [rerank_verified(ids, sims, c, min_inliers) for (ids, sims), c in zip(found, counts, strict=True)]
         found = [(ids[o], sims[o]) for (ids, sims), o in zip(found, orders, strict=True)]
         inliers = [c[o] for c, o in zip(counts, orders, strict=True)]

@@ -20,6 +20,7 @@ import numpy as np
 
 from artenc.defaults import UMAP_MIN_DIST, UMAP_NEIGHBORS
 from artenc.errors import ParameterError, UsageError, require
+from artenc.quality import SCORE_COLUMNS
 from artenc.store import ITEM_COLUMNS
 from artenc.viz.grids import pyplot, save_figure, thumbnail
 
@@ -104,7 +105,7 @@ def coloring(items: pd.DataFrame, color_by: str | None) -> Coloring:
         return Coloring(None, np.full(n, "work", dtype=object), ["work"], {"work": PALETTE[0]})
     if color_by not in items.columns:
         raise ParameterError("color_by", f"{color_by}: no such column (label columns: "
-                             f"{', '.join(c for c in items.columns if c not in ITEM_COLUMNS) or 'none'})")
+                             f"{', '.join(c for c in items.columns if c not in ITEM_COLUMNS and c not in SCORE_COLUMNS) or 'none'})")
     col = items[color_by]
     present = col.notna() & (col.astype(str).str.strip() != "")
     values = np.where(present, col.astype(str), MISSING).astype(object)
