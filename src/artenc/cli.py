@@ -54,6 +54,8 @@ FLAG_OF = {
     "limit": "--limit",
     "duplicate_threshold": "--duplicate-threshold",
     "coords": "--coords",
+    "folds": "--folds",
+    "top": "--top",
 }
 
 

@@ -40,6 +40,11 @@ CLUSTER_K_RANGE = "5:100:2"  # k swept when k is "auto": START:STOP[:STEP], STOP
 CLUSTER_SAMPLE = 8_000  # works clustered at most; the others join their nearest medoid (count)
 SERVE_CLUSTER_SAMPLE = 2_000  # the same, on the web page, smaller so the page answers in seconds (count)
 
+# ----- audit (artenc.audit; `artenc audit`, the report, the web page) --------------------
+AUDIT_K = 10  # neighbours of the kNN label vote and of the outlier score (count)
+AUDIT_FOLDS = 5  # stratified folds of the cross-validated linear probe (count)
+AUDIT_TOP = 50  # works listed worst-first per list (label issues of a field, outliers) (count)
+
 # ----- maps (artenc.viz.umap_map; `artenc umap`, the report) ------------------------------
 UMAP_NEIGHBORS = 15  # UMAP n_neighbors: size of the neighbourhood each point keeps (count)
 UMAP_MIN_DIST = 0.1  # UMAP min_dist: how tightly points may pack in the map (map units)
