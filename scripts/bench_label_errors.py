@@ -76,12 +76,60 @@ def hits(ranking: np.ndarray, planted: set[int], top: int) -> int:
     return len(planted & set(ranking[:top].tolist()))
 
 
+def planted_problem(store: Store, flips: int, seed: int) -> tuple[np.ndarray, np.ndarray, set[int], int]:
+    """(vectors, given style codes with `flips` planted errors, planted rows, number of styles)."""
+    true = store.items["style"].astype(str).to_numpy()
+    if not (store.items["split"].astype(str) == "dev").all():
+        raise SystemExit("holdout rows must never be used")
+    given, rows = flip_labels(true, flips, seed)
+    codes, classes = encode_labels(pd.DataFrame({"style": given}), ["style"])
+    return np.asarray(store.vectors), codes[:, 0], set(rows.tolist()), len(classes["style"])
+
+
+def planted_in_top(store: Store, *, flips: int = 20, seed: int = 0, top: int = 50, k: int = 10) -> int:
+    """How many of the planted wrong labels the audit ranks among its `top` worst."""
+    x, y, planted, _ = planted_problem(store, flips, seed)
+    return hits(label_issues(x, y, k=k, seed=seed).ranking, planted, top)
+
+
+def table(store: Store, flips: int, seed: int, k: int) -> None:
+    x, y, planted, n_classes = planted_problem(store, flips, seed)
+    results = []
+    t0 = time.perf_counter()
+    issues = label_issues(x, y, k=k, seed=seed)
+    seconds = time.perf_counter() - t0
+    results.append(("audit: probe + kNN, cleanlab", issues.ranking, np.flatnonzero(issues.is_issue)))
+    for part in ("probe", "knn"):
+        sub = label_issues(x, y, k=k, seed=seed, sources=(part,))
+        results.append((f"{part} only, cleanlab", sub.ranking, np.flatnonzero(sub.is_issue)))
+    # the issue's baselines: flags, in row order
+    votes = knn_probabilities(x, y, n_classes, k=k, weighted=False)
+    majority_other = np.flatnonzero(votes.argmax(axis=1) != y)
+    none_shares = np.flatnonzero(votes[np.arange(len(y)), y] == 0)
+    results.append((f"baseline: {k}-NN majority disagrees", majority_other, majority_other))
+    results.append((f"baseline: none of {k} neighbours shares the label", none_shares, none_shares))
+    print(f"{len(y)} WikiArt dev works, {len(planted)} planted wrong styles (seed {seed}); chance in the "
+          f"top 50: {50 * len(planted) / len(y):.2f}; audit took {seconds:.1f} s\n")
+    print("| method | top 20 | top 50 | top 100 | flagged | precision | recall |")
+    print("|---|---|---|---|---|---|---|")
+    for name, ranking, flags in results:
+        found = len(planted & set(flags.tolist()))
+        precision = found / len(flags) if len(flags) else 0.0
+        print(f"| {name} | {hits(ranking, planted, 20)} | {hits(ranking, planted, 50)} | "
+              f"{hits(ranking, planted, 100)} | {len(flags)} | {precision:.3f} | {found / len(planted):.3f} |")
+    ranks = {int(r): i + 1 for i, r in enumerate(issues.ranking)}
+    print("\nranks of the planted works in the audit:", sorted(ranks[r] for r in planted))
+    print("(baselines are flags without a rank: their top N is the first N flagged works in row order)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/audit_bench", help="folder of the store (reused)")
     p.add_argument("--n", type=int, default=800)
     p.add_argument("--flips", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed of the full table (rows and flips)")
+    p.add_argument("--more-seeds", type=int, default=4, help="then top 20/50/100 of the audit for this many "
+                                                             "other flip seeds")
     p.add_argument("-k", type=int, default=10, help="neighbours of the kNN parts and baselines")
     p.add_argument("--build-only", action="store_true")
     args = p.parse_args()
@@ -91,42 +139,16 @@ def main() -> int:
     store = build_store(Path(args.work), args.n, args.seed)
     if args.build_only:
         return 0
-    true = store.items["style"].astype(str).to_numpy()
-    assert (store.items["split"].astype(str) == "dev").all(), "holdout rows must never be used"
-    given, rows = flip_labels(true, args.flips, args.seed)
-    planted = set(rows.tolist())
-    codes, classes = encode_labels(pd.DataFrame({"style": given}), ["style"])
-    y = codes[:, 0]
-    x = np.asarray(store.vectors)
-
-    results = []
-    t0 = time.perf_counter()
-    issues = label_issues(x, y, k=args.k, seed=args.seed)
-    seconds = time.perf_counter() - t0
-    ranked = issues.ranking
-    flagged = np.flatnonzero(issues.is_issue)
-    results.append(("audit (probe + kNN, cleanlab)", ranked, flagged))
-    for part in ("probe", "knn"):
-        sub = label_issues(x, y, k=args.k, seed=args.seed, sources=(part,))
-        results.append((f"  {part} only, cleanlab", sub.ranking, np.flatnonzero(sub.is_issue)))
-    # baselines of the issue: flags, in row order
-    knn = knn_probabilities(x, y, len(classes["style"]), k=args.k, weighted=False)
-    majority_other = np.flatnonzero(knn.argmax(axis=1) != y)
-    none_shares = np.flatnonzero(knn[np.arange(len(y)), y] == 0)
-    results.append((f"baseline: {args.k}-NN majority disagrees", majority_other, majority_other))
-    results.append((f"baseline: no neighbour of {args.k} shares the label", none_shares, none_shares))
-
-    print(f"{len(y)} WikiArt dev works, {len(planted)} planted wrong styles (seed {args.seed}); "
-          f"chance in the top 50: {50 * len(planted) / len(y):.2f}; audit took {seconds:.1f} s\n")
-    print("| method | top 20 | top 50 | top 100 | flagged | precision | recall |")
-    print("|---|---|---|---|---|---|---|")
-    for name, ranking, flags in results:
-        found = len(planted & set(flags.tolist()))
-        precision = found / len(flags) if len(flags) else 0.0
-        print(f"| {name} | {hits(ranking, planted, 20)} | {hits(ranking, planted, 50)} | "
-              f"{hits(ranking, planted, 100)} | {len(flags)} | {precision:.3f} | {found / len(planted):.3f} |")
-    ranks = {int(r): i + 1 for i, r in enumerate(ranked)}
-    print("\nranks of the planted works in the audit:", sorted(ranks[r] for r in planted))
+    table(store, args.flips, args.seed, args.k)
+    if args.more_seeds:
+        print("\n| flip seed | top 20 | top 50 | top 100 |\n|---|---|---|---|")
+        found = []
+        for seed in range(args.seed, args.seed + args.more_seeds + 1):
+            x, y, planted, _ = planted_problem(store, args.flips, seed)
+            ranking = label_issues(x, y, k=args.k, seed=seed).ranking
+            found.append([hits(ranking, planted, t) for t in (20, 50, 100)])
+            print(f"| {seed} | " + " | ".join(map(str, found[-1])) + " |")
+        print("| mean | " + " | ".join(f"{v:.1f}" for v in np.mean(found, axis=0)) + " |")
     return 0
 
 
