@@ -12,6 +12,7 @@ The public API, one import away::
     c.clusters()                     # ClusterReport: k-medoids, k chosen automatically
     c.evaluate(["style"])            # EvaluationReport: P@k, mAP@k, R@k, kNN, linear probe
     c.predict(["new.jpg"])           # PredictionReport: kNN label votes
+    c.audit()                        # AuditReport: label issues, outliers, duplicate links
     artenc.train(["experiment=wikiart_supcon"])   # needs artenc[train]
     artenc.create_backbone("tf_efficientnet_lite0"), artenc.list_models()
 
@@ -45,6 +46,7 @@ _EXPORTS = {
     "ClusterReport": ("artenc.cluster", "ClusterReport"),
     "EvaluationReport": ("artenc.evaluate", "EvaluationReport"),
     "PredictionReport": ("artenc.predict", "PredictionReport"),
+    "AuditReport": ("artenc.audit", "AuditReport"),
     "ArtencError": ("artenc.errors", "ArtencError"),
     "UsageError": ("artenc.errors", "UsageError"),
     "ParameterError": ("artenc.errors", "ParameterError"),

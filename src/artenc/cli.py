@@ -58,6 +58,8 @@ FLAG_OF = {
     "eps": "--eps",
     "min_samples": "--min-samples",
     "min_cluster_size": "--min-cluster-size",
+    "folds": "--folds",
+    "top": "--top",
 }
 
 

@@ -10,11 +10,12 @@
     c.clusters(k="auto").medoid_paths
     c.evaluate(["style"]).fields["style"].p_at_k
     c.predict(["new.jpg"])[0].labels
+    c.audit().issues("style")        # works whose label looks wrong, worst first
 
 A `Collection` owns the opened `Store`, a search index built (or loaded) on first use and
 the store's own encoder loaded on first use, so repeated queries pay for neither twice.
 Each method calls one job function (`artenc.neighbors`, `artenc.dedup`, `artenc.cluster`,
-`artenc.evaluate`, `artenc.predict`) and returns its typed result: store rows *and*
+`artenc.evaluate`, `artenc.predict`, `artenc.audit`) and returns its typed result: store rows *and*
 paths, with `.to_dict()` giving the JSON document the matching command prints. The CLI,
 the web page, the report and the demo all render these results.
 """
@@ -29,9 +30,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from artenc.audit import AuditReport, audit_store
 from artenc.cluster import ClusterReport, cluster_store
 from artenc.dedup import DuplicateReport, copy_unique, find_duplicates
 from artenc.defaults import (
+    AUDIT_FOLDS,
+    AUDIT_K,
+    AUDIT_TOP,
     CLUSTER_K_RANGE,
     CLUSTER_METHOD,
     CLUSTER_SAMPLE,
@@ -335,6 +340,33 @@ class Collection:
             "<n> works: not computed (re-embed)".
         """
         return quality_report(self.store.items, thresholds)
+
+    def audit(self, fields: Sequence[str] | None = None, *, k: int = AUDIT_K, folds: int = AUDIT_FOLDS,
+              top: int = AUDIT_TOP, seed: int = 0, duplicates: DuplicateReport | None = None,
+              split_column: str = SPLIT_COLUMN) -> AuditReport:
+        """Label issues, outliers and duplicate links of every work (`artenc.audit.audit_store`).
+
+        Args:
+            fields: label columns to check (default: every label column but the split column).
+            k: neighbours of the kNN label vote and of the outlier score.
+            folds: stratified folds of the cross-validated linear probe (scikit-learn).
+            top: works listed worst-first per list in `to_dict()` (the table holds all).
+            duplicates: a `DuplicateReport` of this store to link works with (default: identical
+                files and cosine >= 0.9, embedding only, no SIFT).
+
+        Returns:
+            `AuditReport`: per field, each work's given and suggested label and label quality
+            in [0, 1] (out-of-sample probabilities of a linear probe and a kNN vote, averaged,
+            ranked by confident learning, Northcutt et al. 2021, `cleanlab`); each work's mean
+            cosine distance to its k nearest (outlier score, rank, robust z); duplicate links.
+            `table()` is one row per work, `to_dict()` the `artenc audit --json` document.
+
+        Raises:
+            UsageError: an empty store. ParameterError: an unknown field, k < 1, folds < 2, top < 0.
+        """
+        fields = [fields] if isinstance(fields, str) else fields
+        return audit_store(self.store, fields, k=k, folds=folds, top=top, seed=seed, duplicates=duplicates,
+                           split_column=split_column)
 
     def info(self) -> dict:
         """The JSON document `artenc info` prints: count, dim, model, preprocessing, skipped files."""

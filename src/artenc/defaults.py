@@ -44,6 +44,11 @@ CLUSTER_METHOD = "kmedoids"  # kmedoids | kmeans | hdbscan | dbscan (artenc.clus
 CLUSTER_MIN_SAMPLES = 5  # DBSCAN/HDBSCAN: works within reach (itself included) that make a core work (count)
 CLUSTER_MIN_CLUSTER_SIZE = 5  # HDBSCAN: the smallest group that counts as a cluster (count)
 
+# ----- audit (artenc.audit; `artenc audit`, the report, the web page) --------------------
+AUDIT_K = 10  # neighbours of the kNN label vote and of the outlier score (count)
+AUDIT_FOLDS = 5  # stratified folds of the cross-validated linear probe (count)
+AUDIT_TOP = 50  # works listed worst-first per list (label issues of a field, outliers) (count)
+
 # ----- maps (artenc.viz.umap_map; `artenc umap`, the report) ------------------------------
 UMAP_NEIGHBORS = 15  # UMAP n_neighbors: size of the neighbourhood each point keeps (count)
 UMAP_MIN_DIST = 0.1  # UMAP min_dist: how tightly points may pack in the map (map units)

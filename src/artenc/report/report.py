@@ -17,6 +17,7 @@ from artenc.defaults import EVALUATION_K, REPORT_K, REPORT_SAMPLES, VERIFY_DUPLI
 from artenc.errors import OptionalDependencyError, ParameterError
 from artenc.report import sections as s
 from artenc.report import structure
+from artenc.report.audit import audit_section
 from artenc.report.html import Section, page, render_section
 from artenc.report.interactive import MAP_CSS
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("artenc")
 
-SECTIONS = ("summary", "neighbours", "duplicates", "clusters", "map", "evaluation")
+SECTIONS = ("summary", "neighbours", "duplicates", "clusters", "map", "evaluation", "audit")
 MIN_WORKS = {"neighbours": 2, "duplicates": 2, "clusters": MIN_AUTO_WORKS, "map": 2}  # fewer: a note
 
 
@@ -119,6 +120,8 @@ def build_sections(source: Collection | Store, opts: ReportOptions, *, duplicate
         "map": ("Map of the collection", map_section),
         "evaluation": ("Evaluation", lambda: s.evaluation_section(
             store, c.evaluate(shared, k=EVALUATION_K) if shared else None, left_out=sorted(set(fields) - set(shared)))),
+        # duplicate links: the report's own near-duplicates when computed (verified by default)
+        "audit": ("Audit", lambda: audit_section(store, c.audit(seed=opts.seed, duplicates=found["duplicates"]))),
     }
     shared = s.fields_with_shared_values(store, fields)
     out = []

@@ -1,4 +1,4 @@
-"""Collection views for the page: near-duplicate groups and k-medoids clusters.
+"""Collection views for the page: near-duplicate groups, k-medoids clusters and the audit.
 
 Both cost seconds on a large store, so each is computed once, in a background thread,
 on first request (`Background`); until then the API answers "computing" and the page
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from artenc.errors import ArtencError
 
 if TYPE_CHECKING:
+    from artenc.audit import AuditReport
     from artenc.cluster import ClusterReport
     from artenc.collection import Collection
     from artenc.dedup import DuplicateReport
@@ -79,3 +80,9 @@ def cluster_collection(collection: Collection, k: int | str, sample_size: int) -
     """k-medoids clusters of the page (`Collection.clusters`), at most `sample_size` works in
     the distance matrix; `ClusterReport.members(c)` lists a cluster nearest-first."""
     return collection.clusters(k, sample_size=min(sample_size, len(collection)))
+
+
+def audit_collection(collection: Collection) -> AuditReport:
+    """The audit of the page (`Collection.audit`, the same call as `artenc audit`): label issues
+    per field, outliers, duplicate links (identical files, cosine >= 0.9, no SIFT)."""
+    return collection.audit()

@@ -80,3 +80,41 @@ class Clusters(Background):
     k: int | None = None
     rule: str = Field("", description="how k was chosen")
     clusters: list[Cluster] = []
+
+
+class AuditNeighbor(Item):
+    similarity: float = Field(description="cosine similarity to the audited work")
+
+
+class LabelIssue(BaseModel):
+    item: Item
+    rank: int = Field(description="1 = the label most likely wrong")
+    given: str = Field(description="the label in the store")
+    suggested: str = Field(description="the most probable label (out-of-sample probe + kNN vote)")
+    label_quality: float = Field(description="probability of the given label, in [0, 1] (cleanlab self-confidence)")
+    is_issue: bool = Field(description="flagged by confident learning (cleanlab); else the suggested label differs")
+    neighbors: list[AuditNeighbor] = Field(description="nearest labelled works, most similar first")
+
+
+class FieldIssues(BaseModel):
+    checked: int = Field(description="works whose label was checked")
+    issues: int = Field(description="works flagged by confident learning")
+    out_of_sample_accuracy: float | None = None
+    notes: list[str] = []
+    worst: list[LabelIssue] = Field(description="suspect labels (flagged, or another label suggested), worst first")
+
+
+class AuditOutlier(BaseModel):
+    item: Item
+    rank: int = Field(description="1 = the most isolated work")
+    score: float = Field(description="mean cosine distance to the k nearest other works")
+    z: float = Field(description="robust z-score of the score (median, MAD)")
+    duplicates: list[int] = Field(description="ids of works it is a duplicate pair with (identical or cosine >= 0.9)")
+
+
+class Audit(Background):
+    k: int | None = None
+    fields: dict[str, FieldIssues] = {}
+    outliers: list[AuditOutlier] = []
+    duplicate_pairs: int = 0
+    notes: list[str] = []

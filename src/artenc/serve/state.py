@@ -2,7 +2,7 @@
 
 Endpoints receive the one `ServeState` through `Depends(get_state)` (see `deps`), never
 a global. Collection views that cost seconds on a large store (near-duplicate groups,
-clusters) are computed on first request and kept.
+clusters, the audit) are computed on first request and kept.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from artenc.index import VectorIndex, index_for_store
 from artenc.labels import label_fields
 from artenc.neighbors import labels_of
 from artenc.runtime import Encoder, encoder_for_store
-from artenc.serve.collection import Background, cluster_collection, duplicate_groups
+from artenc.serve.collection import (
+    Background,
+    audit_collection,
+    cluster_collection,
+    duplicate_groups,
+)
 from artenc.serve.engine import QueryEngine
 from artenc.serve.thumbnails import ThumbnailCache
 from artenc.store import Store, thumbnail_cache_dir
@@ -131,6 +136,7 @@ class ServeState:
             min_inliers=settings.min_inliers))
         self.clusters = Background(
             "clusters", partial(cluster_collection, self.collection, settings.clusters, settings.cluster_sample))
+        self.audit = Background("the audit", partial(audit_collection, self.collection))
         log.info("serving %s: %d works, %s index, %s on %s", store.root, self.count, self.index.kind,
                  self.encoder.signature.model, self.encoder.runtime)
 

@@ -1,5 +1,5 @@
 """The JSON API under /api/: health, search by upload or by stored work, items, thumbnails,
-near-duplicate groups and clusters. Items are addressed by id only, never by a path."""
+near-duplicate groups, clusters and the audit. Items are addressed by id only, never by a path."""
 
 from __future__ import annotations
 
@@ -167,3 +167,27 @@ def _largest_first(report) -> list:
     """Each cluster's member rows (medoid first, nearest first), largest cluster first."""
     members = [report.members(c) for c in range(report.k)]
     return sorted(members, key=lambda m: -len(m))
+
+
+@router.get("/audit", response_model=schemas.Audit,
+            summary="Label issues (worst first, with the suggested label) and outliers (most isolated first)")
+def audit(state: State, request: Request, limit: Limit = 50,
+          neighbors: Annotated[int, Query(ge=0, le=20)] = 5) -> dict:
+    status = state.audit.poll()
+    doc = {**_pending(status), "k": None, "fields": {}, "outliers": [], "duplicate_pairs": 0, "notes": []}
+    report = status.value
+    if report is None:
+        return doc
+    fields = {}
+    for name, summary in report.to_dict()["label_issues"].items():
+        worst = [{"item": item_view(state, request, i.row), "rank": i.rank, "given": i.given,
+                  "suggested": i.suggested, "label_quality": i.quality, "is_issue": i.is_issue,
+                  "neighbors": [item_view(state, request, n.row, similarity=n.similarity) for n in i.neighbors]}
+                 for i in report.issues(name, limit, neighbors=neighbors)]
+        fields[name] = {**{key: summary[key] for key in ("checked", "issues", "out_of_sample_accuracy", "notes")},
+                        "worst": worst}
+    outliers = [{"item": item_view(state, request, o.row), "rank": o.rank, "score": o.score, "z": o.z,
+                 "duplicates": o.duplicates} for o in report.outlier_list(limit, neighbors=0)]
+    doc.update(k=report.k, fields=fields, outliers=outliers, duplicate_pairs=report.duplicates.duplicate_pairs,
+               notes=report.notes)
+    return doc

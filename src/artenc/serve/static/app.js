@@ -199,6 +199,46 @@ function renderDuplicates(doc) {
   }));
 }
 
+// ----- audit: label issues worst first (given and suggested label), then outliers ------
+function labelPair(given, suggested) {
+  const p = document.createElement("p");
+  p.className = "label-pair";
+  const g = document.createElement("span");
+  g.className = "given";
+  g.textContent = given;
+  const s = document.createElement("span");
+  s.className = "suggested";
+  s.textContent = suggested;
+  p.append("given ", g, " → suggested ", s);
+  return p;
+}
+
+function renderAudit(doc) {
+  const fields = Object.entries(doc.fields);
+  const counts = fields.map(([name, f]) => `${name}: ${f.issues} label issues among ${f.checked}`);
+  setStatus($("audit-status"), [...counts, `${doc.duplicate_pairs} duplicate pairs`, ...doc.notes].join(" · "));
+  $("audit-issues").replaceChildren(...fields.map(([name, f]) => {
+    const block = document.createElement("div");
+    const title = document.createElement("h2");
+    title.textContent = `Label issues: ${name}, worst first`;
+    block.append(title, ...f.worst.map((issue) => {
+      const row = document.createElement("div");
+      row.className = "group grid audit-issue";
+      const flag = issue.is_issue ? " · flagged" : "";
+      const work = card(issue.item, `#${issue.rank} · quality ${issue.label_quality.toFixed(3)}${flag}`,
+        similarToItem, "keeper");
+      work.querySelector("figcaption").prepend(labelPair(issue.given, issue.suggested));
+      row.append(work, ...issue.neighbors.map((n) => card(n, pct(n.similarity), similarToItem)));
+      return row;
+    }));
+    return block;
+  }));
+  $("audit-outliers-title").hidden = doc.outliers.length === 0;
+  $("audit-outliers").replaceChildren(...doc.outliers.map((o) => card(o.item,
+    `#${o.rank} · d ${o.score.toFixed(3)} · z ${o.z.toFixed(1)}${o.duplicates.length ? " · has duplicates" : ""}`,
+    similarToItem)));
+}
+
 // ----- tabs ----------------------------------------------------------------------------
 const loaded = new Set();
 function activate(name) {
@@ -212,6 +252,7 @@ function activate(name) {
   loaded.add(name);
   if (name === "clusters") poll("/api/clusters?members=0", $("clusters-status"), renderClusters);
   if (name === "duplicates") poll("/api/duplicates?limit=100", $("duplicates-status"), renderDuplicates);
+  if (name === "audit") poll("/api/audit?limit=50", $("audit-status"), renderAudit);
 }
 
 async function init() {
