@@ -271,6 +271,17 @@ def clique_groups(pairs: Pairs, n: int) -> list[list[int]]:
     return groups
 
 
+def _match_doc(similarity: float, inliers: int | None, mirrored: bool) -> dict:
+    """The JSON of how two works match: cosine (6 decimals), inliers when verified, and
+    `"mirrored": true` only for a mirrored match."""
+    doc: dict = {"similarity": round(float(similarity), 6)}
+    if inliers is not None:
+        doc["inliers"] = int(inliers)
+    if mirrored:
+        doc["mirrored"] = True
+    return doc
+
+
 @dataclass(frozen=True)
 class Duplicate:
     """A group member that is not the keeper: its row, path, cosine similarity to the
@@ -284,12 +295,7 @@ class Duplicate:
     mirrored: bool = False
 
     def to_dict(self) -> dict:
-        doc = {"path": self.path, "similarity": round(float(self.similarity), 6)}
-        if self.inliers is not None:
-            doc["inliers"] = int(self.inliers)
-        if self.mirrored:
-            doc["mirrored"] = True
-        return doc
+        return {"path": self.path, **_match_doc(self.similarity, self.inliers, self.mirrored)}
 
 
 @dataclass(frozen=True)
@@ -308,12 +314,7 @@ class DuplicatePair:
     mirrored: bool = False
 
     def to_dict(self) -> dict:
-        doc = {"a": self.a_path, "b": self.b_path, "similarity": round(float(self.similarity), 6)}
-        if self.inliers is not None:
-            doc["inliers"] = int(self.inliers)
-        if self.mirrored:
-            doc["mirrored"] = True
-        return doc
+        return {"a": self.a_path, "b": self.b_path, **_match_doc(self.similarity, self.inliers, self.mirrored)}
 
 
 @dataclass(frozen=True)
