@@ -27,6 +27,7 @@ from artenc.errors import ParameterError
 from artenc.images import ImageLoadError, check_geometry, decode_crop, load_image, open_image
 from artenc.preprocess import PreprocessConfig
 from tests.conftest import write_gallery
+from tests.helpers_memory import can_reset_peak_rss
 
 THIN_1x10000 = ("aspect ratio 1:10000 (1x10000 px) exceeds 1:100, too thin for a meaningful centre crop "
                 "(raise max_aspect_ratio to allow it)")
@@ -185,16 +186,7 @@ print((status("VmHWM:") - base) * 1024)
 """
 
 
-def _clear_refs_works() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _clear_refs_works(),
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not can_reset_peak_rss(),
                     reason="needs Linux's resettable peak resident size (/proc/self/clear_refs)")
 @pytest.mark.parametrize("kind", ["RGBA", "LA", "P+transparency", "I;16", "F"])
 def test_peak_memory_per_decoded_pixel(kind: str, tmp_path: Path) -> None:

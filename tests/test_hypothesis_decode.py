@@ -31,6 +31,7 @@ import artenc.images as images
 from artenc.defaults import MAX_ASPECT_RATIO
 from artenc.images import ImageLoadError, decode_crop
 from artenc.preprocess import FULL_RESIZE_LIMIT, PreprocessConfig
+from tests.helpers_memory import can_reset_peak_rss
 
 MODES = ("1", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "CMYK", "I;16", "I", "F")
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF") + (("AVIF",) if features.check("avif") else ())
@@ -106,16 +107,6 @@ def image_files(draw) -> dict:
     return {"format": fmt, "mode": mode, "stored": (w, h), "orientation": orientation, "data": data}
 
 
-@cache
-def _can_reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _rss_kib(key: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key))
@@ -145,7 +136,7 @@ def _check_memory(traced_peak: int, rss_peak: int | None, pixels: int, file_byte
 
 
 def _decode_measured(data: bytes, cfg: PreprocessConfig, max_aspect_ratio: float | None):
-    measure_rss = sys.platform.startswith("linux") and _can_reset_peak_rss()
+    measure_rss = sys.platform.startswith("linux") and can_reset_peak_rss()
     if measure_rss:
         base = _rss_kib("VmRSS:")
         with open("/proc/self/clear_refs", "w") as f:
