@@ -177,18 +177,21 @@ class Clustering:
         return np.flatnonzero(self.labels < 0)
 
 
-def parse_k_range(text: str) -> list[int]:
-    """'START:STOP[:STEP]' (STOP exclusive, like range) -> list of k."""
+def parse_k_range(text: str, max_k: int | None = None) -> list[int]:
+    """'START:STOP[:STEP]' (STOP exclusive, like range) -> list of k, at most `max_k` (the range
+    is cut before it is listed, so a huge STOP costs nothing)."""
     try:
         parts = [int(p) for p in text.split(":")]
         if len(parts) not in (2, 3):
             raise ValueError
-        ks = list(range(*parts))
+        k_values = range(*parts)
     except ValueError:
         raise ParameterError("k_range", f"must look like START:STOP[:STEP] (e.g. {CLUSTER_K_RANGE}), got {text!r}") from None
-    if not ks or ks[0] < 1:
+    if not k_values or k_values[0] < 1:
         raise ParameterError("k_range", f"{text!r} gives no k >= 1")
-    return ks
+    if max_k is not None and k_values.step > 0:
+        k_values = range(k_values.start, min(k_values.stop, max_k + 1), k_values.step)
+    return list(k_values)
 
 
 def cosine_distances(x: np.ndarray) -> np.ndarray:
@@ -693,7 +696,7 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         if distinct < MIN_AUTO_WORKS:
             raise ParameterError("k", f"'auto' needs at least {MIN_AUTO_WORKS} distinct pictures to choose k "
                                       f"from; there are {among}")
-        ks = parse_k_range(k_range) if isinstance(k_range, str) else list(k_range)
+        ks = parse_k_range(k_range, max_k=distinct) if isinstance(k_range, str) else list(k_range)
         ks = [kk for kk in ks if 2 <= kk < distinct]
         if not ks:
             raise ParameterError("k_range", f"needs some k in [2, {distinct - 1}] for k='auto' (there are "

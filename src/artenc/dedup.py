@@ -58,6 +58,7 @@ from artenc.defaults import (
 )
 from artenc.errors import ParameterError, UsageError
 from artenc.index import AUTO_EXACT_MAX, load_faiss
+from artenc.labels import is_missing
 from artenc.search import (
     SCORE_BYTES,
     Pairs,
@@ -435,7 +436,7 @@ def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: st
                  rank: np.ndarray, mirrored: np.ndarray | None = None) -> list[DuplicateGroup]:
     items = store.items
     paths = items["path"].to_numpy()
-    side = items[across].astype(str).to_numpy() if across is not None else None
+    side = sides_of(items[across]) if across is not None else None
     lookup = {(a, b): p for p, (a, b) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))}
     vectors = store.vectors
     out = []
@@ -449,7 +450,7 @@ def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: st
             flip = mirrored is not None and p is not None and bool(mirrored[p])
             dups.append(Duplicate(int(m), str(paths[m]), round(sim, 6), inl, flip))
         dups.sort(key=lambda d: -d.similarity)
-        sides = sorted(set(side[members])) if side is not None else None
+        sides = sorted({side[m] for m in members} - {None}) if side is not None else None
         out.append(DuplicateGroup(int(keep), str(paths[keep]), dups, sides))
     return out
 
@@ -458,13 +459,21 @@ def _leak_groups(store: Store, pairs: Pairs, groups: list[list[int]], column: st
     """Groups with members on different sides of `column`, plus any cross pair split by grouping."""
     if column not in store.label_columns:
         raise ParameterError("across", f"{column!r}: no such label column (labels: {', '.join(store.label_columns) or 'none'})")
-    side = store.items[column].astype(str).to_numpy()
-    leaks = [g for g in groups if len(set(side[g])) > 1]
+    side = sides_of(store.items[column])
+    leaks = [g for g in groups if len({side[m] for m in g} - {None}) > 1]
     group_of = {m: gi for gi, g in enumerate(groups) for m in g}
     for a, b in zip(pairs.i.tolist(), pairs.j.tolist(), strict=True):
-        if side[a] != side[b] and (group_of.get(a, -1) != group_of.get(b, -2)):
+        if None not in (side[a], side[b]) and side[a] != side[b] and group_of.get(a, -1) != group_of.get(b, -2):
             leaks.append([a, b])
     return leaks
+
+
+def sides_of(values: pd.Series) -> np.ndarray:
+    """Each work's side of a label column as text, None where the label is missing
+    (`labels.is_missing`): a work without a label is on no side."""
+    side = values.astype(str).to_numpy(dtype=object)
+    side[is_missing(values)] = None
+    return side
 
 
 def find_duplicates(

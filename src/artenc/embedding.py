@@ -47,7 +47,7 @@ from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.quality import SCORE_COLUMNS
 from artenc.runtime import Encoder, create_encoder
-from artenc.store import BASE_COLUMNS, Store
+from artenc.store import BASE_COLUMNS, ITEM_COLUMNS, OPTIONAL_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,28 @@ class _Plan:
     vanished: list[str]  # stored paths under a scanned folder that this run did not find
 
 
+def _check_label_columns(table: pd.DataFrame, labels: str | os.PathLike) -> None:
+    """Label columns named like a store column are stored as `label_<name>`; refuse a file where
+    that new name is taken too (ParameterError("labels")), before any image is read."""
+    reserved = (set(ITEM_COLUMNS) | set(OPTIONAL_COLUMNS)) - {"path"}
+    taken = [c for c in table.columns if c in reserved and f"label_{c}" in table.columns]
+    if taken:
+        raise ParameterError("labels", f"{labels}: columns {', '.join(taken)} would be stored as "
+                                       f"{', '.join('label_' + c for c in taken)}, which the file has too; rename one")
+
+
+def _gone(path: str) -> bool:
+    """True only when `path` does not exist: a file in a folder that could not be listed
+    (permissions, a flaky mount) keeps its vector."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _plan(roots: list[Path], store: Store) -> _Plan:
     """Sort every file under `roots` into an outcome to come (task), unchanged or not an image,
     and list the stored paths under the scanned folders that are gone."""
@@ -237,7 +259,8 @@ def _plan(roots: list[Path], store: Store) -> _Plan:
         tasks.append(FileTask(name, display_path(rel.as_posix()), "" if name == str(f) else str(f), name_problem(f)))
     images = {display_path(f) for f in found.images}
     scanned = [str(absolute(r)) + os.sep for r in roots if r.is_dir()]
-    vanished = [p for p in known["path"] if p not in images and any(p.startswith(d) for d in scanned)]
+    vanished = [p for p in known["path"] if p not in images and any(p.startswith(d) for d in scanned)
+                and _gone(p)]
     return _Plan(tasks, unchanged, [display_path(f) for f in found.not_images],
                  [{"path": display_path(d), "reason": why} for d, why in found.skipped_folders], vanished)
 
@@ -330,7 +353,7 @@ def embed_folders(
         if not r.exists():
             raise UsageError(f"{r}: no such file or folder")
     if labels:
-        read_labels_table(labels)  # a bad labels file fails before any work
+        _check_label_columns(read_labels_table(labels), labels)  # a bad labels file fails before any work
 
     start = time.monotonic()
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)

@@ -210,8 +210,10 @@ def scan_images(roots: Iterable[str | os.PathLike]) -> Discovery:
             raise FileNotFoundError(f"{root}: no such file or folder")
         if root.is_dir():
             folders.append(absolute(root))
-        else:
+        elif root.is_file():
             images.add(absolute(root))
+        else:
+            not_images.add(absolute(root))  # a pipe, socket or device: never opened (reading could block)
     for folder in folders:
         scan(folder)
     while links:

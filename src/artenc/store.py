@@ -124,6 +124,8 @@ class Store:
     def create(cls, path: str | os.PathLike, signature: ModelSignature, extra: dict | None = None) -> Store:
         """Create an empty store, or open an existing one after checking it uses the same model."""
         root = Path(path)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: is a file, not a store folder; choose another store folder")
         if (root / _META_FILE).exists():
             store = cls.open(root)
             store.check_signature(signature)

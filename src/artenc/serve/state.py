@@ -130,7 +130,7 @@ class ServeState:
         self.engine = QueryEngine(self.encoder, self.index, workers=settings.workers, threads=settings.threads,
                                   max_pixels=settings.max_pixels)
         thumbs = settings.thumbnail_dir or thumbnail_cache_dir()
-        self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size)
+        self.thumbnails = ThumbnailCache(thumbs, settings.thumbnail_size, max_pixels=settings.max_pixels)
         self.duplicates = Background("near-duplicate groups", partial(
             duplicate_groups, self.collection, settings.duplicate_threshold, verify=settings.verify_duplicates,
             min_inliers=settings.min_inliers))

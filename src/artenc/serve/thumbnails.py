@@ -41,6 +41,8 @@ class ThumbnailCache:
         target = self.folder / sha256[:2] / f"{sha256}.jpg"
         if target.is_file():
             return target
+        if not os.path.isfile(source):  # gone, or a pipe/device put in its place: never opened
+            raise ThumbnailError("the image file is missing or not a regular file")
         try:
             img = load_image(source, max_pixels=self.max_pixels, draft_size=self.size)
         except ImageLoadError as exc:

@@ -1,0 +1,97 @@
+"""More cases of issue 12's kinds, found by a newcomer after the first fixes: each right value."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artenc.cli import main
+from artenc.cluster import parse_k_range
+from artenc.embedding import embed_folders
+from artenc.errors import ParameterError, StoreError
+from artenc.images import scan_images
+from artenc.store import ModelSignature, Store
+from tests.conftest import painting, write_gallery
+from tests.helpers_search import vector_store
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_given_as_a_root_is_not_opened(tmp_path) -> None:
+    """Reading a FIFO blocks forever: given directly it is counted, never opened."""
+    painting(0).save(tmp_path / "ok.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    found = scan_images([tmp_path / "ok.jpg", tmp_path / "pipe.jpg"])
+    assert [p.name for p in found.images] == ["ok.jpg"]
+    assert [p.name for p in found.not_images] == ["pipe.jpg"]
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
+                    reason="root reads any folder (chmod 000 has no effect)")
+def test_an_unreadable_folder_keeps_its_vectors(tmp_path, lite0_encoder) -> None:
+    """A folder that cannot be listed (permissions, a flaky mount) is not 'gone'."""
+    write_gallery(tmp_path / "img" / "sub", 2)
+    painting(9).save(tmp_path / "img" / "top.jpg")
+    embed_folders([tmp_path / "img"], tmp_path / "s", encoder=lite0_encoder, workers=0, progress=False)
+    os.chmod(tmp_path / "img" / "sub", 0)
+    try:
+        again = embed_folders([tmp_path / "img"], tmp_path / "s", encoder=lite0_encoder, workers=0, progress=False)
+    finally:
+        os.chmod(tmp_path / "img" / "sub", 0o755)
+    assert again.removed == 0 and len(Store.open(tmp_path / "s")) == 3
+
+
+def test_the_gone_rule_only_removes_missing_paths(tmp_path) -> None:
+    from artenc.embedding import _gone
+
+    (tmp_path / "here.jpg").write_bytes(b"x")
+    assert not _gone(str(tmp_path / "here.jpg")) and _gone(str(tmp_path / "missing.jpg"))
+
+
+def test_leaks_ignore_works_without_a_label(tmp_path, caplog) -> None:
+    """`dedup --across` with a missing or blank label: no crash, the work is on no side."""
+    x = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+    x[1] = x[0]  # identical to work 0
+    x[3] = x[2]
+    store = vector_store(tmp_path, x, {"split": ["dev", "", "dev", "holdout", " ", "dev"]})
+    assert main(["dedup", str(store.root), "--no-verify", "--across", "split", "--json"]) == 0
+    from artenc.dedup import find_duplicates
+
+    report = find_duplicates(store, verify=False, across="split")
+    assert [sorted(g.rows) for g in report.groups] == [[2, 3]]  # 0~1: 1 has no label, so no leak
+    assert report.groups[0].sides == ["dev", "holdout"]
+
+
+def test_a_huge_k_range_is_cut_before_it_is_listed() -> None:
+    assert parse_k_range("2:1000000000:1", max_k=6) == [2, 3, 4, 5, 6]
+    assert parse_k_range("5:100:2", max_k=4) == []
+    with pytest.raises(ParameterError, match="gives no k >= 1"):
+        parse_k_range("0:1", max_k=10)
+
+
+def test_a_store_path_that_is_a_file_is_refused(tmp_path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a store folder"):
+        Store.create(tmp_path / "file", ModelSignature("m", "f", {}, 4))
+
+
+def test_label_columns_that_would_collide_are_refused_before_embedding(tmp_path, lite0_encoder) -> None:
+    write_gallery(tmp_path / "img", 2)
+    names = sorted(p.name for p in (tmp_path / "img").iterdir())
+    pd.DataFrame({"path": names, "width": ["a", "b"], "label_width": ["c", "d"]}).to_csv(tmp_path / "l.csv", index=False)
+    with pytest.raises(ParameterError, match="label_width"):
+        embed_folders([tmp_path / "img"], tmp_path / "s", labels=tmp_path / "l.csv", encoder=lite0_encoder,
+                      workers=0, progress=False)
+    assert not (tmp_path / "s" / "segments").exists() or not any((tmp_path / "s" / "segments").iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_thumbnail_of_a_fifo_is_refused(tmp_path) -> None:
+    from artenc.serve.thumbnails import ThumbnailCache, ThumbnailError
+
+    os.mkfifo(tmp_path / "a.jpg")
+    with pytest.raises(ThumbnailError, match="not a regular file"):
+        ThumbnailCache(tmp_path / "thumbs").get(str(tmp_path / "a.jpg"), "ab" * 32)
