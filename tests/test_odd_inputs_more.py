@@ -95,3 +95,49 @@ def test_a_thumbnail_of_a_fifo_is_refused(tmp_path) -> None:
     os.mkfifo(tmp_path / "a.jpg")
     with pytest.raises(ThumbnailError, match="not a regular file"):
         ThumbnailCache(tmp_path / "thumbs").get(str(tmp_path / "a.jpg"), "ab" * 32)
+
+
+def gif_with_a_huge_first_frame(width: int = 65535, height: int = 65535) -> bytes:
+    """A few dozen bytes: a 16 x 16 screen whose first frame claims width x height, disposal 2 (Pillow's
+    GIF plugin allocates that frame's disposal area inside `Image.open`)."""
+    import struct
+
+    return (b"GIF89a" + struct.pack("<HHBBB", 16, 16, 0, 0, 0)
+            + b"\x21\xf9\x04\x08\x00\x00\x00\x00"  # graphic control: disposal 2
+            + b"\x2c" + struct.pack("<4HB", 0, 0, width, height, 0)
+            + b"\x02\x02\x4c\x01\x00\x3b")
+
+
+def test_a_gif_frame_bomb_is_refused_before_pillow_allocates_it() -> None:
+    import tracemalloc
+
+    from artenc.images import ImageLoadError, open_image
+
+    data = gif_with_a_huge_first_frame()
+    assert len(data) < 64  # a few dozen bytes
+    tracemalloc.start()
+    with pytest.raises(ImageLoadError, match="first GIF frame reaches 65535x65535"):
+        open_image(data, "bomb.gif")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # a few MB, not the 4 GB of the disposal area
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("P", (40, 30), 3).save(buf, "GIF")  # an ordinary GIF still decodes
+    assert open_image(buf.getvalue(), "ok.gif")[1] == (40, 30)
+
+
+def test_icons_are_refused_as_unsupported() -> None:
+    import io
+
+    from PIL import Image
+
+    from artenc.images import ImageLoadError, open_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "ICO")
+    with pytest.raises(ImageLoadError, match="unsupported image format ICO"):
+        open_image(buf.getvalue(), "x.ico")

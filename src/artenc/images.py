@@ -380,6 +380,7 @@ def open_image(
     """
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    _check_before_open(data, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     Image.MAX_IMAGE_PIXELS = None  # our guard below checks the header size, with a clearer message
     try:
         with warnings.catch_warnings():
@@ -388,7 +389,9 @@ def open_image(
             # the header size, checked before EXIF is read: a PNG's getexif decodes the pixels
             width, height = img.size
             check_geometry(width, height, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
-            if getattr(img, "is_animated", False):
+            # the first frame: Pillow opens at frame 0; `is_animated` is not asked, since for a
+            # GIF it reads (and allocates) the second frame, which no header check has seen
+            if img.tell() != 0:
                 img.seek(0)
             if draft_size and img.format == "JPEG" and min(img.size) >= 2 * draft_size:
                 # JPEG DCT scaling: the largest 1/2, 1/4, 1/8 reduction still >= the request
@@ -423,6 +426,51 @@ def open_image(
             ZeroDivisionError) as exc:
         raise ImageLoadError(f"{name}: corrupt image ({type(exc).__name__}: {exc})") from exc
     return img, (width, height)
+
+
+# Formats whose Pillow plugin allocates or decodes pixels inside `Image.open`, before any
+# header size can be checked: icons hold whole embedded PNGs of any size (a 2.4 MB .ico can
+# decode to 25,000 x 25,000). They are icons, not artworks: refused as unsupported.
+_DECODES_ON_OPEN = ("ICO", "ICNS", "CUR")
+
+
+def _gif_first_frame(data: bytes) -> tuple[int, int] | None:
+    """(right, bottom) extent of a GIF's first frame from its image descriptor, read without
+    Pillow (whose GIF plugin allocates the first frame's disposal area inside `Image.open`);
+    None when the stream ends before the descriptor (Pillow then reports the damage)."""
+    if len(data) < 13:
+        return None
+    pos = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # header, screen, colour table
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x2C:  # image descriptor: left, top, width, height (little endian)
+            if pos + 9 > len(data):
+                return None
+            left, top, width, height = struct.unpack_from("<4H", data, pos + 1)
+            return left + width, top + height
+        if block != 0x21:  # not an extension: no frame in this stream
+            return None
+        pos += 2  # introducer and label, then data sub-blocks until an empty one
+        while pos < len(data) and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return None
+
+
+def _check_before_open(data: bytes, name: str, *, max_pixels: int | None,
+                       max_aspect_ratio: float | None) -> None:
+    """The header guards for formats that allocate inside `Image.open` (see `_DECODES_ON_OPEN`,
+    and GIF's first frame, which may be far larger than the logical screen Pillow reports)."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        extent = _gif_first_frame(data)
+        if extent is not None and max_pixels is not None and extent[0] * extent[1] > max_pixels:
+            raise ImageLoadError(f"{name}: decompression bomb: the first GIF frame reaches {extent[0]}x{extent[1]} "
+                                 f"px, more than {max_pixels} pixels (raise max_pixels to allow it)")
+        return
+    formats = signature_formats(data)
+    if formats and all(fmt in _DECODES_ON_OPEN for fmt in formats):
+        raise ImageLoadError(f"{name}: unsupported image format {formats[0]} (icons hold embedded images "
+                             "of any size; convert the file to PNG or JPEG)")
 
 
 def load_image(
