@@ -141,3 +141,18 @@ def test_icons_are_refused_as_unsupported() -> None:
     Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "ICO")
     with pytest.raises(ImageLoadError, match="unsupported image format ICO"):
         open_image(buf.getvalue(), "x.ico")
+
+
+def test_a_thumbnail_is_only_made_from_the_bytes_that_were_embedded(tmp_path) -> None:
+    """The cache is keyed by content: a file edited since embedding must not file its new
+    picture under the old hash (another store holding the original would show it)."""
+    from artenc.images import sha256_hex
+    from artenc.serve.thumbnails import ThumbnailCache, ThumbnailError
+
+    painting(1).save(tmp_path / "a.png")
+    original = sha256_hex((tmp_path / "a.png").read_bytes())
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    assert cache.get(str(tmp_path / "a.png"), original).is_file()
+    painting(2).save(tmp_path / "b.png")
+    with pytest.raises(ThumbnailError, match="changed since it was embedded"):
+        cache.get(str(tmp_path / "b.png"), "0" * 64)
