@@ -190,7 +190,8 @@ def test_every_file_is_accounted_for(tmp_path: Path, lite0_encoder) -> None:
 
     (root / "gone.jpg").unlink()
     again = embed_folders([root], out, encoder=lite0_encoder, workers=0, progress=False)
-    assert (again.discovered, again.unchanged, again.not_images, again.removed) == (13, 11, 2, 1)
+    # the broken image is tried again (a skip's cause may be gone); the bad name is settled
+    assert (again.discovered, again.unchanged, again.skipped, again.not_images, again.removed) == (13, 10, 1, 2, 1)
     assert again.outcome_total() == again.discovered
     assert again.removed_files == [str(root / "gone.jpg")]
     collection = Collection.open(out)

@@ -156,3 +156,15 @@ def test_a_thumbnail_is_only_made_from_the_bytes_that_were_embedded(tmp_path) ->
     painting(2).save(tmp_path / "b.png")
     with pytest.raises(ThumbnailError, match="changed since it was embedded"):
         cache.get(str(tmp_path / "b.png"), "0" * 64)
+
+
+def test_a_skipped_file_is_tried_again_once_its_cause_is_gone(tmp_path, lite0_encoder) -> None:
+    """Skipped with a pixel limit, embedded once the limit is raised (the skip message says
+    "raise max_pixels"): a skip is never final."""
+    write_gallery(tmp_path / "img", 2)
+    first = embed_folders([tmp_path / "img"], tmp_path / "s", encoder=lite0_encoder, workers=0,
+                          progress=False, max_pixels=1000)
+    assert (first.embedded, first.skipped) == (0, 2)
+    again = embed_folders([tmp_path / "img"], tmp_path / "s", encoder=lite0_encoder, workers=0, progress=False)
+    assert (again.embedded, again.skipped, again.unchanged) == (2, 0, 0)
+    assert len(Store.open(tmp_path / "s")) == 2

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from artenc.errors import ParameterError, UsageError
 from artenc.images import (
     DEFAULT_MAX_PIXELS,
+    NAME_PROBLEM,
     Crop,
     ImageLoadError,
     absolute,
@@ -242,7 +243,11 @@ def _plan(roots: list[Path], store: Store) -> _Plan:
     and list the stored paths under the scanned folders that are gone."""
     found = scan_images(roots)
     known = store.known_files()
-    by_path = {p: (s, m) for p, s, m in zip(known["path"], known["size"], known["mtime_ns"], strict=True)}
+    # a skipped file is tried again on every run (its cause may be gone: permissions, a higher
+    # max_pixels), except for a file name artenc cannot store, which no setting changes
+    settled = (known["row"].to_numpy() >= 0) | (known["error"].astype(str).to_numpy() == NAME_PROBLEM)
+    by_path = {p: (s, m) for p, s, m in zip(known["path"][settled], known["size"][settled],
+                                            known["mtime_ns"][settled], strict=True)}
     tasks, unchanged = [], 0
     dirs = [absolute(r if r.is_dir() else r.parent) for r in roots]
     for f in found.images:

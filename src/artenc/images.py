@@ -87,12 +87,15 @@ def display_path(path: str | os.PathLike) -> str:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+NAME_PROBLEM = "file name is not valid UTF-8 (rename it, e.g. with convmv, to embed it)"
+
+
 def name_problem(path: str | os.PathLike) -> str | None:
     """Why artenc cannot keep `path` in a store (None when it can): a name that is not valid
     UTF-8. The reason recorded for such a file when it is skipped."""
     if display_path(path) == os.fspath(path):
         return None
-    return "file name is not valid UTF-8 (rename it, e.g. with convmv, to embed it)"
+    return NAME_PROBLEM
 
 
 def sniff_image(path: str | os.PathLike) -> bool | None:
