@@ -168,3 +168,35 @@ def test_a_skipped_file_is_tried_again_once_its_cause_is_gone(tmp_path, lite0_en
     again = embed_folders([tmp_path / "img"], tmp_path / "s", encoder=lite0_encoder, workers=0, progress=False)
     assert (again.embedded, again.skipped, again.unchanged) == (2, 0, 0)
     assert len(Store.open(tmp_path / "s")) == 2
+
+
+def test_a_huge_file_with_a_refused_header_is_not_read_whole(tmp_path) -> None:
+    """Memory follows what is decoded, not the file's size: a 512 MB (sparse) PNG whose header
+    claims 20,000 x 30,000 px is refused after reading 64 KiB."""
+    import io
+    import struct
+    import tracemalloc
+    import zlib
+
+    from PIL import Image
+
+    from artenc.images import ImageLoadError, decode_crop, read_image_bytes
+    from artenc.preprocess import PreprocessConfig
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", 20_000, 30_000) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(512 * 2**20)  # sparse: no disk used
+    tracemalloc.start()
+    for call in (lambda: read_image_bytes(path), lambda: decode_crop(path, PreprocessConfig())):
+        with pytest.raises(ImageLoadError, match="20000x30000"):
+            call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20

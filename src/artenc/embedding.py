@@ -39,7 +39,7 @@ from artenc.images import (
     decode_crop,
     display_path,
     name_problem,
-    read_bytes,
+    read_image_bytes,
     scan_images,
     sha256_hex,
 )
@@ -155,7 +155,7 @@ class DecodeDataset(Dataset):
             if task.error:
                 rec["error"] = task.error
                 return rec
-            data = read_bytes(fspath)
+            data = read_image_bytes(fspath, max_pixels=self.max_pixels)
         except OSError as exc:
             rec["error"] = task.error or f"cannot read file ({exc.strerror or exc})"
             return rec

@@ -485,8 +485,56 @@ def load_image(
 ) -> Image.Image:
     """Read a file and decode it to RGB (see `open_image`: the same header guards, so training
     augmentation, thumbnails and verification refuse what `embed` skips). Raises ImageLoadError."""
-    return open_image(read_bytes(path), str(path), max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
+    data = read_image_bytes(path, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    return open_image(data, str(path), max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
                       draft_size=draft_size)[0]
+
+
+HEADER_BYTES = 1 << 16  # read first to check a file's header before the file is read whole
+
+
+def read_image_bytes(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+) -> bytes:
+    """The bytes of an image file whose header passed the guards of `open_image`.
+
+    The header is checked from the first HEADER_BYTES and the format's own header parser (no
+    pixel is decoded) before the file is read whole, so a file whose header is refused costs
+    64 KiB of memory whatever its size (a 3 GB TIFF claiming 20,000 x 30,000 px is refused
+    without being read). Damage the header parser cannot read is left to `open_image`, which
+    reports it. Raises ImageLoadError.
+    """
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+            if not head:
+                raise ImageLoadError(f"{name}: empty file (0 bytes)")
+            _check_before_open(head, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+            if head[:3] != b"GIF":  # GIF: Pillow's open allocates the first frame, checked above
+                f.seek(0)
+                size = _header_size(f)
+                if size is not None:
+                    check_geometry(*size, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    except OSError as exc:
+        raise ImageLoadError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    return read_bytes(path)
+
+
+def _header_size(f) -> tuple[int, int] | None:
+    """(width, height) from an image file's header (Pillow's lazy `Image.open`), None when the
+    header cannot be parsed (decoding then reports why)."""
+    Image.MAX_IMAGE_PIXELS = None  # the size is checked by `check_geometry`
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(f) as img:
+                return img.size
+    except Exception:  # noqa: BLE001 - any header damage: open_image reads the bytes and names it
+        return None
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -547,7 +595,8 @@ def decode_crop(
     if isinstance(source, bytes | bytearray | memoryview):
         data, name = bytes(source), name or "<bytes>"
     else:
-        data, name = read_bytes(source), name or str(source)
+        data = read_image_bytes(source, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+        name = name or str(source)
     img, (width, height) = open_image(data, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
                                       draft_size=preprocess.resize_to)
     try:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from artenc.atomic import atomic_path
-from artenc.images import ImageLoadError, open_image, read_bytes, sha256_hex
+from artenc.images import ImageLoadError, open_image, read_image_bytes, sha256_hex
 
 _HASH = re.compile(r"^[0-9a-f]{8,128}$")
 
@@ -44,7 +44,7 @@ class ThumbnailCache:
         if not os.path.isfile(source):  # gone, or a pipe/device put in its place: never opened
             raise ThumbnailError("the image file is missing or not a regular file")
         try:
-            data = read_bytes(source)
+            data = read_image_bytes(source, max_pixels=self.max_pixels)
             if sha256_hex(data) != sha256:  # the cache is keyed by content: never file other bytes there
                 raise ThumbnailError("the image file has changed since it was embedded (re-run embed)")
             img, _ = open_image(data, source, max_pixels=self.max_pixels, draft_size=self.size)
