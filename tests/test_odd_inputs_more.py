@@ -200,3 +200,22 @@ def test_a_huge_file_with_a_refused_header_is_not_read_whole(tmp_path) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 16 * 2**20
+
+
+def test_copy_unique_keeps_a_picture_whose_keeper_file_is_gone(tmp_path) -> None:
+    """A and B are the same picture, A (the keeper) was deleted: B is copied in its place."""
+    from artenc.dedup import copy_unique, find_duplicates
+
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    x[1] = x[0]
+    store = vector_store(tmp_path, x)
+    for p in store.items["path"]:
+        if not os.path.exists(p):
+            painting(0).save(p)
+    report = find_duplicates(store, verify=False)
+    assert len(report.groups) == 1
+    keeper = report.groups[0].keep_path
+    os.unlink(keeper)
+    result = copy_unique(store, report, tmp_path / "unique")
+    assert len(result.copied) == 2  # the surviving copy of the picture, and the other work
+    assert not [s for s in result.skipped if s["path"] != keeper]

@@ -574,7 +574,11 @@ def copy_unique(store: Store, report: DuplicateReport, out_dir: str | os.PathLik
     `out_dir` would overwrite an original.
     """
     out = Path(out_dir).resolve()
-    dropped = report.duplicate_paths
+    # a work whose file is gone is chosen as a keeper last: a deleted keeper's duplicate that
+    # still exists stands for the picture, so the picture is not lost from the copy
+    gone = np.array([not os.path.exists(p) for p in report.paths], dtype=bool)
+    rep = representatives(report.pairs, report.rank + len(gone) * gone)
+    dropped = {str(p) for p in report.paths[rep != np.arange(len(rep))]}
     items = store.items
     copied: list[str] = []
     skipped: list[dict] = []
