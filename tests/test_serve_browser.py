@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import painting
+from tests.helpers_server import running_server
 from tests.test_serve_api import STYLES, served  # noqa: F401 - the store fixture
 
 CHROMIUM = os.environ.get("ARTENC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -35,26 +33,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def live_url(served, lite0_encoder, tmp_path_factory) -> Iterator[str]:  # noqa: F811
     """The app on uvicorn in a thread, on a free loopback port."""
-    import uvicorn
 
     from artenc.serve.app import create_app
     from artenc.serve.state import ServeSettings
 
     settings = ServeSettings(thumbnail_dir=str(tmp_path_factory.mktemp("thumbs")), clusters="3")
     app = create_app(str(served[0]), settings, encoder=lite0_encoder)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with running_server(app) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 def wait_for_images(sync_api, images) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
-import time
 import zlib
 from collections.abc import Iterator
 
@@ -32,6 +30,7 @@ from artenc.cli import main as cli_main  # noqa: E402
 from artenc.serve.app import create_app  # noqa: E402
 from artenc.serve.limits import SERVER_LIMITS, allowed_hosts  # noqa: E402
 from artenc.serve.state import ServeSettings  # noqa: E402
+from tests.helpers_server import running_server
 
 SECURITY = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 
@@ -206,21 +205,8 @@ def test_server_limits_are_uvicorn_settings() -> None:
 @pytest.fixture(scope="module")
 def live(app) -> Iterator[tuple[str, int]]:
     """The app on uvicorn with `SERVER_LIMITS` (as `artenc serve` runs it), h11 protocol."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http="h11", **SERVER_LIMITS))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield sock.getsockname()[:2]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with running_server(app, http="h11", **SERVER_LIMITS) as address:
+        yield address
 
 
 def exchange(address: tuple[str, int], request: bytes) -> bytes:
