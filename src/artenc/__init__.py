@@ -31,6 +31,7 @@ except PackageNotFoundError:  # running from a source tree without install
 _EXPORTS = {
     "embed": ("artenc.embedding", "embed_folders"),
     "EmbedReport": ("artenc.embedding", "EmbedReport"),
+    "embed_array": ("artenc.launch", "embed_array"),
     "Collection": ("artenc.collection", "Collection"),
     "Store": ("artenc.store", "Store"),
     "create_backbone": ("artenc.backbones", "create_backbone"),

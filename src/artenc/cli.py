@@ -60,6 +60,8 @@ FLAG_OF = {
     "min_cluster_size": "--min-cluster-size",
     "folds": "--folds",
     "top": "--top",
+    "shard": "--shard",
+    "allow_incomplete": "--allow-incomplete",
 }
 
 

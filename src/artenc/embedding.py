@@ -10,6 +10,14 @@ exactly one outcome: embedded, reused, unchanged, skipped (with a reason) or not
 `discovered` is their sum (`EmbedReport.outcome_total`). Files the store held under a scanned
 folder that are gone are removed from it (`removed`); labels CSV rows that name no image are
 listed (`unmatched_label_rows`).
+
+Sharding (`shard=(I, N)`, `artenc embed --shard I/N`): the run takes only the files that
+`artenc.shards` assigns to job I of N by their relative path (found, counted, embedded and,
+when gone, removed: never another shard's), so N jobs started at once on one store embed
+disjoint parts. A shard run writes its outcome to the store's shard record (`Store.record_shard`)
+instead of the last-run record, and never compacts; `Store.merge` (`artenc store merge`)
+joins the parts once every shard has finished. A killed shard re-run with the same I/N
+finishes its part like any resumed run.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,6 +57,7 @@ from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.quality import SCORE_COLUMNS
 from artenc.runtime import Encoder, create_encoder
+from artenc.shards import Shard, parse_shard
 from artenc.store import BASE_COLUMNS, ITEM_COLUMNS, OPTIONAL_COLUMNS, Store
 
 log = logging.getLogger(__name__)
@@ -214,6 +224,7 @@ class _Plan:
     not_images: list[str]
     skipped_folders: list[dict]
     vanished: list[str]  # stored paths under a scanned folder that this run did not find
+    images: list[str]  # every image found (all shards'), as stored
 
 
 def _check_label_columns(table: pd.DataFrame, labels: str | os.PathLike) -> None:
@@ -238,10 +249,23 @@ def _gone(path: str) -> bool:
     return False
 
 
-def _plan(roots: list[Path], store: Store) -> _Plan:
-    """Sort every file under `roots` into an outcome to come (task), unchanged or not an image,
-    and list the stored paths under the scanned folders that are gone."""
+def _relpath(f: Path, dirs: list[Path]) -> str:
+    """`f` relative to the first of the scanned folders `dirs` that holds it (its name when none
+    does: a file given as a root), '/'-separated, as stored."""
+    rel = next((f.relative_to(d) for d in dirs if f.is_relative_to(d)), Path(f.name))
+    return display_path(rel.as_posix())
+
+
+def _plan(roots: list[Path], store: Store, shard: Shard | None = None) -> _Plan:
+    """Sort every file under `roots` (of `shard` only, when given) into an outcome to come
+    (task), unchanged or not an image, and list the stored paths under the scanned folders
+    that are gone (of `shard` only, by their stored relpath)."""
     found = scan_images(roots)
+    dirs = [absolute(r if r.is_dir() else r.parent) for r in roots]
+    mine, not_images = found.images, found.not_images
+    if shard is not None:
+        mine = [f for f in mine if shard.owns(_relpath(f, dirs))]
+        not_images = [f for f in not_images if shard.owns(_relpath(f, dirs))]
     known = store.known_files()
     # a skipped file is tried again on every run (its cause may be gone: permissions, a higher
     # max_pixels), except for a file name artenc cannot store, which no setting changes
@@ -249,8 +273,7 @@ def _plan(roots: list[Path], store: Store) -> _Plan:
     by_path = {p: (s, m) for p, s, m in zip(known["path"][settled], known["size"][settled],
                                             known["mtime_ns"][settled], strict=True)}
     tasks, unchanged = [], 0
-    dirs = [absolute(r if r.is_dir() else r.parent) for r in roots]
-    for f in found.images:
+    for f in mine:
         name = display_path(f)
         try:
             st = f.stat()
@@ -260,14 +283,15 @@ def _plan(roots: list[Path], store: Store) -> _Plan:
         except OSError:
             pass  # unreadable: the worker records why
 
-        rel = next((f.relative_to(d) for d in dirs if f.is_relative_to(d)), Path(f.name))
-        tasks.append(FileTask(name, display_path(rel.as_posix()), "" if name == str(f) else str(f), name_problem(f)))
+        tasks.append(FileTask(name, _relpath(f, dirs), "" if name == str(f) else str(f), name_problem(f)))
     images = {display_path(f) for f in found.images}
     scanned = [str(absolute(r)) + os.sep for r in roots if r.is_dir()]
-    vanished = [p for p in known["path"] if p not in images and any(p.startswith(d) for d in scanned)
-                and _gone(p)]
-    return _Plan(tasks, unchanged, [display_path(f) for f in found.not_images],
-                 [{"path": display_path(d), "reason": why} for d, why in found.skipped_folders], vanished)
+    vanished = [p for p, rel in zip(known["path"], known["relpath"], strict=True)
+                if p not in images and any(p.startswith(d) for d in scanned)
+                and (shard is None or shard.owns(str(rel))) and _gone(p)]
+    return _Plan(tasks, unchanged, [display_path(f) for f in not_images],
+                 [{"path": display_path(d), "reason": why} for d, why in found.skipped_folders], vanished,
+                 sorted(images))
 
 
 def _die_with_parent() -> None:
@@ -311,6 +335,7 @@ def embed_folders(
     progress: bool = True,
     trim_borders: bool | None = None,
     quality: bool = True,
+    shard: Shard | tuple[int, int] | str | None = None,
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out` (`artenc.embed`); resumable.
 
@@ -329,6 +354,9 @@ def embed_folders(
         quality: measure each image's quality scores while decoding it (`artenc.quality`:
             brightness, blur, entropy, colourfulness, borders; a few ms per image on a 256-px
             thumbnail) and store them with the items (`Collection.quality` flags them).
+        shard: embed only job I's share of N (`(I, N)`, "I/N", or "auto" inside a SLURM array
+            job; `artenc.shards`): N such runs, at once or not, on one store embed every file
+            once; the counts of the report are the share's. Join them with `Store.merge`.
 
     Returns:
         `EmbedReport`: counts (discovered = embedded + reused + unchanged + skipped +
@@ -338,7 +366,7 @@ def embed_folders(
 
     Raises:
         UsageError: a missing root; ParameterError: a bad batch_size,
-        flush_every, workers, device, runtime or labels file; StoreError: the store holds
+        flush_every, workers, device, runtime, shard or labels file; StoreError: the store holds
         another model's vectors; WeightsUnavailableError: weights not found offline.
 
     Vectors are float32, L2-normalised, from the model's own preprocessing (see the module
@@ -350,6 +378,7 @@ def embed_folders(
         raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:
         raise ParameterError("flush_every", f"must be >= 1, got {flush_every}")
+    shard = parse_shard(shard)
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise ParameterError("workers", f"must be >= 0, got {workers}")
@@ -363,7 +392,11 @@ def embed_folders(
     start = time.monotonic()
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature)
-    plan = _plan(root_paths, store)
+    store.start_writing()  # no other process compacts the store until this run ends
+    if shard is not None:
+        store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
+                                   "started": time.time()})
+    plan = _plan(root_paths, store, shard)
     tasks, unchanged = plan.tasks, plan.unchanged
     report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged + len(plan.not_images),
                          unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
@@ -374,7 +407,7 @@ def embed_folders(
     for f in plan.skipped_folders:
         log.warning("folder skipped %s: %s", f["path"], f["reason"])
 
-    existing = store.items
+    existing, existing_vectors = store.items, store.vectors  # as they were before this run's segments
     hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
     dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
     columns = BASE_COLUMNS + list(SCORE_COLUMNS)
@@ -413,7 +446,7 @@ def embed_folders(
                         report.embedded += 1
                     elif r["error"] is None and r["sha256"] in hash_to_row:
                         src = hash_to_row[r["sha256"]]
-                        vecs.append(np.asarray(store.vectors[src : src + 1]))
+                        vecs.append(np.asarray(existing_vectors[src : src + 1]))
                         row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
                         row.update({c: float(existing[c][src]) for c in stored_scores})
                         row["row"] = n_vec
@@ -436,9 +469,15 @@ def embed_folders(
         report.removed_files = plan.vanished
         for path in plan.vanished:
             log.info("removed from the store (file gone): %s", path)
-    store.compact()
+    if shard is None:
+        store.compact()  # a shard leaves it to `Store.merge`
     if labels:
-        matched = match_labels(labels, root_paths, store.known_files()["path"])
+        # a shard matches the labels against every image found (all shards'), so that every
+        # shard writes the same table whenever it ends
+        names = store.known_files()["path"]
+        if shard is not None:
+            names = sorted(set(names) | set(plan.images))
+        matched = match_labels(labels, root_paths, names)
         store.set_labels(matched.table)
         missing = len(set(store.items["path"]) - set(matched.table["path"]))
         if missing:
@@ -452,9 +491,15 @@ def embed_folders(
     report.seconds = round(time.monotonic() - start, 3)
     done = report.embedded + report.reused
     report.images_per_second = round(done / report.seconds, 2) if report.seconds else 0.0
-    store.record_last_embed({"outcomes": report.outcomes(), "not_image_files": report.not_image_files,
-                             "removed_files": report.removed_files, "skipped_folders": report.skipped_folders,
-                             "unmatched_label_rows": report.unmatched_label_rows})
+    record = {"outcomes": report.outcomes(), "not_image_files": report.not_image_files,
+              "removed_files": report.removed_files, "skipped_folders": report.skipped_folders,
+              "unmatched_label_rows": report.unmatched_label_rows}
+    if shard is None:
+        store.record_last_embed(record)
+    else:
+        store.record_shard(shard, {"state": "finished", "host": socket.gethostname(), "pid": os.getpid(),
+                                   "seconds": report.seconds, **record})
+    store.stop_writing()
     log.info("%d files found: embedded %d, reused %d, unchanged %d, skipped %d, not images %d; removed %d "
              "gone; %d label rows unmatched; store %s now holds %d vectors (%.1f s)",
              report.discovered, report.embedded, report.reused, unchanged, report.skipped, report.not_images,

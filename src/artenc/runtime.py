@@ -141,8 +141,19 @@ def _onnx_sessions(path: Path, threads: int | None) -> list:
 
 
 def resolve_device(device: str) -> str:
+    """"auto" | "cpu" | "cuda" | "cuda:K" -> "cpu" or "cuda". "cuda:K" (one process per GPU of a
+    node) makes GPU K this process's current CUDA device (`torch.cuda.set_device`), which plain
+    "cuda" then means. Raises ParameterError("device", ...) for anything else or a missing GPU."""
+    if device.startswith("cuda:"):
+        k = device.removeprefix("cuda:")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not k.isdigit() or int(k) >= count:
+            raise ParameterError("device", f"{device!r}: this machine has CUDA devices cuda:0..cuda:{count - 1}"
+                                 if count else f"{device!r} requested but CUDA is not available on this machine")
+        torch.cuda.set_device(int(k))
+        return "cuda"
     if device not in DEVICES:
-        raise ParameterError("device", f"must be one of {DEVICES}, got {device!r}")
+        raise ParameterError("device", f"must be one of {DEVICES} or cuda:K, got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

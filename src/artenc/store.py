@@ -16,6 +16,11 @@ Layout::
                                  where not measured; absent from older stores)
       labels.parquet             optional: path + label columns (joined to items on read)
       last_embed.json            optional: the counts and file lists of the last embed run (`artenc info`)
+      .lock                      the writers' lock (`Store.lock`, filelock): segment ids, commits, compaction
+      writers/<host>-<pid>-<hex>.lock  one per embed run in progress (`Store.writing`), locked while it runs
+      shards/shard-IIIII-of-NNNNN.json  optional: what shard I of N (`artenc embed --shard I/N`) found and
+                                 did, with its state (running, finished); shards/merged.json: the
+                                 revision `Store.merge` left (`artenc info` shows both)
       index/faiss.index          optional: a saved FAISS index (written by `artenc.index.save_index`)
       index/index.json           its kind, parameters and the store revision it was built from
       keypoints/<version>/<sha256>.npz  SIFT keypoints per image content (`artenc.verify.KeypointCache`)
@@ -32,26 +37,50 @@ row with `row` = REMOVED_ROW (-2, written by `remove`) removes its path (a file 
 Every stored path is valid Unicode text (`artenc.images.display_path`).
 `compact()` rewrites the live rows as one segment, then removes the old ones. Every file
 is written through `artenc.atomic` (temporary file, fsync, rename).
+
+Several writers (the shards of one embed job, on one machine or many sharing the folder) can
+add to one store at once: a segment id is chosen and the segment written under `Store.lock`
+(a `filelock.FileLock`, i.e. flock(2) on STORE/.lock, released by the kernel when its holder
+dies, even by SIGKILL), so no two writers take the same id; each writer marks itself active
+for its whole run (`Store.writing`) and compaction, which deletes segments, runs only under
+the lock when no other writer is active. The folder must be on a file system with working
+locks (local disks, NFSv4, Lustre mounted with `flock`; filelock falls back to a lock file
+elsewhere).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import secrets
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from artenc import __version__
-from artenc.atomic import atomic_save_npy, atomic_save_parquet, atomic_write_json, remove_temp_files
+from artenc.atomic import (
+    atomic_save_npy,
+    atomic_save_parquet,
+    atomic_write_json,
+    is_temp_file,
+    remove_temp_files,
+)
 from artenc.errors import StoreError
 from artenc.quality import SCORE_COLUMNS
+from artenc.shards import Shard
+
+log = logging.getLogger(__name__)
 
 FORMAT = "artenc-store/1"
 BASE_COLUMNS = ["path", "relpath", "sha256", "size", "mtime_ns", "width", "height", "error", "row"]
@@ -64,6 +93,11 @@ _META_FILE = "meta.json"
 _SEGMENTS_DIR = "segments"
 _LABELS_FILE = "labels.parquet"
 _LAST_EMBED_FILE = "last_embed.json"
+_LOCK_FILE = ".lock"
+_WRITERS_DIR = "writers"
+_SHARDS_DIR = "shards"
+_SHARD_RECORD = re.compile(r"^shard-(\d{5})-of-(\d{5})\.json$")
+_MERGED_FILE = "merged.json"
 REMOVED_ROW = -2  # `row` of a tombstone: the path's file vanished and is no longer in the store
 _INDEX_DIR = "index"
 _KEYPOINTS_DIR = "keypoints"
@@ -88,6 +122,34 @@ class ModelSignature:
         )
 
 
+def _locked(method):
+    """Run a Store method holding `Store.lock` (reentrant: a locked method may call another)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """What `Store.merge` did: `segments_before` -> `segments` committed segments, `count`
+    vectors; `shards`: N of the sharded run it joined (None: the store had no shard records);
+    `complete`: every shard of N had finished."""
+
+    store: str
+    segments_before: int
+    segments: int
+    count: int
+    shards: int | None
+    complete: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float32)
@@ -101,6 +163,8 @@ class Store:
     def __init__(self, root: Path, meta: dict) -> None:
         self.root = root
         self.meta = meta
+        self._writer: Path | None = None  # this object's mark in writers/ while writing
+        self._mark: FileLock | None = None  # the lock held on it
 
     # ----- opening -------------------------------------------------------------------
     @classmethod
@@ -126,12 +190,22 @@ class Store:
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root}: is a file, not a store folder; choose another store folder")
-        if (root / _META_FILE).exists():
-            store = cls.open(root)
-            store.check_signature(signature)
-            return store
-        if root.exists() and any(root.iterdir()):
-            raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
+        if not (root / _META_FILE).exists():
+            # several jobs may create the store at once: the first one to hold the lock writes
+            # meta.json, the others find it; what a creator leaves meanwhile is not "foreign"
+            ours = {_LOCK_FILE, _SEGMENTS_DIR, _META_FILE}
+            if root.exists() and any(p.name not in ours and not is_temp_file(p) for p in root.iterdir()):
+                raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
+            root.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(root / _LOCK_FILE)):
+                if not (root / _META_FILE).exists():
+                    cls._write_meta(root, signature, extra)
+        store = cls.open(root)
+        store.check_signature(signature)
+        return store
+
+    @staticmethod
+    def _write_meta(root: Path, signature: ModelSignature, extra: dict | None) -> None:
         (root / _SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
@@ -144,7 +218,6 @@ class Store:
             **(extra or {}),
         }
         atomic_write_json(root / _META_FILE, meta)
-        return cls(root, meta)
 
     def check_signature(self, signature: ModelSignature) -> None:
         """Refuse to mix vectors from another model, other weights or other preprocessing."""
@@ -188,6 +261,18 @@ class Store:
         """STORE/keypoints/: cached SIFT keypoints per image content (`artenc.verify`)."""
         return self.root / _KEYPOINTS_DIR
 
+    @property
+    def shards_dir(self) -> Path:
+        """STORE/shards/: one record per shard of a sharded embed run, and merged.json."""
+        return self.root / _SHARDS_DIR
+
+    @cached_property
+    def lock(self) -> FileLock:
+        """The writers' lock (STORE/.lock; a reentrant `filelock.FileLock`): held while a segment
+        id is chosen and the segment written, and while compacting or merging. Readers never
+        take it (a reader sees whole committed segments only, see the module docstring)."""
+        return FileLock(str(self.root / _LOCK_FILE))
+
     def _segment_file(self, seg: int, suffix: str) -> Path:
         return self.segment_dir / f"seg-{seg:06d}{suffix}"
 
@@ -200,6 +285,7 @@ class Store:
         ids = [int(m.group(1)) for p in self.segment_dir.iterdir() if (m := _SEGMENT.match(p.name))]
         return sorted(ids)
 
+    @_locked
     def append_segment(self, rows: pd.DataFrame, vectors: np.ndarray) -> int:
         """Commit rows (BASE_COLUMNS, and any of OPTIONAL_COLUMNS they have, stored as float64;
         `row` indexes `vectors`) atomically; returns the segment id."""
@@ -327,7 +413,61 @@ class Store:
     def _row_of_path(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self._live[0]["path"])}
 
+    # ----- writers -------------------------------------------------------------------
+    def start_writing(self) -> None:
+        """Mark this process as a writer of the store until `stop_writing` (or until this Store
+        object is garbage-collected, or the process dies: the kernel then frees the mark): a
+        lock file in STORE/writers/ held meanwhile, so that no other process compacts the store
+        (`other_writers`). `writing()` is the same as a context manager."""
+        if self._writer is not None:
+            return
+        folder = self.root / _WRITERS_DIR
+        with self.lock:  # a compaction that holds the lock sees every mark made before it
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.lock"
+            self._mark = FileLock(str(path))
+            self._mark.acquire()
+        self._writer = path
+
+    def stop_writing(self) -> None:
+        """End what `start_writing` began (nothing when it was not called)."""
+        if self._writer is None:
+            return
+        self._writer.unlink(missing_ok=True)
+        self._mark.release()
+        self._writer = self._mark = None
+
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        """`start_writing` ... `stop_writing` around a block."""
+        self.start_writing()
+        try:
+            yield self
+        finally:
+            self.stop_writing()
+
+    def other_writers(self) -> int:
+        """How many other processes (or other Store objects) are inside `writing` now; the
+        marks of writers that died are removed on the way."""
+        folder = self.root / _WRITERS_DIR
+        if not folder.is_dir():
+            return 0
+        active = 0
+        for path in sorted(folder.glob("*.lock")):
+            if path == self._writer:
+                continue
+            probe = FileLock(str(path))
+            try:
+                probe.acquire(timeout=0)
+            except Timeout:
+                active += 1
+                continue
+            path.unlink(missing_ok=True)  # its writer is gone
+            probe.release()
+        return active
+
     # ----- maintenance ---------------------------------------------------------------
+    @_locked
     def remove(self, paths: Sequence[str]) -> int:
         """Remove `paths` (files that vanished) from the store: one committed segment of
         tombstone rows (`REMOVED_ROW`), dropped for good by the next `compact`. Vectors and
@@ -354,8 +494,13 @@ class Store:
         except (OSError, json.JSONDecodeError):
             return None
 
+    @_locked
     def compact(self) -> None:
-        """Rewrite all live rows as one segment, then delete the superseded segments."""
+        """Rewrite all live rows as one segment, then delete the superseded segments; does
+        nothing while another writer is active (`other_writers`: `merge` compacts later)."""
+        if self.other_writers():
+            log.info("%s: not compacted while other writers are active", self.root)
+            return
         ids = self.segment_ids()
         if len(ids) <= 1:
             return
@@ -372,6 +517,86 @@ class Store:
         remove_temp_files(self.segment_dir)
         self.reload()
 
+    # ----- shards ----------------------------------------------------------------------
+    def _shard_record_path(self, shard: Shard) -> Path:
+        return self.shards_dir / f"shard-{shard.index:05d}-of-{shard.count:05d}.json"
+
+    def record_shard(self, shard: Shard, record: dict) -> None:
+        """Keep what shard `shard` of a sharded embed run found and did: `record` holds its
+        `state` ("running" or "finished") and, once finished, the same keys as
+        `record_last_embed` (outcomes, file lists). Written atomically; read by `shard_status`."""
+        self.shards_dir.mkdir(exist_ok=True)
+        atomic_write_json(self._shard_record_path(shard),
+                          {"index": shard.index, "count": shard.count, **record})
+
+    def shard_records(self) -> list[dict]:
+        """Every readable shard record (`record_shard`) with its file's `_mtime`, by (N, index)."""
+        if not self.shards_dir.is_dir():
+            return []
+        records = []
+        for p in self.shards_dir.iterdir():
+            if _SHARD_RECORD.match(p.name):
+                try:
+                    records.append({**json.loads(p.read_text()), "_mtime": p.stat().st_mtime})
+                except (OSError, json.JSONDecodeError):
+                    continue
+        return sorted(records, key=lambda r: (r["count"], r["index"]))
+
+    def shard_status(self) -> dict | None:
+        """The sharded embed run of this store (None when it had none): `count` N (of the
+        shard record written last), `finished`, `unfinished` (started, then killed or still
+        running) and `not_started` shard indices, `complete` (all N finished), `merged` (the
+        store has not changed since `merge`), and `outcomes` summed over finished shards."""
+        records = self.shard_records()
+        if not records:
+            return None
+        n = max(records, key=lambda r: r["_mtime"])["count"]
+        mine = {r["index"]: r for r in records if r["count"] == n}
+        finished = sorted(i for i, r in mine.items() if r.get("state") == "finished")
+        unfinished = sorted(i for i, r in mine.items() if r.get("state") != "finished")
+        try:
+            merged = json.loads((self.shards_dir / _MERGED_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            merged = {}
+        return {
+            "count": n,
+            "finished": finished,
+            "unfinished": unfinished,
+            "not_started": sorted(set(range(n)) - set(mine)),
+            "complete": len(finished) == n,
+            "merged": merged.get("count") == n and merged.get("revision") == self.revision,
+            "outcomes": _combine_records([mine[i] for i in finished])["outcomes"],
+        }
+
+    @_locked
+    def merge(self, *, allow_incomplete: bool = False) -> MergeReport:
+        """Join the parts of a sharded embed run (`artenc store merge`): check that every shard
+        of N finished and that no writer is active, compact the store into one segment, and
+        write the summed outcomes of the shards as the last embed run (`last_embed`). On a
+        store without shard records it only compacts.
+
+        Raises StoreError when another writer is active, or when a shard has not finished
+        (unless `allow_incomplete`: then the parts present are joined)."""
+        others = self.other_writers()
+        if others:
+            raise StoreError(f"{self.root}: {others} writer(s) still running (shards not done?); "
+                             "merge once they have ended")
+        status = self.shard_status()
+        if status and not status["complete"] and not allow_incomplete:
+            left = status["unfinished"] + status["not_started"]
+            raise StoreError(f"{self.root}: shards {', '.join(map(str, sorted(left)))} of {status['count']} "
+                             "have not finished; run them again (same I/N) before merging")
+        before = len(self.segment_ids())
+        self.compact()
+        self.reload()
+        if status:
+            n = status["count"]
+            done = [r for r in self.shard_records() if r["count"] == n and r.get("state") == "finished"]
+            self.record_last_embed({**_combine_records(done), "shards": n})
+            atomic_write_json(self.shards_dir / _MERGED_FILE, {"count": n, "revision": self.revision})
+        return MergeReport(str(self.root), before, len(self.segment_ids()), len(self),
+                           status["count"] if status else None, bool(status is None or status["complete"]))
+
     def summary(self) -> dict:
         """What `artenc info` prints: the store's model and contents (`count` vectors,
         `skipped` files with reasons) and `last_embed`: the last embed run's outcome counts
@@ -379,7 +604,7 @@ class Store:
         that vanished) with its lists of non-image files, unscanned folders and unmatched
         label rows (None before any recorded run)."""
         skipped = self.skipped
-        return {
+        summary = {
             "store": str(self.root),
             "count": len(self),
             "dim": self.dim,
@@ -394,6 +619,26 @@ class Store:
             ],
             "last_embed": self.last_embed(),
         }
+        shards = self.shard_status()
+        if shards is not None:  # only stores written by sharded runs have the key
+            summary["shards"] = shards
+        return summary
+
+
+def _combine_records(records: list[dict]) -> dict:
+    """One `record_last_embed` record from the records of finished shards: counts summed,
+    file lists joined (folder and label-row lists, which every shard sees whole, once)."""
+    keys = ["discovered", "embedded", "reused", "unchanged", "skipped", "not_images", "removed"]
+    outcomes = {k: sum(int(r.get("outcomes", {}).get(k, 0)) for r in records) for k in keys}
+    joined = {k: [x for r in records for x in r.get(k, [])] for k in ("not_image_files", "removed_files")}
+    once = {}
+    for k in ("skipped_folders", "unmatched_label_rows"):
+        seen: dict[str, object] = {}
+        for r in records:
+            for x in r.get(k, []):
+                seen.setdefault(json.dumps(x, sort_keys=True), x)
+        once[k] = list(seen.values())
+    return {"outcomes": outcomes, **joined, **once}
 
 
 # ----- artenc's cache folder (outside any store) ----------------------------------------

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", metavar="CSV", help="CSV with a 'path' column; other columns become labels")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:K}",
+                   help="cuda:K: GPU K of the node (one process per GPU; default: %(default)s)")
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
                    help="auto: torch on GPU, ONNX Runtime on CPU")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
@@ -27,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
                    help="commit results to the store every N images (a killed run loses at most N)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="embed only job I's share of N (0 <= I < N; by a hash of each file's relative "
+                        "path), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT, or 'auto' in a SLURM "
+                        "array job; N jobs may write one store at once; then `artenc store merge STORE`")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -39,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
         max_pixels=args.max_pixels, flush_every=args.flush_every, trim_borders=args.trim_borders,
+        shard=args.shard,
     )
     if args.json:
         emit_json(report.to_dict())
-    if report.total == 0:
+    if report.total == 0 and (args.shard is None or report.discovered > 0):  # a shard's share may be empty
         import logging
 
         logging.getLogger("artenc").error("error: no image could be read; nothing was embedded")

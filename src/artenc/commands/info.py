@@ -28,6 +28,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"skipped      {summary['skipped']}")
     for s in summary["skipped_files"]:
         print(f"  {s['path']}: {s['reason']}")
+    shards = summary.get("shards")
+    if shards:
+        left = shards["unfinished"] + shards["not_started"]
+        state = "merged" if shards["merged"] else (
+            "not merged: run `artenc store merge STORE`" if shards["complete"]
+            else f"incomplete: shards {', '.join(map(str, sorted(left)))} have not finished (run them again)")
+        print(f"shards       {len(shards['finished'])} of {shards['count']} finished; {state}")
     last = summary.get("last_embed")
     if last:
         n = last["outcomes"]
