@@ -164,6 +164,8 @@ def test_a_shard_removes_only_its_own_vanished_files(tmp_path: Path, lite0_torch
     info = Store.open(out).summary()
     assert info["shards"]["merged"] and info["last_embed"]["outcomes"]["removed"] == 2
     assert info["last_embed"]["outcomes"]["discovered"] == 6
+    embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False)  # a plain run
+    assert "shards" not in Store.open(out).summary()  # supersedes the shard records
 
 
 def _committed_shards(store: Path, n: int, seen: dict[str, set[int]]) -> set[int]:
@@ -230,3 +232,20 @@ def test_four_shard_processes_two_killed_then_rerun_equal_one_run(tmp_path: Path
     assert info["shards"]["complete"] and info["shards"]["merged"]
     outcomes = info["last_embed"]["outcomes"]
     assert outcomes["discovered"] == outcomes["embedded"] + outcomes["unchanged"] == n and outcomes["unchanged"] > 0
+
+
+def test_embed_array_runs_the_shards_through_submitit_and_merges(tmp_path: Path, lite0_torch_encoder) -> None:
+    from artenc.launch import embed_array
+
+    images = tmp_path / "images"
+    write_gallery(images, 6, 0, size=(64, 64))
+    out = tmp_path / "s"
+    # submitit's debug executor: the same submission, pickling and result path as on SLURM, in this process
+    report = embed_array([images], out, shards=3, cluster="debug", folder=tmp_path / "jobs",
+                         encoder=lite0_torch_encoder, workers=0, batch_size=2)
+    assert len(report.job_ids) == 3 and sum(r["discovered"] for r in report.reports) == 6
+    assert report.merge["complete"] and report.merge["shards"] == 3 and report.merge["count"] == 6
+    store = Store.open(out)
+    assert len(store) == 6 and store.summary()["shards"]["merged"] and len(store.segment_ids()) == 1
+    with pytest.raises(ParameterError, match="^shards "):
+        embed_array([images], out, shards=0, cluster="debug")

@@ -471,6 +471,7 @@ def embed_folders(
             log.info("removed from the store (file gone): %s", path)
     if shard is None:
         store.compact()  # a shard leaves it to `Store.merge`
+        store.forget_shards()  # this run covered every file: earlier shard records no longer apply
     if labels:
         # a shard matches the labels against every image found (all shards'), so that every
         # shard writes the same table whenever it ends

@@ -6,7 +6,9 @@
 (`Store.merge`). The executor is submitit's: `cluster=None` picks SLURM where `sbatch` exists
 and local processes elsewhere, "local" runs the jobs as local processes, "debug" in this
 process one after another (tests); or pass a configured `submitit.Executor`. A job that
-fails or is killed is simply submitted again (same I/N): it finishes its share.
+fails or is killed is simply submitted again (same I/N): it finishes its share. (submitit's
+local executor hands every job the same GPUs: for one process per GPU of one node, start
+`artenc embed --shard K/N --device cuda:K` yourself, README "At scale".)
 
 submitit is the launcher of artenc's training too (hydra-submitit-launcher, `artenc[train]`);
 `pip install 'artenc[cluster]'` installs it alone; it is imported when a job array is launched.
@@ -89,7 +91,7 @@ def embed_array(
         store_path = Path(out).absolute()
         executor = submitit.AutoExecutor(folder=folder or store_path.parent / f"{store_path.name}-jobs",
                                          cluster=cluster)
-        executor.update_parameters(name="artenc-embed", slurm_array_parallelism=shards, **(slurm or {}))
+        executor.update_parameters(**{"name": "artenc-embed", "slurm_array_parallelism": shards, **(slurm or {})})
     roots_text = [str(Path(r).absolute()) for r in roots]
     out_text = str(Path(out).absolute())
     jobs = executor.map_array(_embed_shard, [roots_text] * shards, [out_text] * shards, list(range(shards)),

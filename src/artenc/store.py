@@ -57,6 +57,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -569,6 +570,13 @@ class Store:
         }
 
     @_locked
+    def forget_shards(self) -> None:
+        """Drop the shard records (STORE/shards/): a plain embed run supersedes them. Nothing
+        happens while another writer is active (it may be a shard)."""
+        if self.shards_dir.is_dir() and not self.other_writers():
+            shutil.rmtree(self.shards_dir, ignore_errors=True)
+
+    @_locked
     def merge(self, *, allow_incomplete: bool = False) -> MergeReport:
         """Join the parts of a sharded embed run (`artenc store merge`): check that every shard
         of N finished and that no writer is active, compact the store into one segment, and
@@ -602,7 +610,8 @@ class Store:
         `skipped` files with reasons) and `last_embed`: the last embed run's outcome counts
         (discovered = embedded + reused + unchanged + skipped + not_images; removed: files
         that vanished) with its lists of non-image files, unscanned folders and unmatched
-        label rows (None before any recorded run)."""
+        label rows (None before any recorded run); and, for a store written by sharded runs
+        only, `shards` (`shard_status`: which shards finished, merged or not)."""
         skipped = self.skipped
         summary = {
             "store": str(self.root),
