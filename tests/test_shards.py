@@ -209,9 +209,12 @@ def test_four_shard_processes_two_killed_then_rerun_equal_one_run(tmp_path: Path
         p.wait()
     assert len(killed) == 2, "shards finished before two could be killed; make the job bigger"
     assert all(procs[i].returncode == 0 for i in set(range(4)) - set(killed))
+    share = {i: sum(shard_of(p.relative_to(images).as_posix(), 4) == i for p in images.rglob("*.*")) for i in range(4)}
+    held = Store.open(sharded).items["relpath"].map(lambda r: shard_of(r, 4)).value_counts()
+    assert all(0 < held.get(i, 0) < share[i] for i in killed), "killed after their share was done"
+    assert all(held.get(i, 0) == share[i] for i in set(range(4)) - set(killed))
     status = Store.open(sharded).shard_status()
     assert status["unfinished"] == sorted(killed) and not status["complete"]
-    assert 0 < len(Store.open(sharded)) < n
     assert cli_main(["store", "merge", str(sharded)]) == 2  # refused: two shards have not finished
 
     reruns = {i: start(i) for i in killed}  # re-run the killed shards (at once, again one store)

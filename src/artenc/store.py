@@ -637,8 +637,8 @@ class Store:
 def _combine_records(records: list[dict]) -> dict:
     """One `record_last_embed` record from the records of finished shards: counts summed,
     file lists joined (folder and label-row lists, which every shard sees whole, once)."""
-    keys = ["discovered", "embedded", "reused", "unchanged", "skipped", "not_images", "removed"]
-    outcomes = {k: sum(int(r.get("outcomes", {}).get(k, 0)) for r in records) for k in keys}
+    keys = dict.fromkeys(k for r in records for k in r.get("outcomes", {}))  # EmbedReport.outcomes, in order
+    outcomes = {k: sum(int(r["outcomes"].get(k, 0)) for r in records) for k in keys}
     joined = {k: [x for r in records for x in r.get(k, [])] for k in ("not_image_files", "removed_files")}
     once = {}
     for k in ("skipped_folders", "unmatched_label_rows"):
