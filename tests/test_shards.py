@@ -252,3 +252,16 @@ def test_embed_array_runs_the_shards_through_submitit_and_merges(tmp_path: Path,
     assert len(store) == 6 and store.summary()["shards"]["merged"] and len(store.segment_ids()) == 1
     with pytest.raises(ParameterError, match="^shards "):
         embed_array([images], out, shards=0, cluster="debug")
+
+
+def test_device_cuda_k_is_checked() -> None:
+    import torch
+
+    from artenc.runtime import resolve_device
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for bad in ("cuda:x", f"cuda:{count}", "cuda:-1", "gpu"):
+        with pytest.raises(ParameterError, match="^device "):
+            resolve_device(bad)
+    if count:
+        assert resolve_device(f"cuda:{count - 1}") == "cuda" and torch.cuda.current_device() == count - 1
