@@ -241,15 +241,20 @@ def test_embed_array_runs_the_shards_through_submitit_and_merges(tmp_path: Path,
     from artenc.launch import embed_array
 
     images = tmp_path / "images"
-    write_gallery(images, 6, 0, size=(64, 64))
+    paths = write_gallery(images, 6, 0, size=(64, 64))
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"path": [p.name for p in paths], "style": [f"s{i % 2}" for i in range(6)]}).to_csv(labels, index=False)
     out = tmp_path / "s"
     # submitit's debug executor: the same submission, pickling and result path as on SLURM, in this process
     report = embed_array([images], out, shards=3, cluster="debug", folder=tmp_path / "jobs",
-                         encoder=lite0_torch_encoder, workers=0, batch_size=2)
+                         encoder=lite0_torch_encoder, workers=0, batch_size=2, labels=labels)
     assert len(report.job_ids) == 3 and sum(r["discovered"] for r in report.reports) == 6
     assert report.merge["complete"] and report.merge["shards"] == 3 and report.merge["count"] == 6
     store = Store.open(out)
     assert len(store) == 6 and store.summary()["shards"]["merged"] and len(store.segment_ids()) == 1
+    # every shard wrote the labels of every image, whichever ended last
+    assert store.items["style"].tolist() == [f"s{i % 2}" for i in range(6)]
+    assert all(r["unmatched_labels"] == 0 for r in report.reports)
     with pytest.raises(ParameterError, match="^shards "):
         embed_array([images], out, shards=0, cluster="debug")
 
@@ -265,3 +270,15 @@ def test_device_cuda_k_is_checked() -> None:
             resolve_device(bad)
     if count:
         assert resolve_device(f"cuda:{count - 1}") == "cuda" and torch.cuda.current_device() == count - 1
+
+
+def test_a_shard_writes_the_labels_of_every_image(tmp_path: Path, lite0_torch_encoder) -> None:
+    images = tmp_path / "images"
+    paths = write_gallery(images, 6, 0, size=(64, 64))
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"path": [p.name for p in paths], "style": list("abcdef")}).to_csv(labels, index=False)
+    report = embed_folders([images], tmp_path / "s", encoder=lite0_torch_encoder, workers=0, progress=False,
+                           labels=labels, shard=(0, 2))
+    # the other shard has not run: its images are not in the store, yet their label rows match
+    assert report.discovered < 6 and report.unmatched_labels == 0
+    assert sorted(Store.open(tmp_path / "s").labels["path"]) == sorted(map(str, paths))
