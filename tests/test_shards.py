@@ -156,6 +156,8 @@ def test_a_shard_removes_only_its_own_vanished_files(tmp_path: Path, lite0_torch
     assert str(gone[1]) in set(Store.open(out).items["path"])  # shard 1's: not shard 0's to remove
     status = Store.open(out).shard_status()
     assert status["finished"] == [0] and status["not_started"] == [1] and not status["complete"]
+    assert [(s["index"], s["state"], s["discovered"], s["removed"]) for s in status["per_shard"]] == [
+        (0, "finished", r0.discovered, 1)]
     with pytest.raises(StoreError, match="shards 1 of 2 have not finished"):
         Store.open(out).merge()
     embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard="1/2")

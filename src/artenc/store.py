@@ -547,7 +547,8 @@ class Store:
         """The sharded embed run of this store (None when it had none): `count` N (of the
         shard record written last), `finished`, `unfinished` (started, then killed or still
         running) and `not_started` shard indices, `complete` (all N finished), `merged` (the
-        store has not changed since `merge`), and `outcomes` summed over finished shards."""
+        store has not changed since `merge`), `outcomes` summed over finished shards, and
+        `per_shard`: each started shard's state, host, pid and (once finished) outcome counts."""
         records = self.shard_records()
         if not records:
             return None
@@ -567,6 +568,8 @@ class Store:
             "complete": len(finished) == n,
             "merged": merged.get("count") == n and merged.get("revision") == self.revision,
             "outcomes": _combine_records([mine[i] for i in finished])["outcomes"],
+            "per_shard": [{"index": i, "state": r.get("state"), "host": r.get("host"), "pid": r.get("pid"),
+                           **r.get("outcomes", {})} for i, r in sorted(mine.items())],
         }
 
     @_locked
