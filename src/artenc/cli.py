@@ -61,7 +61,6 @@ FLAG_OF = {
     "folds": "--folds",
     "top": "--top",
     "shard": "--shard",
-    "allow_incomplete": "--allow-incomplete",
 }
 
 
