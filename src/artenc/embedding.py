@@ -311,6 +311,7 @@ def embed_folders(
     progress: bool = True,
     trim_borders: bool | None = None,
     quality: bool = True,
+    dtype: str | None = None,
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out` (`artenc.embed`); resumable.
 
@@ -329,6 +330,8 @@ def embed_folders(
         quality: measure each image's quality scores while decoding it (`artenc.quality`:
             brightness, blur, entropy, colourfulness, borders; a few ms per image on a 256-px
             thumbnail) and store them with the items (`Collection.quality` flags them).
+        dtype: how a new store keeps its vectors, "float32" or "float16" (half the disk and
+            page cache; arithmetic stays float32); None: float32, or an existing store's own.
 
     Returns:
         `EmbedReport`: counts (discovered = embedded + reused + unchanged + skipped +
@@ -339,7 +342,8 @@ def embed_folders(
     Raises:
         UsageError: a missing root; ParameterError: a bad batch_size,
         flush_every, workers, device, runtime or labels file; StoreError: the store holds
-        another model's vectors; WeightsUnavailableError: weights not found offline.
+        another model's vectors or another dtype; ParameterError("dtype"): not float32/float16;
+        WeightsUnavailableError: weights not found offline.
 
     Vectors are float32, L2-normalised, from the model's own preprocessing (see the module
     docstring); files whose size and mtime are unchanged are not read again. Unreadable
@@ -362,7 +366,7 @@ def embed_folders(
 
     start = time.monotonic()
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
-    store = Store.create(out, encoder.signature)
+    store = Store.create(out, encoder.signature, dtype=dtype)
     plan = _plan(root_paths, store)
     tasks, unchanged = plan.tasks, plan.unchanged
     report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged + len(plan.not_images),
@@ -375,6 +379,7 @@ def embed_folders(
         log.warning("folder skipped %s: %s", f["path"], f["reason"])
 
     existing = store.items
+    source = store.snapshot()  # `existing`'s rows keep their vectors here while `store` gains segments
     hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
     dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
     columns = BASE_COLUMNS + list(SCORE_COLUMNS)
@@ -413,7 +418,7 @@ def embed_folders(
                         report.embedded += 1
                     elif r["error"] is None and r["sha256"] in hash_to_row:
                         src = hash_to_row[r["sha256"]]
-                        vecs.append(np.asarray(store.vectors[src : src + 1]))
+                        vecs.append(source.vectors_at([src]))
                         row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
                         row.update({c: float(existing[c][src]) for c in stored_scores})
                         row["row"] = n_vec
@@ -436,7 +441,7 @@ def embed_folders(
         report.removed_files = plan.vanished
         for path in plan.vanished:
             log.info("removed from the store (file gone): %s", path)
-    store.compact()
+    store.compact_if_worth_it()  # a run that changed nothing, or added little, rewrites nothing
     if labels:
         matched = match_labels(labels, root_paths, store.known_files()["path"])
         store.set_labels(matched.table)

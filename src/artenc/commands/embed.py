@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
                    help="commit results to the store every N images (a killed run loses at most N)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default=None,
+                   help="how a new store keeps its vectors (float16: half the bytes, arithmetic in float32; "
+                        "default: float32, or the store's own)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
         max_pixels=args.max_pixels, flush_every=args.flush_every, trim_borders=args.trim_borders,
+        dtype=args.dtype,
     )
     if args.json:
         emit_json(report.to_dict())
