@@ -245,3 +245,21 @@ def test_rerun_writes_nothing_and_reuse_survives_flushes(tmp_path: Path, lite0_e
     store = Store.open(out)
     copy, orig = store.index_of([str(root / "z_copy.jpg"), str(root / "work_0002.jpg")])
     np.testing.assert_array_equal(store.vectors_at([copy]), store.vectors_at([orig]))
+
+
+def test_disjoint_segments_open_without_reading_paths(tmp_path: Path) -> None:
+    """Segments of disjoint path ranges (written in any order) are laid out from their `row`
+    column and Parquet statistics; the views still equal the old materialised ones."""
+    rng = np.random.default_rng(5)
+    store = Store.create(tmp_path / "s", SIG)
+    _append(store, [f"/m/{i:03d}" for i in (5, 1, 3)], rng, {"/m/003"})
+    _append(store, [f"/a/{i:03d}" for i in range(4)], rng)
+    _append(store, ["/z/1"], rng)
+    opened = Store.open(store.root)
+    assert len(opened) == 7 and opened._layout.paths is None  # no path read to count
+    assert opened.summary()["skipped_files"] == [{"path": "/m/003", "reason": "not an image"}]
+    _assert_views_equal(opened, 3, rng)
+    assert opened.index_of(["/m/005", "/a/000"]) == [5, 0]
+    opened.remove(["/a/002"])  # a tombstone overlaps /a/: the paths are read and compared again
+    _assert_views_equal(opened, 3, rng)
+    assert Store.open(store.root)._layout.paths is not None and len(opened) == 6

@@ -45,6 +45,7 @@ columns from the Parquet files only when asked (`item_columns` reads only some).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -120,7 +121,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return v / np.maximum(norms, 1e-12)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Layout:
     """Where each live item's vector is, as compact arrays (`Store._layout`). `seq` numbers the
     rows of all segments concatenated, oldest segment first."""
@@ -132,7 +133,41 @@ class _Layout:
     skip_seq: np.ndarray  # int64: those skipped (row -1), sorted by path
     item_seg: np.ndarray  # int32 (n,): position in `segments` of each item's vector
     item_row: np.ndarray  # int64 (n,): its row in that segment's .npy
-    paths: pa.Array  # (n,) large_string: the items' paths, strictly increasing
+    paths: pa.Array | None = None  # (n,) large_string: the items' paths (None: not read yet)
+
+
+_SORTED_UNIQUE = "sorted-unique"  # the `artenc` attr of a segment whose rows are sorted by unique path
+
+
+def _sorted_unique(frame: pd.DataFrame) -> pd.DataFrame:
+    """Segment rows sorted by path, the last row of a path kept (as on reading), marked so in the
+    Parquet metadata (`DataFrame.attrs`): with the file's path statistics a reader can tell
+    that segments share no path without reading the paths (`_disjoint_order`)."""
+    frame = frame.drop_duplicates("path", keep="last").sort_values("path", kind="stable").reset_index(drop=True)
+    frame.attrs["artenc"] = _SORTED_UNIQUE
+    return frame
+
+
+def _disjoint_order(files: list[pq.ParquetFile]) -> list[int] | None:
+    """Positions of the segments in path order when each one is sorted by unique path (marked by
+    `_sorted_unique`) and their path ranges (Parquet statistics) do not overlap; else None."""
+    ranges = []
+    for i, f in enumerate(files):
+        meta = f.schema_arrow.metadata or {}
+        if json.loads(meta.get(b"PANDAS_ATTRS", b"{}")).get("artenc") != _SORTED_UNIQUE:
+            return None
+        md = f.metadata
+        if md.num_rows == 0:
+            continue
+        col = f.schema_arrow.get_field_index("path")
+        stats = [md.row_group(g).column(col).statistics for g in range(md.num_row_groups)]
+        if any(s is None or not s.has_min_max for s in stats):
+            return None
+        ranges.append((min(s.min for s in stats), max(s.max for s in stats), i))
+    ranges.sort()
+    if any(a[1] >= b[0] for a, b in itertools.pairwise(ranges)):
+        return None
+    return [i for _, _, i in ranges]
 
 
 class Store:
@@ -267,7 +302,7 @@ class Store:
         self.segment_dir.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(self._segment_file(seg, ".npy"), vectors)
         optional = [c for c in OPTIONAL_COLUMNS if c in rows.columns]
-        frame = rows[BASE_COLUMNS + optional].astype({c: "float64" for c in optional})
+        frame = _sorted_unique(rows[BASE_COLUMNS + optional].astype({c: "float64" for c in optional}))
         atomic_save_parquet(self._segment_file(seg, ".parquet"), frame)
         self.reload()
         return seg
@@ -296,9 +331,22 @@ class Store:
         """Which segment row holds each live item (newest row per path wins), from the `path` and
         `row` columns only."""
         ids = self.segment_ids()
+        files = [pq.ParquetFile(self._segment_file(seg, ".parquet")) for seg in ids]
+        sizes = np.array([f.metadata.num_rows for f in files], dtype=np.int64)
+        seg_of = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
+        disjoint = _disjoint_order(files)
+        if disjoint is not None:  # no path in two segments: the `row` column is all it takes
+            del files
+            row = self._segment_tables(ids, ["row"])["row"].to_numpy().astype(np.int64, copy=False)
+            starts = np.r_[0, np.cumsum(sizes)[:-1]]
+            order = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in disjoint] or
+                                   [np.zeros(0, np.int64)])
+            order = order[row[order] != REMOVED_ROW]  # a tombstone whose path is gone already
+            embedded = row[order] >= 0
+            item_seq = order[embedded]
+            return _Layout(tuple(ids), sizes, order, item_seq, order[~embedded], seg_of[item_seq], row[item_seq])
+        del files
         table = self._segment_tables(ids, ["path", "row"])
-        sizes = np.array([pq.ParquetFile(self._segment_file(seg, ".parquet")).metadata.num_rows for seg in ids],
-                         dtype=np.int64)
         paths = table["path"].combine_chunks()
         if not pa.types.is_large_string(paths.type):
             paths = paths.cast(pa.large_string())
@@ -318,7 +366,6 @@ class Store:
         order = order[row[order] != REMOVED_ROW]
         embedded = row[order] >= 0
         item_seq = order[embedded]
-        seg_of = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
         return _Layout(tuple(ids), sizes, order, item_seq, order[~embedded], seg_of[item_seq], row[item_seq],
                        paths.take(pa.array(item_seq)))
 
@@ -328,7 +375,9 @@ class Store:
             return pd.DataFrame({c: pd.Series(dtype="float64" if c in OPTIONAL_COLUMNS else "object")
                                  for c in columns})
         table = self._segment_tables(self._layout.segments, columns)
-        return table.take(pa.array(seq)).to_pandas()
+        frame = table.take(pa.array(seq)).to_pandas()
+        frame.attrs.clear()  # the segments' marker (`_sorted_unique`) is no item data
+        return frame
 
     def _stored_optional(self) -> list[str]:
         """The OPTIONAL_COLUMNS that some segment has (older stores lack them)."""
@@ -536,7 +585,7 @@ class Store:
         up by a scan of the sorted path column, many through a dict built once."""
         if len(paths) > 16 or "_row_of_path" in self.__dict__:
             return [self._row_of_path.get(str(p)) for p in paths]
-        live = self._layout.paths
+        live = self._item_paths()
         out: list[int | None] = []
         for p in paths:
             i = pc.index(live, pa.scalar(str(p), pa.large_string())).as_py()
@@ -545,7 +594,15 @@ class Store:
 
     @cached_property
     def _row_of_path(self) -> dict[str, int]:
-        return {p: i for i, p in enumerate(self._layout.paths.to_pylist())}
+        return {p: i for i, p in enumerate(self._item_paths().to_pylist())}
+
+    def _item_paths(self) -> pa.Array:
+        """The items' paths (large_string, strictly increasing), read once when needed."""
+        lay = self._layout
+        if lay.paths is None:
+            table = self._segment_tables(lay.segments, ["path"]).take(pa.array(lay.item_seq))
+            lay.paths = table["path"].combine_chunks().cast(pa.large_string())
+        return lay.paths
 
     # ----- maintenance ---------------------------------------------------------------
     def remove(self, paths: Sequence[str]) -> int:
