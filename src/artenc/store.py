@@ -44,9 +44,11 @@ columns from the Parquet files only when asked (`item_columns` reads only some).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -390,8 +392,27 @@ class Store:
         """Segment `seg`'s vectors, memory-mapped read-only ((m, dim), the store's dtype)."""
         maps = self.__dict__.setdefault("_mmaps", {})
         if seg not in maps:
-            maps[seg] = np.load(self._segment_file(seg, ".npy"), mmap_mode="r", allow_pickle=False)
-        return maps[seg]
+            path = self._segment_file(seg, ".npy")
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                offset = f.tell()
+                if fortran or dtype.hasobject or len(shape) != 2:
+                    raise StoreError(f"{path}: not a C-ordered (m, dim) vector file")
+                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            array = np.frombuffer(buf, dtype=dtype, count=shape[0] * shape[1], offset=offset).reshape(shape)
+            maps[seg] = (buf, array)
+        return maps[seg][1]
+
+    def _release_pages(self) -> None:
+        """Drop the memory maps' pages from this process (they stay in the page cache): a stream
+        of blocks then holds about one block, not every page it has read, in its resident memory."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)  # POSIX; elsewhere the OS decides
+        for buf, _ in self.__dict__.get("_mmaps", {}).values() if advice is not None else ():
+            with contextlib.suppress(OSError, ValueError):
+                buf.madvise(advice)
 
     def _gather(self, segs: Sequence[int], seg_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """float32 (m, dim) C-contiguous: row `rows[i]` of segment `segs[seg_pos[i]]`, reading
@@ -449,7 +470,9 @@ class Store:
         for start in range(0, total, block_rows):
             stop = min(start + block_rows, total)
             sel = slice(start, stop) if idx is None else idx[start:stop]
-            yield start, self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel])
+            block = self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel])
+            self._release_pages()
+            yield start, block
 
     def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 (len(rows), dim) L2-normalised vectors of item rows `rows` (into `items`),
@@ -696,6 +719,7 @@ class Store:
             for start in range(0, len(src), BLOCK_ROWS):
                 stop = start + BLOCK_ROWS
                 out[start:stop] = self._gather(ids, pos[start:stop], src[start:stop])
+                self._release_pages()
             out.flush()
             del out
             self.append_segment(new_rows, np.load(tmp, mmap_mode="r", allow_pickle=False))
