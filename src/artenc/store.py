@@ -414,11 +414,13 @@ class Store:
             with contextlib.suppress(OSError, ValueError):
                 buf.madvise(advice)
 
-    def _gather(self, segs: Sequence[int], seg_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """float32 (m, dim) C-contiguous: row `rows[i]` of segment `segs[seg_pos[i]]`, reading
-        only those rows of the memory maps (runs of consecutive rows as one slice)."""
+    def _gather(self, segs: Sequence[int], seg_pos: np.ndarray, rows: np.ndarray,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """float32 (m, dim) C-contiguous (`out` when given, filled in place): row `rows[i]` of
+        segment `segs[seg_pos[i]]`, reading only those rows of the memory maps (a run of
+        consecutive rows as one slice)."""
         m = len(rows)
-        out = np.empty((m, self.dim), dtype=np.float32)
+        out = np.empty((m, self.dim), dtype=np.float32) if out is None else out
         if m == 0:
             return out
         if seg_pos[0] == seg_pos[-1] and rows[-1] - rows[0] == m - 1 and np.all(seg_pos == seg_pos[0]) \
@@ -515,8 +517,11 @@ class Store:
     @cached_property
     def _vectors(self) -> np.ndarray:
         out = np.empty((len(self), self.dim), dtype=np.float32)
-        for start, block in self.vector_blocks():
-            out[start: start + len(block)] = block
+        lay = self._layout
+        for start in range(0, len(out), 8192):  # straight into `out`: no block beside it
+            sel = slice(start, start + 8192)
+            self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel], out[sel])
+            self._release_pages()
         out.flags.writeable = False
         return out
 
