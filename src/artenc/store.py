@@ -38,17 +38,17 @@ through `artenc.atomic` (temporary file, fsync, rename).
 
 Out of core: opening a store reads only the `path` and `row` columns of the segments and keeps
 which segment row holds each item as int arrays (`len`, `summary` never open a .npy); vectors are
-read from memory-mapped segments in blocks (`vector_blocks`, `vectors_at`); `items` reads its
+read from the segment files in blocks by positioned reads (`vector_blocks`, `vectors_at`: only
+the rows asked for; the pages stay in the OS page cache, outside the process's resident memory,
+where a memory map would count them, up to a large folio per random row); `items` reads its
 columns from the Parquet files only when asked (`item_columns` reads only some).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
-import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -136,6 +136,17 @@ class _Layout:
     item_seg: np.ndarray  # int32 (n,): position in `segments` of each item's vector
     item_row: np.ndarray  # int64 (n,): its row in that segment's .npy
     paths: pa.Array | None = None  # (n,) large_string: the items' paths (None: not read yet)
+
+
+def _read_into(f, buf: np.ndarray, path: Path) -> None:
+    """Fill the C-contiguous array `buf` from the raw file `f` at its position; StoreError when
+    the file ends first (a truncated segment)."""
+    view, done = memoryview(buf).cast("B"), 0
+    while done < len(view):
+        got = f.readinto(view[done:])
+        if not got:
+            raise StoreError(f"{path}: ends early (truncated vector file)")
+        done += got
 
 
 _SORTED_UNIQUE = "sorted-unique"  # the `artenc` attr of a segment whose rows are sorted by unique path
@@ -388,50 +399,50 @@ class Store:
             names |= set(pq.read_schema(self._segment_file(seg, ".parquet")).names)
         return [c for c in OPTIONAL_COLUMNS if c in names]
 
-    def _mmap(self, seg: int) -> np.ndarray:
-        """Segment `seg`'s vectors, memory-mapped read-only ((m, dim), the store's dtype)."""
-        maps = self.__dict__.setdefault("_mmaps", {})
-        if seg not in maps:
+    def _vector_file(self, seg: int) -> tuple[Path, int, int, np.dtype]:
+        """Segment `seg`'s .npy: (path, byte offset of the data, rows, dtype), from its header."""
+        files = self.__dict__.setdefault("_vector_files", {})
+        if seg not in files:
             path = self._segment_file(seg, ".npy")
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
                 read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
                 shape, fortran, dtype = read_header(f)
-                offset = f.tell()
-                if fortran or dtype.hasobject or len(shape) != 2:
-                    raise StoreError(f"{path}: not a C-ordered (m, dim) vector file")
-                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            array = np.frombuffer(buf, dtype=dtype, count=shape[0] * shape[1], offset=offset).reshape(shape)
-            maps[seg] = (buf, array)
-        return maps[seg][1]
-
-    def _release_pages(self) -> None:
-        """Drop the memory maps' pages from this process (they stay in the page cache): a stream
-        of blocks then holds about one block, not every page it has read, in its resident memory."""
-        advice = getattr(mmap, "MADV_DONTNEED", None)  # POSIX; elsewhere the OS decides
-        for buf, _ in self.__dict__.get("_mmaps", {}).values() if advice is not None else ():
-            with contextlib.suppress(OSError, ValueError):
-                buf.madvise(advice)
+                if fortran or dtype.hasobject or len(shape) != 2 or shape[1] != self.dim:
+                    raise StoreError(f"{path}: not a C-ordered (m, {self.dim}) vector file")
+                files[seg] = (path, f.tell(), int(shape[0]), dtype)
+        return files[seg]
 
     def _gather(self, segs: Sequence[int], seg_pos: np.ndarray, rows: np.ndarray,
                 out: np.ndarray | None = None) -> np.ndarray:
         """float32 (m, dim) C-contiguous (`out` when given, filled in place): row `rows[i]` of
-        segment `segs[seg_pos[i]]`, reading only those rows of the memory maps (a run of
-        consecutive rows as one slice)."""
+        segment `segs[seg_pos[i]]`. Each run of consecutive rows is one positioned read of the
+        .npy file (no memory map: pages read stay in the page cache, not in this process)."""
         m = len(rows)
         out = np.empty((m, self.dim), dtype=np.float32) if out is None else out
         if m == 0:
             return out
-        if seg_pos[0] == seg_pos[-1] and rows[-1] - rows[0] == m - 1 and np.all(seg_pos == seg_pos[0]) \
-                and np.all(np.diff(rows) == 1):
-            out[:] = self._mmap(segs[int(seg_pos[0])])[rows[0]: rows[-1] + 1]
-            return out
         order = np.lexsort((rows, seg_pos))  # by segment, then row: sequential reads
         pos, r = seg_pos[order], rows[order]
-        bounds = np.flatnonzero(np.diff(pos)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, m], strict=True):
-            out[order[lo:hi]] = self._mmap(segs[int(pos[lo])])[r[lo:hi]]
+        cuts = np.flatnonzero((np.diff(pos) != 0) | (np.diff(r) != 1)) + 1
+        in_order = bool(np.all(order == np.arange(m)))
+        for seg_index in np.unique(pos):
+            path, offset, n_rows, dtype = self._vector_file(segs[int(seg_index)])
+            row_bytes = self.dim * dtype.itemsize
+            lo_seg, hi_seg = np.searchsorted(pos, seg_index), np.searchsorted(pos, seg_index, side="right")
+            if r[lo_seg] < 0 or r[hi_seg - 1] >= n_rows:
+                raise StoreError(f"{path}: holds {n_rows} vectors; row {int(r[hi_seg - 1])} asked (damaged store?)")
+            starts = np.r_[lo_seg, cuts[(cuts > lo_seg) & (cuts < hi_seg)]]
+            stops = np.r_[starts[1:], hi_seg]
+            with open(path, "rb", buffering=0) as f:
+                for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+                    direct = in_order and dtype == np.float32
+                    buf = out[lo:hi] if direct else np.empty((hi - lo, self.dim), dtype=dtype)
+                    f.seek(offset + int(r[lo]) * row_bytes)
+                    _read_into(f, buf, path)
+                    if not direct:
+                        out[order[lo:hi]] = buf
         return out
 
     def _item_rows(self, rows: Sequence[int] | np.ndarray | None, param: str = "rows") -> np.ndarray | None:
@@ -450,7 +461,7 @@ class Store:
 
     def vector_blocks(self, rows: np.ndarray | None = None,
                       block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-        """The vectors in blocks, read from the memory-mapped segments; never the whole set.
+        """The vectors in blocks, read from the segment files; never the whole set.
 
         Args:
             rows: item rows (int, into `items`) in the order wanted; None: every item, in `items` order.
@@ -472,13 +483,11 @@ class Store:
         for start in range(0, total, block_rows):
             stop = min(start + block_rows, total)
             sel = slice(start, stop) if idx is None else idx[start:stop]
-            block = self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel])
-            self._release_pages()
-            yield start, block
+            yield start, self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel])
 
     def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """float32 (len(rows), dim) L2-normalised vectors of item rows `rows` (into `items`),
-        read from the memory-mapped segments. Raises ParameterError for rows out of range."""
+        read from the segment files (only those rows). Raises ParameterError for rows out of range."""
         idx = self._item_rows(rows)
         lay = self._layout
         return self._gather(lay.segments, lay.item_seg[idx], lay.item_row[idx])
@@ -492,7 +501,7 @@ class Store:
 
     def reload(self) -> Store:
         """Forget cached views so the next access reads the files again."""
-        for cached in ("_layout", "_vectors", "_mmaps", "labels", "_items", "_row_of_path"):
+        for cached in ("_layout", "_vectors", "_vector_files", "labels", "_items", "_row_of_path"):
             self.__dict__.pop(cached, None)
         return self
 
@@ -518,10 +527,9 @@ class Store:
     def _vectors(self) -> np.ndarray:
         out = np.empty((len(self), self.dim), dtype=np.float32)
         lay = self._layout
-        for start in range(0, len(out), 8192):  # straight into `out`: no block beside it
-            sel = slice(start, start + 8192)
+        for start in range(0, len(out), BLOCK_ROWS):  # straight into `out`: no block beside it
+            sel = slice(start, start + BLOCK_ROWS)
             self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel], out[sel])
-            self._release_pages()
         out.flags.writeable = False
         return out
 
@@ -724,7 +732,6 @@ class Store:
             for start in range(0, len(src), BLOCK_ROWS):
                 stop = start + BLOCK_ROWS
                 out[start:stop] = self._gather(ids, pos[start:stop], src[start:stop])
-                self._release_pages()
             out.flush()
             del out
             self.append_segment(new_rows, np.load(tmp, mmap_mode="r", allow_pickle=False))
