@@ -298,3 +298,19 @@ def test_streaming_blocks_holds_about_one_block(tmp_path: Path) -> None:
         total += float(block[:, 0].sum())
     assert np.isfinite(total)
     assert _peak_rss_mb() - base < 24  # the whole stream: 64 MB
+
+
+def test_embed_dtype_float16_from_the_cli(tmp_path: Path, capsys, caplog) -> None:
+    from artenc.cli import main
+
+    write_gallery(tmp_path / "g", 2)
+    out = tmp_path / "store"
+    argv = ["embed", str(tmp_path / "g"), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--dtype", "float16"]) == 0
+    store = Store.open(out)
+    assert store.dtype == "float16" and store.vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(store.vectors, axis=1), 1.0, atol=2e-3)
+    capsys.readouterr()
+    assert main([*argv, "--dtype", "float32"]) == 2
+    assert f"{out}: store keeps its vectors as float16" in caplog.text and "refusing dtype 'float32'" in caplog.text
+    assert main(["info", str(out)]) == 0 and "(float16, L2-normalised)" in capsys.readouterr().out
