@@ -30,6 +30,7 @@ FLAG_OF = {
     "out": "--out",
     "batch_size": "--batch-size",
     "flush_every": "--flush-every",
+    "dtype": "--dtype",
     "workers": "--workers",
     "max_pixels": "--max-pixels",
     "device": "--device",

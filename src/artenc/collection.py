@@ -114,7 +114,9 @@ class Collection:
 
     @property
     def vectors(self) -> np.ndarray:
-        """(n, dim) float32 L2-normalised vectors, aligned with `items` (read-only)."""
+        """(n, dim) float32 L2-normalised vectors, aligned with `items` (read-only). Materialises
+        them all (n * dim * 4 bytes); `store.vector_blocks()` / `store.vectors_at(rows)` read
+        only blocks or rows."""
         return self.store.vectors
 
     @property

@@ -336,6 +336,7 @@ def embed_folders(
     trim_borders: bool | None = None,
     quality: bool = True,
     shard: Shard | tuple[int, int] | str | None = None,
+    dtype: str | None = None,
 ) -> EmbedReport:
     """Embed every image under `roots` into the store at `out` (`artenc.embed`); resumable.
 
@@ -357,6 +358,8 @@ def embed_folders(
         shard: embed only job I's share of N (`(I, N)`, "I/N", or "auto" inside a SLURM array
             job; `artenc.shards`): N such runs, at once or not, on one store embed every file
             once; the counts of the report are the share's. Join them with `Store.merge`.
+        dtype: how a new store keeps its vectors, "float32" or "float16" (half the disk and
+            page cache; arithmetic stays float32); None: float32, or an existing store's own.
 
     Returns:
         `EmbedReport`: counts (discovered = embedded + reused + unchanged + skipped +
@@ -367,7 +370,8 @@ def embed_folders(
     Raises:
         UsageError: a missing root; ParameterError: a bad batch_size,
         flush_every, workers, device, runtime, shard or labels file; StoreError: the store holds
-        another model's vectors; WeightsUnavailableError: weights not found offline.
+        another model's vectors or another dtype; ParameterError("dtype"): not float32/float16;
+        WeightsUnavailableError: weights not found offline.
 
     Vectors are float32, L2-normalised, from the model's own preprocessing (see the module
     docstring); files whose size and mtime are unchanged are not read again. Unreadable
@@ -391,7 +395,7 @@ def embed_folders(
 
     start = time.monotonic()
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
-    store = Store.create(out, encoder.signature)
+    store = Store.create(out, encoder.signature, dtype=dtype)
     store.start_writing()  # no other process compacts the store until this run ends
     if shard is not None:
         store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
@@ -407,7 +411,8 @@ def embed_folders(
     for f in plan.skipped_folders:
         log.warning("folder skipped %s: %s", f["path"], f["reason"])
 
-    existing, existing_vectors = store.items, store.vectors  # as they were before this run's segments
+    existing = store.items
+    source = store.snapshot()  # `existing`'s rows keep their vectors here while `store` gains segments
     hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
     dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
     columns = BASE_COLUMNS + list(SCORE_COLUMNS)
@@ -446,7 +451,7 @@ def embed_folders(
                         report.embedded += 1
                     elif r["error"] is None and r["sha256"] in hash_to_row:
                         src = hash_to_row[r["sha256"]]
-                        vecs.append(np.asarray(existing_vectors[src : src + 1]))
+                        vecs.append(source.vectors_at([src]))
                         row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
                         row.update({c: float(existing[c][src]) for c in stored_scores})
                         row["row"] = n_vec
@@ -470,7 +475,7 @@ def embed_folders(
         for path in plan.vanished:
             log.info("removed from the store (file gone): %s", path)
     if shard is None:
-        store.compact()  # a shard leaves it to `Store.merge`
+        store.compact_if_worth_it()  # a shard leaves it to `Store.merge`; little added: nothing rewritten
         store.forget_shards()  # this run covered every file: earlier shard records no longer apply
     if labels:
         # a shard matches the labels against every image found (all shards'), so that every

@@ -46,7 +46,7 @@ def _store_row(store: Store, query: str) -> int | None:
     row = store.index_of([str(absolute(query))])[0]
     if row is not None:
         return row
-    matches = np.flatnonzero(store.items["relpath"].to_numpy() == query)
+    matches = np.flatnonzero(store.item_columns(["relpath"])["relpath"].to_numpy() == query)
     return int(matches[0]) if len(matches) == 1 else None
 
 
@@ -75,13 +75,15 @@ def resolve_queries(store: Store, queries: list[str], encoder: EncoderSource = N
             if err:
                 raise UsageError(f"{q}: cannot use as a query ({err})")
             new_vectors[q] = v
-    paths = store.items["path"].to_numpy()
+    stored = [r for r in rows if r is not None]
+    paths = dict(zip(stored, store.item_columns(["path"])["path"].iloc[stored], strict=True))
+    vectors = dict(zip(stored, store.vectors_at(stored), strict=True))
     out = []
     for q, r in zip(queries, rows, strict=True):
         if r is None:
             out.append(Query(q, str(absolute(q)), new_vectors[q], None))
         else:
-            out.append(Query(q, str(paths[r]), store.vectors[r], r))
+            out.append(Query(q, str(paths[r]), vectors[r], r))
     return out
 
 
@@ -91,7 +93,7 @@ def labels_of(store: Store, rows: np.ndarray) -> list[dict]:
     cols = store.label_columns
     if not cols:
         return [{} for _ in rows]
-    frame = store.items.iloc[np.asarray(rows, dtype=np.int64)][cols]
+    frame = store.item_columns(cols).iloc[np.asarray(rows, dtype=np.int64)]
     return [{c: plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
 
 
@@ -281,7 +283,7 @@ def similar(
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
     resolved = resolve_queries(store, queries, encoder)
-    paths = store.items["path"].to_numpy()
+    paths = store.item_columns(["path"])["path"].array  # arrow-backed: no Python string per work
     if radius is not None:
         return SimilarResult([
             QueryNeighbors(q.path, q.item, [Neighbor(int(i), str(paths[i]), float(s), lab)

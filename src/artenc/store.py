@@ -8,7 +8,8 @@ Layout::
 
     STORE/
       meta.json                  model name, weights fingerprint, preprocessing, dim, version
-      segments/seg-000001.npy    float32 (m, dim) L2-normalised vectors
+      segments/seg-000001.npy    (m, dim) L2-normalised vectors, float32 or float16 (`Store.dtype`,
+                                 chosen at creation, meta.json "dtype"; every read gives float32)
       segments/seg-000001.parquet  one row per file seen: path, relpath, sha256, size, mtime_ns,
                                  width, height, error (null when embedded), row (into the .npy, -1 if skipped),
                                  and since quality scores exist the float columns of
@@ -35,8 +36,17 @@ a crash at any moment leaves only whole segments. When several segments mention 
 same path, the newest one wins: re-embedding a changed file supersedes its old row, and a
 row with `row` = REMOVED_ROW (-2, written by `remove`) removes its path (a file that vanished).
 Every stored path is valid Unicode text (`artenc.images.display_path`).
-`compact()` rewrites the live rows as one segment, then removes the old ones. Every file
-is written through `artenc.atomic` (temporary file, fsync, rename).
+`compact()` rewrites the live rows as one segment, then removes the old ones;
+`compact_if_worth_it()` (the end of every embed run) does so only when dead rows or the
+number of segments pass a bound, and otherwise writes nothing. Every file is written
+through `artenc.atomic` (temporary file, fsync, rename).
+
+Out of core: opening a store reads only the `path` and `row` columns of the segments and keeps
+which segment row holds each item as int arrays (`len`, `summary` never open a .npy); vectors are
+read from the segment files in blocks by positioned reads (`vector_blocks`, `vectors_at`: only
+the rows asked for; the pages stay in the OS page cache, outside the process's resident memory,
+where a memory map would count them, up to a large folio per random row); `items` reads its
+columns from the Parquet files only when asked (`item_columns` reads only some).
 
 Several writers (the shards of one embed job, on one machine or many sharing the folder) can
 add to one store at once: a segment id is chosen and the segment written under `Store.lock`
@@ -52,6 +62,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -67,6 +78,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from artenc import __version__
@@ -76,8 +90,9 @@ from artenc.atomic import (
     atomic_write_json,
     is_temp_file,
     remove_temp_files,
+    temp_path_for,
 )
-from artenc.errors import StoreError
+from artenc.errors import ParameterError, StoreError
 from artenc.quality import SCORE_COLUMNS
 from artenc.shards import Shard
 
@@ -103,6 +118,14 @@ REMOVED_ROW = -2  # `row` of a tombstone: the path's file vanished and is no lon
 _INDEX_DIR = "index"
 _KEYPOINTS_DIR = "keypoints"
 CACHE_DIR_ENV = "ARTENC_CACHE_DIR"  # environment variable naming artenc's cache folder
+DTYPES = ("float32", "float16")  # how a store may keep its vectors on disk (`Store.dtype`)
+BLOCK_ROWS = 65536  # default rows per block of `Store.vector_blocks`
+# `Store.compact_if_worth_it`: rewrite when more than this fraction of all segment rows is dead
+# (superseded or removed), or merge the newest small segments when there are more than
+# COMPACT_MAX_SEGMENTS; otherwise a run leaves the committed segments alone
+COMPACT_DEAD_FRACTION = 0.25
+COMPACT_MAX_SEGMENTS = 32
+COMPACT_SMALL_ROWS = 10_000  # a store with at most this many rows is always kept in one segment (cheap)
 
 
 @dataclass(frozen=True)
@@ -158,6 +181,66 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return v / np.maximum(norms, 1e-12)
 
 
+@dataclass
+class _Layout:
+    """Where each live item's vector is, as compact arrays (`Store._layout`). `seq` numbers the
+    rows of all segments concatenated, oldest segment first."""
+
+    segments: tuple[int, ...]  # committed segment ids, oldest first
+    seg_rows: np.ndarray  # int64 (s,): rows in each segment's .parquet
+    live_seq: np.ndarray  # int64: the newest row of every path not removed, sorted by path
+    item_seq: np.ndarray  # int64 (n,): those with a vector, in `items` order
+    skip_seq: np.ndarray  # int64: those skipped (row -1), sorted by path
+    item_seg: np.ndarray  # int32 (n,): position in `segments` of each item's vector
+    item_row: np.ndarray  # int64 (n,): its row in that segment's .npy
+    paths: pa.Array | None = None  # (n,) large_string: the items' paths (None: not read yet)
+
+
+def _read_into(f, buf: np.ndarray, path: Path) -> None:
+    """Fill the C-contiguous array `buf` from the raw file `f` at its position; StoreError when
+    the file ends first (a truncated segment)."""
+    view, done = memoryview(buf).cast("B"), 0
+    while done < len(view):
+        got = f.readinto(view[done:])
+        if not got:
+            raise StoreError(f"{path}: ends early (truncated vector file)")
+        done += got
+
+
+_SORTED_UNIQUE = "sorted-unique"  # the `artenc` attr of a segment whose rows are sorted by unique path
+
+
+def _sorted_unique(frame: pd.DataFrame) -> pd.DataFrame:
+    """Segment rows sorted by path, the last row of a path kept (as on reading), marked so in the
+    Parquet metadata (`DataFrame.attrs`): with the file's path statistics a reader can tell
+    that segments share no path without reading the paths (`_disjoint_order`)."""
+    frame = frame.drop_duplicates("path", keep="last").sort_values("path", kind="stable").reset_index(drop=True)
+    frame.attrs["artenc"] = _SORTED_UNIQUE
+    return frame
+
+
+def _disjoint_order(files: list[pq.ParquetFile]) -> list[int] | None:
+    """Positions of the segments in path order when each one is sorted by unique path (marked by
+    `_sorted_unique`) and their path ranges (Parquet statistics) do not overlap; else None."""
+    ranges = []
+    for i, f in enumerate(files):
+        meta = f.schema_arrow.metadata or {}
+        if json.loads(meta.get(b"PANDAS_ATTRS", b"{}")).get("artenc") != _SORTED_UNIQUE:
+            return None
+        md = f.metadata
+        if md.num_rows == 0:
+            continue
+        col = f.schema_arrow.get_field_index("path")
+        stats = [md.row_group(g).column(col).statistics for g in range(md.num_row_groups)]
+        if any(s is None or not s.has_min_max for s in stats):
+            return None
+        ranges.append((min(s.min for s in stats), max(s.max for s in stats), i))
+    ranges.sort()
+    if any(a[1] >= b[0] for a, b in itertools.pairwise(ranges)):
+        return None
+    return [i for _, _, i in ranges]
+
+
 class Store:
     """An embedding store on disk. Open with `Store.open(path)`; create with `Store.create`."""
 
@@ -186,8 +269,17 @@ class Store:
         return cls(root, meta)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, signature: ModelSignature, extra: dict | None = None) -> Store:
-        """Create an empty store, or open an existing one after checking it uses the same model."""
+    def create(cls, path: str | os.PathLike, signature: ModelSignature, extra: dict | None = None,
+               dtype: str | None = None) -> Store:
+        """Create an empty store, or open an existing one after checking it uses the same model.
+
+        `dtype`: how the vectors are kept on disk, "float32" or "float16" (half the bytes;
+        cosines within ~1e-3), chosen at creation and recorded in meta.json; None: float32 for
+        a new store, the store's own for an existing one. Raises ParameterError("dtype") for
+        another name, StoreError when an existing store keeps another dtype or model.
+        """
+        if dtype is not None and dtype not in DTYPES:
+            raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root}: is a file, not a store folder; choose another store folder")
@@ -200,13 +292,16 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
             with FileLock(str(root / _LOCK_FILE)):
                 if not (root / _META_FILE).exists():
-                    cls._write_meta(root, signature, extra)
+                    cls._write_meta(root, signature, extra, dtype)
         store = cls.open(root)
         store.check_signature(signature)
+        if dtype is not None and dtype != store.dtype:
+            raise StoreError(f"{root}: store keeps its vectors as {store.dtype} (chosen when it was created); "
+                             f"refusing dtype {dtype!r}. Leave dtype unset or use another store folder.")
         return store
 
     @staticmethod
-    def _write_meta(root: Path, signature: ModelSignature, extra: dict | None) -> None:
+    def _write_meta(root: Path, signature: ModelSignature, extra: dict | None, dtype: str | None) -> None:
         (root / _SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
@@ -216,6 +311,7 @@ class Store:
             "dim": signature.dim,
             "weights": signature.weights,
             "artenc_version": __version__,
+            "dtype": dtype or "float32",
             **(extra or {}),
         }
         atomic_write_json(root / _META_FILE, meta)
@@ -289,11 +385,11 @@ class Store:
     @_locked
     def append_segment(self, rows: pd.DataFrame, vectors: np.ndarray) -> int:
         """Commit rows (BASE_COLUMNS, and any of OPTIONAL_COLUMNS they have, stored as float64;
-        `row` indexes `vectors`) atomically; returns the segment id."""
+        `row` indexes `vectors`, (m, dim), kept as `dtype`) atomically; returns the segment id."""
         missing = [c for c in BASE_COLUMNS if c not in rows.columns]
         if missing:
             raise ValueError(f"segment rows lack columns {missing}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        vectors = np.ascontiguousarray(vectors, dtype=self.dtype).reshape(-1, self.dim)
         if len(vectors) != int((rows["row"] >= 0).sum()):
             raise ValueError("segment: number of vectors differs from rows with row >= 0")
         ids = self.segment_ids()
@@ -301,44 +397,193 @@ class Store:
         self.segment_dir.mkdir(parents=True, exist_ok=True)
         atomic_save_npy(self._segment_file(seg, ".npy"), vectors)
         optional = [c for c in OPTIONAL_COLUMNS if c in rows.columns]
-        frame = rows[BASE_COLUMNS + optional].astype({c: "float64" for c in optional})
+        frame = _sorted_unique(rows[BASE_COLUMNS + optional].astype({c: "float64" for c in optional}))
         atomic_save_parquet(self._segment_file(seg, ".parquet"), frame)
         self.reload()
         return seg
 
-    def _read_segments(self) -> tuple[pd.DataFrame, np.ndarray]:
-        """All committed rows (newest wins per path), sorted by path, and their vectors."""
-        frames, blocks, offset = [], [], 0
-        for seg in self.segment_ids():
-            df = pd.read_parquet(self._segment_file(seg, ".parquet"))
-            vec = np.load(self._segment_file(seg, ".npy"), mmap_mode="r", allow_pickle=False)
-            row = df["row"].to_numpy()
-            df["row"] = np.where(row >= 0, row + offset, row)  # negative: skipped (-1), REMOVED_ROW
-            df["segment"] = seg
-            offset += len(vec)
-            frames.append(df)
-            blocks.append(vec)
-        if not frames:
-            empty = pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
-            return empty, np.zeros((0, self.dim), dtype=np.float32)
-        rows = pd.concat(frames, ignore_index=True)
-        rows = rows.drop_duplicates("path", keep="last").sort_values("path", kind="stable")
-        rows = rows[rows["row"] != REMOVED_ROW].reset_index(drop=True)
-        all_vectors = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        return rows, all_vectors
+    def _segment_tables(self, ids: Sequence[int], columns: Sequence[str]) -> pa.Table:
+        """`columns` of the segments `ids`, concatenated in that order (a column a segment lacks:
+        NaN for OPTIONAL_COLUMNS, else null); reads nothing else."""
+        parts = []
+        for seg in ids:
+            path = self._segment_file(seg, ".parquet")
+            names = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[c for c in columns if c in names])
+            for c in columns:
+                if c not in names:
+                    fill = pa.array(np.full(table.num_rows, np.nan)) if c in OPTIONAL_COLUMNS else \
+                        pa.nulls(table.num_rows)
+                    table = table.append_column(c, fill)
+            parts.append(table.select(list(columns)))
+        if not parts:
+            return pa.table({c: pa.array([], pa.float64() if c in OPTIONAL_COLUMNS else pa.string())
+                             for c in columns})
+        return pa.concat_tables(parts, promote_options="permissive")
 
     @cached_property
-    def _live(self) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-        rows, all_vectors = self._read_segments()
-        ok = rows[rows["row"] >= 0]
-        vectors = np.asarray(all_vectors[ok["row"].to_numpy(dtype=np.int64)], dtype=np.float32)
-        items = ok[ITEM_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in ok.columns]].reset_index(drop=True)
-        skipped = rows[rows["row"] < 0][["path", "relpath", "error", "size", "mtime_ns"]].reset_index(drop=True)
-        return items, vectors, skipped
+    def _layout(self) -> _Layout:
+        """Which segment row holds each live item (newest row per path wins), from the `path` and
+        `row` columns only."""
+        ids = self.segment_ids()
+        files = [pq.ParquetFile(self._segment_file(seg, ".parquet")) for seg in ids]
+        sizes = np.array([f.metadata.num_rows for f in files], dtype=np.int64)
+        seg_of = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
+        disjoint = _disjoint_order(files)
+        if disjoint is not None:  # no path in two segments: the `row` column is all it takes
+            del files
+            row = self._segment_tables(ids, ["row"])["row"].to_numpy().astype(np.int64, copy=False)
+            starts = np.r_[0, np.cumsum(sizes)[:-1]]
+            order = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in disjoint] or
+                                   [np.zeros(0, np.int64)])
+            order = order[row[order] != REMOVED_ROW]  # a tombstone whose path is gone already
+            embedded = row[order] >= 0
+            item_seq = order[embedded]
+            return _Layout(tuple(ids), sizes, order, item_seq, order[~embedded], seg_of[item_seq], row[item_seq])
+        del files
+        table = self._segment_tables(ids, ["path", "row"])
+        paths = table["path"].combine_chunks()
+        if not pa.types.is_large_string(paths.type):
+            paths = paths.cast(pa.large_string())
+        row = table["row"].to_numpy().astype(np.int64, copy=False)
+        n = len(paths)
+        # already strictly increasing (one compacted segment, or segments of disjoint sorted paths):
+        # no duplicates and in items order; an O(n) check instead of a sort
+        if n <= 1 or pc.all(pc.greater(paths[1:], paths[:-1])).as_py():
+            order = np.arange(n, dtype=np.int64)
+        else:  # sort by path, then by age; the last row of each run of equal paths is the newest
+            keys = pa.table({"path": paths, "seq": pa.array(np.arange(n, dtype=np.int64))})
+            order = pc.sort_indices(keys, sort_keys=[("path", "ascending"), ("seq", "ascending")]).to_numpy()
+            ordered = paths.take(pa.array(order))
+            last = np.ones(n, dtype=bool)
+            last[:-1] = pc.not_equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
+            order = order[last]
+        order = order[row[order] != REMOVED_ROW]
+        embedded = row[order] >= 0
+        item_seq = order[embedded]
+        return _Layout(tuple(ids), sizes, order, item_seq, order[~embedded], seg_of[item_seq], row[item_seq],
+                       paths.take(pa.array(item_seq)))
+
+    def _take(self, seq: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+        """`columns` of the concatenated segment rows `seq` (int64 indices), as a DataFrame."""
+        if len(seq) == 0:
+            return pd.DataFrame({c: pd.Series(dtype="float64" if c in OPTIONAL_COLUMNS else "object")
+                                 for c in columns})
+        table = self._segment_tables(self._layout.segments, columns)
+        frame = table.take(pa.array(seq)).to_pandas()
+        frame.attrs.clear()  # the segments' marker (`_sorted_unique`) is no item data
+        return frame
+
+    def _stored_optional(self) -> list[str]:
+        """The OPTIONAL_COLUMNS that some segment has (older stores lack them)."""
+        names: set[str] = set()
+        for seg in self._layout.segments:
+            names |= set(pq.read_schema(self._segment_file(seg, ".parquet")).names)
+        return [c for c in OPTIONAL_COLUMNS if c in names]
+
+    def _vector_file(self, seg: int) -> tuple[Path, int, int, np.dtype]:
+        """Segment `seg`'s .npy: (path, byte offset of the data, rows, dtype), from its header."""
+        files = self.__dict__.setdefault("_vector_files", {})
+        if seg not in files:
+            path = self._segment_file(seg, ".npy")
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                if fortran or dtype.hasobject or len(shape) != 2 or shape[1] != self.dim:
+                    raise StoreError(f"{path}: not a C-ordered (m, {self.dim}) vector file")
+                files[seg] = (path, f.tell(), int(shape[0]), dtype)
+        return files[seg]
+
+    def _gather(self, segs: Sequence[int], seg_pos: np.ndarray, rows: np.ndarray,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """float32 (m, dim) C-contiguous (`out` when given, filled in place): row `rows[i]` of
+        segment `segs[seg_pos[i]]`. Each run of consecutive rows is one positioned read of the
+        .npy file (no memory map: pages read stay in the page cache, not in this process)."""
+        m = len(rows)
+        out = np.empty((m, self.dim), dtype=np.float32) if out is None else out
+        if m == 0:
+            return out
+        order = np.lexsort((rows, seg_pos))  # by segment, then row: sequential reads
+        pos, r = seg_pos[order], rows[order]
+        cuts = np.flatnonzero((np.diff(pos) != 0) | (np.diff(r) != 1)) + 1
+        in_order = bool(np.all(order == np.arange(m)))
+        for seg_index in np.unique(pos):
+            path, offset, n_rows, dtype = self._vector_file(segs[int(seg_index)])
+            row_bytes = self.dim * dtype.itemsize
+            lo_seg, hi_seg = np.searchsorted(pos, seg_index), np.searchsorted(pos, seg_index, side="right")
+            if r[lo_seg] < 0 or r[hi_seg - 1] >= n_rows:
+                raise StoreError(f"{path}: holds {n_rows} vectors; row {int(r[hi_seg - 1])} asked (damaged store?)")
+            starts = np.r_[lo_seg, cuts[(cuts > lo_seg) & (cuts < hi_seg)]]
+            stops = np.r_[starts[1:], hi_seg]
+            with open(path, "rb", buffering=0) as f:
+                for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+                    direct = in_order and dtype == np.float32
+                    buf = out[lo:hi] if direct else np.empty((hi - lo, self.dim), dtype=dtype)
+                    f.seek(offset + int(r[lo]) * row_bytes)
+                    _read_into(f, buf, path)
+                    if not direct:
+                        out[order[lo:hi]] = buf
+        return out
+
+    def _item_rows(self, rows: Sequence[int] | np.ndarray | None, param: str = "rows") -> np.ndarray | None:
+        if rows is None:
+            return None
+        idx = np.asarray(rows)
+        if idx.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise ParameterError(param, f"must be a 1-d sequence of item rows (integers), got {idx.dtype} "
+                                        f"of shape {idx.shape}")
+        n = len(self)
+        if idx.min() < 0 or idx.max() >= n:
+            raise ParameterError(param, f"must index items 0..{n - 1}, got {int(idx.min())}..{int(idx.max())}")
+        return idx.astype(np.int64, copy=False)
+
+    def vector_blocks(self, rows: np.ndarray | None = None,
+                      block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """The vectors in blocks, read from the segment files; never the whole set.
+
+        Args:
+            rows: item rows (int, into `items`) in the order wanted; None: every item, in `items` order.
+            block_rows: rows per block, >= 1 (a block holds block_rows * dim * 4 bytes).
+
+        Yields:
+            (offset, block): `block` float32 (m, dim) C-contiguous L2-normalised rows (float16
+            stores converted), m <= block_rows; `offset` indexes `items` (rows None) or `rows`
+            of the block's first row.
+
+        Raises:
+            ParameterError: `rows` not 1-d integers within 0..len(store)-1, block_rows < 1.
+        """
+        if block_rows < 1:
+            raise ParameterError("block_rows", f"must be >= 1, got {block_rows}")
+        idx = self._item_rows(rows)
+        lay = self._layout
+        total = len(lay.item_seq) if idx is None else len(idx)
+        for start in range(0, total, block_rows):
+            stop = min(start + block_rows, total)
+            sel = slice(start, stop) if idx is None else idx[start:stop]
+            yield start, self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel])
+
+    def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim) L2-normalised vectors of item rows `rows` (into `items`),
+        read from the segment files (only those rows). Raises ParameterError for rows out of range."""
+        idx = self._item_rows(rows)
+        lay = self._layout
+        return self._gather(lay.segments, lay.item_seg[idx], lay.item_row[idx])
+
+    def snapshot(self) -> Store:
+        """Another view of this store as it is now: its item rows (`vectors_at`) keep meaning
+        the same vectors while this one appends segments (until a compaction deletes some)."""
+        view = Store(self.root, self.meta)
+        view.__dict__["_layout"] = self._layout
+        return view
 
     def reload(self) -> Store:
         """Forget cached views so the next access reads the files again."""
-        for cached in ("_live", "labels", "_items", "_row_of_path"):
+        for cached in ("_layout", "_vectors", "_vector_files", "labels", "_items", "_row_of_path"):
             self.__dict__.pop(cached, None)
         return self
 
@@ -348,52 +593,93 @@ class Store:
         return int(self.meta["dim"])
 
     @property
+    def dtype(self) -> str:
+        """How the vectors are kept on disk: "float32" or "float16" (meta.json; older stores:
+        float32). Every read (`vectors`, `vector_blocks`, `vectors_at`) returns float32."""
+        return str(self.meta.get("dtype", "float32"))
+
+    @property
     def vectors(self) -> np.ndarray:
-        """(n, dim) float32, L2-normalised, aligned with `items`."""
-        return self._live[1]
+        """(n, dim) float32, L2-normalised, aligned with `items`: MATERIALISES every vector in
+        memory (n * dim * 4 bytes, kept until `reload`). For small stores and code that needs
+        them all at once; at scale read `vector_blocks` or `vectors_at` instead."""
+        return self._vectors
+
+    @cached_property
+    def _vectors(self) -> np.ndarray:
+        out = np.empty((len(self), self.dim), dtype=np.float32)
+        lay = self._layout
+        for start in range(0, len(out), BLOCK_ROWS):  # straight into `out`: no block beside it
+            sel = slice(start, start + BLOCK_ROWS)
+            self._gather(lay.segments, lay.item_seg[sel], lay.item_row[sel], out[sel])
+        out.flags.writeable = False
+        return out
 
     @property
     def items(self) -> pd.DataFrame:
         """One row per embedded file: ITEM_COLUMNS, the quality scores (OPTIONAL_COLUMNS, when
         the store has them: NaN for files embedded before) and the label columns (shared: treat
-        as read-only, like `vectors`; `.copy()` it to modify)."""
+        as read-only, like `vectors`; `.copy()` it to modify). Reads every item column; see
+        `item_columns` for a few."""
         return self._items
 
     @cached_property
     def _items(self) -> pd.DataFrame:
-        items = self._live[0]
-        labels = self.labels
-        if labels is None or labels.empty:
-            return items
-        return items.merge(labels, on="path", how="left", validate="one_to_one")
+        return self.item_columns(ITEM_COLUMNS + self._stored_optional() + self.label_columns)
+
+    def item_columns(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Only `columns` (item or label columns) of `items`, reading only those from disk.
+
+        Raises ParameterError("columns") naming a column the store does not have.
+        """
+        columns = list(columns)
+        if "_items" in self.__dict__:
+            return self._items[columns]
+        labels = [c for c in columns if c in self.label_columns]
+        unknown = [c for c in columns if c not in labels and c not in ITEM_COLUMNS and c not in OPTIONAL_COLUMNS]
+        if unknown:
+            raise ParameterError("columns", f"{', '.join(map(repr, unknown))}: not a column of {self.root}")
+        own = [c for c in columns if c not in labels]
+        frame = self._take(self._layout.item_seq, list(dict.fromkeys(own + ["path"] if labels else own)))
+        if labels:
+            frame = frame.merge(self.labels[["path", *labels]], on="path", how="left", validate="one_to_one")
+        return frame[columns]
 
     @property
     def skipped(self) -> pd.DataFrame:
         """Files that could not be embedded, with the reason (`error`)."""
-        return self._live[2].copy()
+        return self._take(self._layout.skip_seq, ["path", "relpath", "error", "size", "mtime_ns"]).reset_index(
+            drop=True)
 
     @property
     def label_columns(self) -> list[str]:
-        labels = self.labels
-        return [] if labels is None else [c for c in labels.columns if c != "path"]
+        if "labels" in self.__dict__ or not self.labels_path.is_file():
+            labels = self.labels
+            return [] if labels is None else [c for c in labels.columns if c != "path"]
+        return [c for c in pq.read_schema(self.labels_path).names if c != "path"]  # no rows read
 
     def __len__(self) -> int:
-        return len(self._live[0])
+        return len(self._layout.item_seq)
 
     @cached_property
     def labels(self) -> pd.DataFrame | None:
         return pd.read_parquet(self.labels_path) if self.labels_path.is_file() else None
 
     def set_labels(self, labels: pd.DataFrame) -> None:
-        """Store label columns keyed by absolute `path` (replaces earlier labels)."""
+        """Store label columns keyed by absolute `path` (replaces earlier labels; writes nothing
+        when they are equal to the stored ones)."""
         if "path" not in labels.columns:
             raise ValueError("labels need a 'path' column")
         reserved = (set(ITEM_COLUMNS) | set(OPTIONAL_COLUMNS)) - {"path"}
         clash = [c for c in labels.columns if c in reserved]
         if clash:
             labels = labels.rename(columns={c: f"label_{c}" for c in clash})
-        labels = labels.drop_duplicates("path", keep="last").astype({"path": str})
-        atomic_save_parquet(self.labels_path, labels.reset_index(drop=True))
+        labels = labels.drop_duplicates("path", keep="last").astype({"path": str}).reset_index(drop=True)
+        old = self.labels
+        if old is not None and list(old.columns) == list(labels.columns) and old.astype(object).equals(
+                labels.astype(object)):
+            return
+        atomic_save_parquet(self.labels_path, labels)
         self.reload()
 
     @property
@@ -403,16 +689,38 @@ class Store:
         return hashlib.sha1(f"{self.meta.get('fingerprint')}|{ids}".encode()).hexdigest()[:16]
 
     def known_files(self) -> pd.DataFrame:
-        """Latest row per path (embedded or skipped), for incremental runs."""
-        return self._read_segments()[0]
+        """Latest row per path (embedded or skipped; removed paths left out), sorted by path, for
+        incremental runs: BASE_COLUMNS (`row`: the row in its segment's .npy, -1 when skipped),
+        the stored OPTIONAL_COLUMNS and `segment` (the segment id holding it)."""
+        lay = self._layout
+        frame = self._take(lay.live_seq, BASE_COLUMNS + self._stored_optional())
+        frame["segment"] = np.asarray(lay.segments, dtype=np.int64)[
+            np.searchsorted(np.cumsum(lay.seg_rows), lay.live_seq, side="right")] if len(lay.live_seq) else 0
+        return frame.reset_index(drop=True)
 
     def index_of(self, paths: Sequence[str]) -> list[int | None]:
-        """Row indices of absolute paths in `items` (None where absent)."""
-        return [self._row_of_path.get(str(p)) for p in paths]
+        """Row indices of absolute paths in `items` (None where absent); a few paths are looked
+        up by a scan of the sorted path column, many through a dict built once."""
+        if len(paths) > 16 or "_row_of_path" in self.__dict__:
+            return [self._row_of_path.get(str(p)) for p in paths]
+        live = self._item_paths()
+        out: list[int | None] = []
+        for p in paths:
+            i = pc.index(live, pa.scalar(str(p), pa.large_string())).as_py()
+            out.append(None if i < 0 else i)
+        return out
 
     @cached_property
     def _row_of_path(self) -> dict[str, int]:
-        return {p: i for i, p in enumerate(self._live[0]["path"])}
+        return {p: i for i, p in enumerate(self._item_paths().to_pylist())}
+
+    def _item_paths(self) -> pa.Array:
+        """The items' paths (large_string, strictly increasing), read once when needed."""
+        lay = self._layout
+        if lay.paths is None:
+            table = self._segment_tables(lay.segments, ["path"]).take(pa.array(lay.item_seq))
+            lay.paths = table["path"].combine_chunks().cast(pa.large_string())
+        return lay.paths
 
     # ----- writers -------------------------------------------------------------------
     def start_writing(self) -> None:
@@ -474,7 +782,7 @@ class Store:
         tombstone rows (`REMOVED_ROW`), dropped for good by the next `compact`. Vectors and
         skip records of these paths disappear from every view at once. Returns how many
         of `paths` the store held."""
-        known = set(self.known_files()["path"])
+        known = set(self._take(self._layout.live_seq, ["path"])["path"])
         gone = sorted({str(p) for p in paths} & known)
         if gone:
             n = len(gone)
@@ -495,6 +803,45 @@ class Store:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def compaction_plan(self, *, small_rows: int = COMPACT_SMALL_ROWS, dead_fraction: float = COMPACT_DEAD_FRACTION,
+                        max_segments: int = COMPACT_MAX_SEGMENTS) -> list[int]:
+        """The segments `compact_if_worth_it` would merge, oldest first; [] when none.
+
+        With two segments or more: all of them when the segments hold at most `small_rows`
+        rows in all (a rewrite costs next to nothing) or more than `dead_fraction` of their rows
+        are dead (superseded by a newer row of their path, or removed); else, when there are
+        more than `max_segments` segments, the newest run of small ones (going back from the
+        newest, a segment joins while it holds at most twice the rows gathered so far), so each
+        row is rewritten O(log n) times over a store's life and a big segment is left alone.
+        """
+        lay = self._layout
+        ids = list(lay.segments)
+        if len(ids) <= 1:
+            return []
+        total = int(lay.seg_rows.sum())
+        if total <= small_rows or total - len(lay.live_seq) > dead_fraction * total:
+            return ids
+        if len(ids) <= max_segments:
+            return []
+        gathered, start = int(lay.seg_rows[-1]), len(ids) - 1
+        while start > 0 and lay.seg_rows[start - 1] <= 2 * max(gathered, 1):
+            start -= 1
+            gathered += int(lay.seg_rows[start])
+        return ids[start:] if len(ids) - start >= 2 else ids
+
+    @_locked
+    def compact_if_worth_it(self, **bounds) -> list[int]:
+        """`compaction_plan(**bounds)`, carried out: merges those segments (as `compact` does)
+        and returns their ids; writes nothing (the revision, so a saved index, stays valid) when
+        the plan is empty."""
+        if self.other_writers():
+            log.info("%s: not compacted while other writers are active", self.root)
+            return []
+        plan = self.compaction_plan(**bounds)
+        if plan:
+            self._merge(plan)
+        return plan
+
     @_locked
     def compact(self) -> None:
         """Rewrite all live rows as one segment, then delete the superseded segments; does
@@ -503,16 +850,39 @@ class Store:
             log.info("%s: not compacted while other writers are active", self.root)
             return
         ids = self.segment_ids()
-        if len(ids) <= 1:
-            return
-        rows, all_vectors = self._read_segments()
+        if len(ids) > 1:
+            self._merge(ids)
+
+    def _merge(self, ids: list[int]) -> None:
+        """Rewrite the newest row per path of segments `ids` (the newest ones, or all) as one new
+        segment, vectors copied block by block (never all in memory), then delete them. Merging
+        all drops removed paths for good; merging the newest keeps their tombstones."""
+        everything = ids == self.segment_ids()
+        optional = self._stored_optional()
+        table = self._segment_tables(ids, BASE_COLUMNS + optional)
+        sizes = [pq.ParquetFile(self._segment_file(seg, ".parquet")).metadata.num_rows for seg in ids]
+        rows = table.to_pandas()
+        rows["_pos"] = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
+        rows = rows.drop_duplicates("path", keep="last").sort_values("path", kind="stable")
+        if everything:
+            rows = rows[rows["row"] != REMOVED_ROW]
+        rows = rows.reset_index(drop=True)
         ok = rows["row"].to_numpy() >= 0
-        vectors = np.asarray(all_vectors[rows.loc[ok, "row"].to_numpy(dtype=np.int64)], dtype=np.float32)
-        new_rows = rows.drop(columns=["segment"]).copy()
-        new_rows["row"] = -1
+        pos, src = rows["_pos"].to_numpy()[ok], rows["row"].to_numpy()[ok].astype(np.int64)
+        new_rows = rows.drop(columns=["_pos"])
         new_rows.loc[ok, "row"] = np.arange(int(ok.sum()))
-        self.append_segment(new_rows, vectors)
-        for seg in ids:
+        tmp = temp_path_for(self.segment_dir / "merge.npy")
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(len(src), self.dim))
+            for start in range(0, len(src), BLOCK_ROWS):
+                stop = start + BLOCK_ROWS
+                out[start:stop] = self._gather(ids, pos[start:stop], src[start:stop])
+            out.flush()
+            del out
+            self.append_segment(new_rows, np.load(tmp, mmap_mode="r", allow_pickle=False))
+        finally:
+            tmp.unlink(missing_ok=True)
+        for seg in ids:  # oldest first: a crash never lets an older row outlive a newer tombstone
             for suffix in (".parquet", ".npy"):  # parquet first: an orphan .npy is harmless
                 self._segment_file(seg, suffix).unlink(missing_ok=True)
         remove_temp_files(self.segment_dir)
@@ -614,8 +984,9 @@ class Store:
         (discovered = embedded + reused + unchanged + skipped + not_images; removed: files
         that vanished) with its lists of non-image files, unscanned folders and unmatched
         label rows (None before any recorded run); and, for a store written by sharded runs
-        only, `shards` (`shard_status`: which shards finished, merged or not)."""
-        skipped = self.skipped
+        only, `shards` (`shard_status`: which shards finished, merged or not). Reads the `path`
+        and `row` columns of the segments (and the rows of skipped files), never a vector file."""
+        skipped = self._take(self._layout.skip_seq, ["path", "error"])
         summary = {
             "store": str(self.root),
             "count": len(self),

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="embed only job I's share of N (0 <= I < N; by a hash of each file's relative "
                         "path), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT, or 'auto' in a SLURM "
                         "array job; N jobs may write one store at once; then `artenc store merge STORE`")
+    p.add_argument("--dtype", choices=["float32", "float16"], default=None,
+                   help="how a new store keeps its vectors (float16: half the bytes, arithmetic in float32; "
+                        "default: float32, or the store's own)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
         max_pixels=args.max_pixels, flush_every=args.flush_every, trim_borders=args.trim_borders,
         shard=args.shard,
+        dtype=args.dtype,
     )
     if args.json:
         emit_json(report.to_dict())

@@ -16,12 +16,13 @@ def run(args: argparse.Namespace) -> int:
     from artenc.commands._output import emit_json
     from artenc.store import Store
 
-    summary = Store.open(args.store).summary()
+    store = Store.open(args.store)
+    summary = store.summary()
     if args.json:
         emit_json(summary)
         return 0
     print(f"store        {summary['store']}")
-    print(f"vectors      {summary['count']} x {summary['dim']} (float32, L2-normalised)")
+    print(f"vectors      {summary['count']} x {summary['dim']} ({store.dtype}, L2-normalised)")
     print(f"model        {summary['model']} (weights {summary['fingerprint']})")
     print(f"preprocess   {summary['preprocess']}")
     print(f"labels       {', '.join(summary['label_columns']) or '-'}")
