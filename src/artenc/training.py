@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from artenc.atomic import atomic_write_json, atomic_write_text
 from artenc.backbones import save_encoder
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 from artenc.labels import read_labels_table
@@ -236,6 +237,61 @@ def validate_config(cfg: DictConfig) -> None:
                                           "e.g. <run folder>/checkpoints/last.ckpt)")
 
 
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint a run starts from: `ckpt_path` when set (it always wins), else the
+    newest of the run folder's `checkpoints/last.ckpt` (written at each epoch end) and
+    `hpc_ckpt_<n>.ckpt` (written by Lightning's SLURM auto-requeue when the job is
+    signalled before its time limit), else None (a fresh run).
+
+    So a job re-run in its own folder (a SLURM requeue, submitit's resubmission after a
+    time-out, or the same command again) continues where it stopped."""
+    explicit = cfg.get("ckpt_path")
+    if explicit is not None:
+        return str(explicit)
+    found = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
+    log.info("resuming from %s (the run folder's newest checkpoint; ckpt_path=... picks another)", newest)
+    return str(newest)
+
+
+def _single_logging_path() -> None:
+    """One line per message: when the root logger has handlers (Hydra's job logging, a
+    notebook's basicConfig), Lightning's own console handlers would print each of its
+    messages a second time; its loggers then only propagate to the root."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Print the resolved config (log, INFO) and save it as `run_dir/config.yaml`, at the start
+    of a run; returns the file. Values that cannot be resolved outside Hydra's runtime are
+    kept as written."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException:
+        text = OmegaConf.to_yaml(cfg)
+    log.info("config (resolved):\n%s", text.rstrip())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    atomic_write_text(path, text)
+    return path
+
+
+def _is_rank_zero() -> bool:
+    """Before Lightning starts its processes: rank 0 unless a launcher set another rank."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def train(overrides: list[str] | None = None, *, config: DictConfig | None = None,
           output_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train a projection head on a frozen backbone and export the encoder.
@@ -252,9 +308,11 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
 
     Returns:
         `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
-        preprocessing, a `model` for `artenc.embed`), `checkpoints/` (`last.ckpt` and the
-        best by `val/p_at_k`), the logger's files, `embedding_map.png` and
-        `config.yaml` (the composed config, resolved run folder); the encoder path; the
+        preprocessing, a `model` for `artenc.embed`; not written under `fast_dev_run`),
+        `checkpoints/` (`last.ckpt` and the best by `val/p_at_k`: trainable weights only), the
+        logger's files, `embedding_map.png`, `config.yaml` (the resolved config, written and
+        printed at the start), `split.csv` (which rows validated; read back on resume) and
+        `metrics.json` (the final metrics and the validation size); the encoder path; the
         final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
         `val/linear_probe_accuracy`, leave-one-out within the validation split); the best
         checkpoint.
@@ -285,14 +343,21 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         cfg.paths.output_dir = str(run_dir)
         cfg.pop("hydra", None)  # Hydra's own settings: only the run dir was needed
     validate_config(cfg)  # before any heavy work (Lightning's import alone takes seconds)
+    if _is_rank_zero():
+        save_run_config(cfg, run_dir)
     require("lightning", "train")
     import lightning as L
 
+    _single_logging_path()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     backbone, datamodule, model = build(cfg)
+    ckpt_path = resume_checkpoint(cfg, run_dir)
+    datamodule.split_file, datamodule.reuse_split = run_dir / "split.csv", ckpt_path is not None
+    model.backbone_reference = {k: OmegaConf.to_container(cfg.backbone, resolve=True).get(k)
+                                for k in ("_target_", "name", "weights")}
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = _instantiate(
         cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")), logger=loggers or False
@@ -300,16 +365,23 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if trainer.is_global_zero:  # the composed config of this run, beside its outputs
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
-    trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    fit_loggers, trainer.loggers = trainer.loggers, []  # the final validation adds no epoch row to the logs
+    try:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    finally:
+        trainer.loggers = fit_loggers
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    if trainer.is_global_zero:
+        n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
+        atomic_write_json(run_dir / "metrics.json", {"metrics": metrics, "n_validation": n_val,
+                                                     "label_fields": list(datamodule.label_fields)})
 
     encoder = None
-    if cfg.get("export", True) and trainer.is_global_zero:
+    if trainer.fast_dev_run:
+        log.info("fast_dev_run: a smoke test, nothing exported")
+    elif cfg.get("export", True) and trainer.is_global_zero:
         encoder = run_dir / "encoder.pt"
         features = backbone.model.config() if isinstance(backbone.model, FeatureWrapper) else None
         save_encoder(
