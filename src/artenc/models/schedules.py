@@ -1,6 +1,6 @@
 """Learning-rate schedules stepped every optimizer step: linear warm-up, then cosine decay or a
-constant rate. A run resumed with a longer horizon (a larger `max_epochs`) continues from the
-rate it stopped at instead of restarting the schedule.
+constant rate. A run resumed with a longer horizon (a larger `max_epochs`) continues on the
+schedule of the new horizon at the step it reached, instead of at the finished schedule's rate.
 
 The configs (`configs/scheduler/*.yaml`) give partials taking `(optimizer, total_steps)`;
 `ContrastiveModule.configure_optimizers` passes Lightning's estimated number of steps.
@@ -22,9 +22,10 @@ class WarmupSchedule(torch.optim.lr_scheduler.LRScheduler):
     constant rate (`decay="constant"`).
 
     Resuming with another `total_steps` (Lightning restores the saved state into a schedule
-    built for the new horizon, `load_state_dict`): the rate continues from the factor it had at
-    the saved step and decays by the same rule over the remaining steps, so raising
-    `max_epochs` neither restarts the warm-up nor jumps the rate.
+    built for the new horizon, `load_state_dict`): the step count is restored, the horizon is
+    the new one, and the optimizer's rate is set at once to the new schedule's rate at that step,
+    as if the run had been planned that long: raising `max_epochs` neither restarts the warm-up
+    nor goes on at the rate of 0 that a finished cosine schedule ends with.
 
     Raises:
         ValueError: `warmup_fraction` outside [0, 1), `min_factor` outside [0, 1], an unknown
@@ -43,33 +44,28 @@ class WarmupSchedule(torch.optim.lr_scheduler.LRScheduler):
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.total_steps, self.warmup = int(total_steps), int(warmup_fraction * total_steps)
         self.min_factor, self.decay = float(min_factor), decay
-        self.anchor: tuple[int, float] | None = None  # (step, factor) an extended run continues from
         super().__init__(optimizer, last_epoch)
 
     def factor(self, step: int) -> float:
         """The multiplier of the base rate at optimizer step `step` (0-based)."""
-        if self.decay == "constant":
-            return (step + 1) / self.warmup if step < self.warmup else 1.0
-        if self.anchor is not None and step >= self.anchor[0]:
-            start, top = self.anchor
-        elif step < self.warmup:
+        if step < self.warmup:
             return (step + 1) / self.warmup
-        else:
-            start, top = self.warmup, 1.0
-        progress = min(1.0, (step - start) / max(1, self.total_steps - start))
-        return float(self.min_factor + (top - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
+        return float(self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def get_lr(self) -> list[float]:
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a saved schedule; when it was built for another horizon, keep this one's
-        `total_steps` and continue from the saved step's factor (see the class docstring)."""
-        total = self.total_steps
-        super().load_state_dict(state_dict)
-        if self.total_steps != total:
-            self.anchor = (self.last_epoch, self.factor(self.last_epoch))
-            self.total_steps = total
+        """Restore a saved schedule: its step count; the horizon (`total_steps`, warm-up steps)
+        stays this one's, and the optimizer's rate becomes this schedule's at the saved step."""
+        horizon = {"total_steps": self.total_steps, "warmup": self.warmup}
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in horizon})
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05,
