@@ -243,6 +243,11 @@ def validate_config(cfg: DictConfig) -> None:
                                           "e.g. <run folder>/checkpoints/last.ckpt)")
 
 
+def _scalars(metrics: dict) -> dict[str, float]:
+    """Lightning's logged metrics as plain floats (one-element tensors only)."""
+    return {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     """The checkpoint a run starts from: `ckpt_path` when set (it always wins), else the
     newest of the run folder's `checkpoints/last.ckpt` (written at each epoch end) and
@@ -376,13 +381,14 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fitted = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     fit_loggers, trainer.loggers = trainer.loggers, []  # the final validation adds no epoch row to the logs
     try:
         trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     finally:
         trainer.loggers = fit_loggers
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics = {**fitted, **_scalars(trainer.callback_metrics)}  # last training values, best checkpoint's validation
     if trainer.is_global_zero:
         n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
         atomic_write_json(run_dir / "metrics.json", {
