@@ -330,3 +330,14 @@ def test_options_in_one_fast_dev_run_process(labelled, tmp_path):
     assert "nothing exported" in printed
     wandb_runs = list((run / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
+
+
+def test_multirun_groups_its_jobs_for_wandb(labelled, tmp_path, capsys):
+    """A multirun's jobs share a W&B group, the sweep folder's name (unless `group=` is set);
+    `dry_run=true` prints each job's resolved config and trains nothing."""
+    sweep = tmp_path / "sweep_abc"
+    assert cli_main(["train", "-m", f"data.root={labelled}", "logger=wandb", "loss.temperature=0.05,0.1",
+                     "dry_run=true", f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("group: sweep_abc") == 4  # top-level and logger.wandb.group, in each of 2 jobs
+    assert not (tmp_path / "cache").exists() and not list(sweep.glob("*/config.yaml"))
