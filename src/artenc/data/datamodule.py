@@ -112,7 +112,10 @@ class CleanViewDataset(Dataset):
 
 class ContrastiveDataModule(L.LightningDataModule):
     """See the module docstring. `include` keeps only rows whose column value is listed
-    (e.g. `{"split": ["dev"]}`): other rows are dropped when the CSV is read and never used."""
+    (e.g. `{"split": ["dev"]}`): other rows are dropped when the CSV is read and never used.
+    `labels=None` (with no `label_fields`): every image under `root`, no labels (F = 0).
+    `split_file`: where the train/validation split is written (`path,subset`), and read
+    back instead of recomputed when `reuse_split` (a resumed run; `split_rows`)."""
 
     def __init__(
         self, root: str, labels: str | None, label_fields: Sequence[str], split: SplitSpec,
