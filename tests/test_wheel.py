@@ -24,6 +24,9 @@ SHIPPED = [
     "artenc/configs/hydra/launcher/slurm.yaml",
     "artenc/configs/backbone/lite0_texture.yaml",
     "artenc/configs/paths/default.yaml",
+    "artenc/configs/experiment/simclr.yaml",
+    "artenc/configs/scheduler/cosine.yaml",
+    "hydra_plugins/artenc_launcher/__init__.py",  # hydra/launcher=slurm's launcher (a Hydra plugin)
 ]
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from artenc.atomic import atomic_write_json, atomic_write_text
 from artenc.backbones import save_encoder
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 from artenc.labels import read_labels_table
@@ -192,7 +193,8 @@ def validate_config(cfg: DictConfig) -> None:
 
     Checked (each only when the config has the setting):
         data.root: set, and an existing folder.
-        data.labels: set, an existing, readable CSV with a `path` column.
+        data.labels: set, an existing, readable CSV with a `path` column; or null (an
+            unlabelled folder) with no data.label_fields.
         data.label_fields: a non-empty list of columns of that CSV.
         data.include (keys), data.split.column: columns of that CSV.
         ckpt_path: null or an existing file.
@@ -215,7 +217,12 @@ def validate_config(cfg: DictConfig) -> None:
                                               "(e.g. data.root=images/, labels from data.labels=...)")
         if not Path(str(data.root)).is_dir():
             raise ParameterError("data.root", f"folder {data.root} not found")
-    if "labels" in keys:
+    if "labels" in keys and data.get("labels") is None and "label_fields" in keys:
+        if list(data.get("label_fields") or []):
+            raise ParameterError("data.label_fields", f"{list(data.label_fields)} need a labels CSV, and data.labels "
+                                                      "is null (an unlabelled folder): set data.label_fields=[] "
+                                                      "(self-supervised, e.g. experiment=simclr) or data.labels=...")
+    elif "labels" in keys:
         columns = _labels_columns(data)
         listed = f"(columns of {data.labels}: {', '.join(columns)})"
         fields = list(data.get("label_fields") or [])
@@ -236,6 +243,66 @@ def validate_config(cfg: DictConfig) -> None:
                                           "e.g. <run folder>/checkpoints/last.ckpt)")
 
 
+def _scalars(metrics: dict) -> dict[str, float]:
+    """Lightning's logged metrics as plain floats (one-element tensors only)."""
+    return {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint a run starts from: `ckpt_path` when set (it always wins), else the
+    newest of the run folder's `checkpoints/last.ckpt` (written at each epoch end) and
+    `hpc_ckpt_<n>.ckpt` (written by Lightning's SLURM auto-requeue when the job is
+    signalled before its time limit), else None (a fresh run).
+
+    So a job re-run in its own folder (a SLURM requeue, submitit's resubmission after a
+    time-out, or the same command again) continues where it stopped."""
+    explicit = cfg.get("ckpt_path")
+    if explicit is not None:
+        return str(explicit)
+    found = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
+    log.info("resuming from %s (the run folder's newest checkpoint; ckpt_path=... picks another)", newest)
+    return str(newest)
+
+
+def _single_logging_path() -> None:
+    """One line per message: when the root logger has handlers (Hydra's job logging, a
+    notebook's basicConfig), Lightning's own console handlers would print each of its
+    messages a second time; its loggers then only propagate to the root."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Print the resolved config (log, INFO) and save it as `run_dir/config.yaml`, at the start
+    of a run; returns the file. Values that cannot be resolved outside Hydra's runtime are
+    kept as written."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException:
+        text = OmegaConf.to_yaml(cfg)
+    log.info("config (resolved):\n%s", text.rstrip())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    atomic_write_text(path, text)
+    return path
+
+
+def _is_rank_zero() -> bool:
+    """Before Lightning starts its processes: rank 0 unless a launcher set another rank."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def train(overrides: list[str] | None = None, *, config: DictConfig | None = None,
           output_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train a projection head on a frozen backbone and export the encoder.
@@ -252,9 +319,11 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
 
     Returns:
         `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
-        preprocessing, a `model` for `artenc.embed`), `checkpoints/` (`last.ckpt` and the
-        best by `val/p_at_k`), the logger's files, `embedding_map.png` and
-        `config.yaml` (the composed config, resolved run folder); the encoder path; the
+        preprocessing, a `model` for `artenc.embed`; not written under `fast_dev_run`),
+        `checkpoints/` (`last.ckpt` and the best by `val/p_at_k`: trainable weights only), the
+        logger's files, `embedding_map.png`, `config.yaml` (the resolved config, written and
+        printed at the start), `split.csv` (which rows validated; read back on resume) and
+        `metrics.json` (the final metrics and the validation size); the encoder path; the
         final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
         `val/linear_probe_accuracy`, leave-one-out within the validation split); the best
         checkpoint.
@@ -285,14 +354,25 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         cfg.paths.output_dir = str(run_dir)
         cfg.pop("hydra", None)  # Hydra's own settings: only the run dir was needed
     validate_config(cfg)  # before any heavy work (Lightning's import alone takes seconds)
+    if cfg.get("dry_run"):
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        log.info("dry_run: the config above is what would run; nothing was trained or written")
+        return TrainResult(run_dir=run_dir, encoder=None)
+    if _is_rank_zero():
+        save_run_config(cfg, run_dir)
     require("lightning", "train")
     import lightning as L
 
+    _single_logging_path()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     backbone, datamodule, model = build(cfg)
+    ckpt_path = resume_checkpoint(cfg, run_dir)
+    datamodule.split_file, datamodule.reuse_split = run_dir / "split.csv", ckpt_path is not None
+    model.backbone_reference = {k: OmegaConf.to_container(cfg.backbone, resolve=True).get(k)
+                                for k in ("_target_", "name", "weights")}
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = _instantiate(
         cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")), logger=loggers or False
@@ -300,16 +380,25 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fitted = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if trainer.is_global_zero:  # the composed config of this run, beside its outputs
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
-    trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    fit_loggers, trainer.loggers = trainer.loggers, []  # the final validation adds no epoch row to the logs
+    try:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    finally:
+        trainer.loggers = fit_loggers
+    metrics = {**fitted, **_scalars(trainer.callback_metrics)}  # last training values, best checkpoint's validation
+    if trainer.is_global_zero:
+        n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
+        atomic_write_json(run_dir / "metrics.json", {
+            "metrics": metrics, "n_validation": n_val, "label_fields": list(datamodule.label_fields),
+            "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", ""))})
 
     encoder = None
-    if cfg.get("export", True) and trainer.is_global_zero:
+    if trainer.fast_dev_run:
+        log.info("fast_dev_run: a smoke test, nothing exported")
+    elif cfg.get("export", True) and trainer.is_global_zero:
         encoder = run_dir / "encoder.pt"
         features = backbone.model.config() if isinstance(backbone.model, FeatureWrapper) else None
         save_encoder(
@@ -319,7 +408,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
                    "checkpoint": best or None, "val_metrics": metrics},
         )
         log.info("exported encoder: %s (a model for artenc.embed and the embed command)", encoder)
-    log.info("validation: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/")))
+    log.info("final metrics: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return TrainResult(run_dir=run_dir, encoder=encoder, metrics=metrics,
                        best_checkpoint=Path(best).resolve() if best else None)
 
@@ -329,18 +418,91 @@ def _hydra_job(cfg: DictConfig) -> float | None:
     optimise (`optimized_metric`). An `ArtencError` (e.g. `validate_config`'s) is logged as
     one line and exits with its code (2 for a config error), ending a sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
 
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and "group" in cfg and cfg.group is None:
+        with open_dict(cfg):  # W&B groups a sweep's jobs by its folder's name
+            cfg.group = Path(str(hydra_cfg.sweep.dir)).name
     try:
-        result = train(config=cfg, output_dir=HydraConfig.get().runtime.output_dir)
+        result = train(config=cfg, output_dir=hydra_cfg.runtime.output_dir)
     except ArtencError as exc:  # one line, the exit code of its kind (2: a config error), no traceback
         log.error("error: %s", exc)
         sys.exit(exc.exit_code)
     return result.metrics.get(cfg.get("optimized_metric") or "")
 
 
+def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The jobs of a command line: one, or with `-m` one per combination of the sweep values
+    (Hydra's basic sweeper's expansion, e.g. `a=1,2 b=3,4` -> 4 jobs)."""
+    if not multirun:
+        return [list(overrides)]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _resolved_node(cfg: DictConfig, key: str) -> Any:
+    """`cfg[key]` resolved against the whole config; a value that cannot be resolved yet (an
+    interpolation to a missing `???` setting, e.g. `data.labels: ${.root}/labels.csv` without
+    data.root) is kept as written, its siblings resolved."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = cfg._get_node(key)
+    try:
+        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else cfg[key]
+    except OmegaConfBaseException:
+        if isinstance(node, DictConfig):
+            return {k: _resolved_node(node, k) for k in node}
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key]))[key]
+
+
+def preview_config(argv: list[str]) -> str | None:
+    """What `--cfg job|hydra|all [--resolve]` prints, for the command lines Hydra cannot show:
+    combined with `-m` (one document per job of the sweep, `# job N: overrides` above each),
+    or the `hydra` / `all` part resolved (the launcher's fields read the job's config, e.g.
+    `tasks_per_node: ${trainer.devices}`, which Hydra's own `--cfg hydra` cuts away). None for
+    any other command line (Hydra prints it). Runs no job.
+
+    Each job's config is composed with its Hydra node, `hydra.job.num` and the run folder
+    (`hydra.runtime.output_dir`: the sweep's `dir/subdir`, or `hydra.run.dir`) filled in as a
+    launch would, so `${hydra:...}` values resolve.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if not args.cfg or not (args.multirun or (args.cfg in ("hydra", "all") and args.resolve)):
+        return None
+    if args.package or args.config_path or args.config_name:
+        return None
+    search = [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
+    documents, folders = [], {}
+    jobs = _job_overrides(args.overrides, args.multirun)
+    for num, job in enumerate(jobs):
+        cfg = compose_config([*search, *job])
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+            for name in ("run", "sweep"):  # one ${now:} for the whole sweep, as Hydra does
+                cfg.hydra[name].dir = folders.setdefault(name, str(cfg.hydra[name].dir))
+            sweep = cfg.hydra.sweep
+            cfg.hydra.runtime.output_dir = f"{sweep.dir}/{sweep.subdir}" if args.multirun else cfg.hydra.run.dir
+        HydraConfig.instance().set_config(cfg)
+        keys = {"job": [k for k in cfg if k != "hydra"], "hydra": ["hydra"], "all": list(cfg)}[args.cfg]
+        text = OmegaConf.to_yaml({k: _resolved_node(cfg, k) if args.resolve else cfg[k] for k in keys})
+        documents.append((f"# job {num}: {' '.join(job)}\n" if len(jobs) > 1 or args.multirun else "") + text)
+    return "---\n".join(documents)
+
+
 def main() -> Any:
     """`artenc train` / `python -m artenc.training`: the Hydra app over `sys.argv[1:]`
-    (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`).
+    (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`);
+    `--cfg` with `-m`, and `--cfg hydra|all --resolve`, are printed by `preview_config`.
 
     A config error exits with code 2 and one message, no traceback: Hydra's own
     (`CompactHydraException`: an unknown config group, option or key, a malformed override,
@@ -357,6 +519,10 @@ def main() -> Any:
     saved = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        preview = preview_config(sys.argv[1:])
+        if preview is not None:
+            print(preview, end="")
+            return None
         return app()
     except CompactHydraException as exc:
         cause = exc.__cause__

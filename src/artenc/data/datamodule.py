@@ -1,4 +1,5 @@
-"""LightningDataModule over a labels CSV (`path` + label columns) and an image folder.
+"""LightningDataModule over a labels CSV (`path` + label columns) and an image folder, or an
+unlabelled image folder (`labels=None`: self-supervised losses such as NT-Xent).
 
 Two modes:
 - `cache`: backbone features are computed once (clean view + `cache_views` augmented
@@ -7,13 +8,22 @@ Two modes:
 - `full`: images are decoded and augmented on the fly and batches hold uint8 views
   (N, V, 3, H, W); the LightningModule runs the backbone. Use it on a GPU, for fresh
   augmentations every epoch, or when the backbone is not frozen.
-Validation always uses the clean view (V = 1). Labels are (N, F) int64 codes, -1 missing.
+Validation always uses the clean view (V = 1). Labels are (N, F) int64 codes, -1 missing
+(F = 0 for an unlabelled folder).
+
+Reproducibility: building the feature cache draws no random number the training sees (the
+RNG states are restored after it, `preserved_rng`), so a cold and a warm cache give the same
+run; the train/validation split can be written to and read back from a file (`split_file`,
+the run folder's `split.csv`), so a resumed run validates on the same rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,18 +33,36 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from artenc.atomic import atomic_write_text
 from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
 from artenc.data.feature_cache import CropDataset, ViewFn, cached_view_features
 from artenc.data.splits import SplitSpec
 from artenc.errors import UsageError
-from artenc.images import load_image
+from artenc.images import load_image, scan_images
 from artenc.labels import encode_labels, in_split, read_labels
 from artenc.preprocess import PreprocessConfig
 from artenc.runtime import encoder_from_backbone
 
 log = logging.getLogger(__name__)
 Mode = Literal["cache", "full"]
+SPLIT_COLUMNS = ("path", "subset")
+"""The columns of a split file: the image path (relative to the data root when under it)
+and `train` or `val`."""
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run the block without disturbing the global RNGs the training reads (torch CPU,
+    NumPy, Python `random`): their states are restored afterwards. Used around feature-cache
+    building, whose DataLoaders draw seeds from torch's RNG only when the cache is cold."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 class FeatureViewsDataset(Dataset):
@@ -84,23 +112,29 @@ class CleanViewDataset(Dataset):
 
 class ContrastiveDataModule(L.LightningDataModule):
     """See the module docstring. `include` keeps only rows whose column value is listed
-    (e.g. `{"split": ["dev"]}`): other rows are dropped when the CSV is read and never used."""
+    (e.g. `{"split": ["dev"]}`): other rows are dropped when the CSV is read and never used.
+    `labels=None` (with no `label_fields`): every image under `root`, no labels (F = 0).
+    `split_file`: where the train/validation split is written (`path,subset`), and read
+    back instead of recomputed when `reuse_split` (a resumed run; `split_rows`)."""
 
     def __init__(
-        self, root: str, labels: str, label_fields: Sequence[str], split: SplitSpec,
+        self, root: str, labels: str | None, label_fields: Sequence[str], split: SplitSpec,
         augment: ViewFn, backbone: Backbone | None = None,
         include: Mapping[str, Sequence[str]] | None = None, mode: Mode = "cache", views: int = 2,
         cache_views: int = 4, cache_dir: str | None = None, batch_size: int = 256, num_workers: int = 0,
         feature_batch_size: int = 64, feature_runtime: str = "auto", device: str = "auto", seed: int = 0,
+        split_file: str | os.PathLike | None = None, reuse_split: bool = False,
     ) -> None:
         super().__init__()
         if mode not in ("cache", "full"):
             raise ValueError(f"mode must be 'cache' or 'full', got {mode!r}")
         if views < 1 or cache_views < 0 or batch_size < 1:
             raise ValueError("views >= 1, cache_views >= 0 and batch_size >= 1 are required")
-        if not label_fields:
+        if labels is not None and not label_fields:
             raise ValueError("label_fields must name at least one label column, e.g. [style]")
-        self.root, self.labels_csv = Path(root), Path(labels)
+        if labels is None and label_fields:
+            raise ValueError(f"label_fields {list(label_fields)} need a labels CSV (labels=None: an unlabelled folder)")
+        self.root, self.labels_csv = Path(root), None if labels is None else Path(labels)
         self.label_fields, self.split, self.augment = list(label_fields), split, augment
         self.backbone = backbone  # the built frozen backbone (train() passes it in)
         self.include = {k: [str(v) for v in vs] for k, vs in (include or {}).items()}
@@ -108,6 +142,8 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.feature_batch_size, self.feature_runtime, self.device, self.seed = (
             feature_batch_size, feature_runtime, device, seed)
+        self.split_file = None if split_file is None else Path(split_file)
+        self.reuse_split = reuse_split
         self.table: pd.DataFrame | None = None
         self.classes: dict[str, list[str]] = {}
         self.train_set: Dataset | None = None
@@ -116,9 +152,15 @@ class ContrastiveDataModule(L.LightningDataModule):
 
     # ----- table -----------------------------------------------------------------------
     def read_table(self) -> pd.DataFrame:
-        """The labels CSV, restricted to `include` rows whose image exists."""
+        """The labels CSV, restricted to `include` rows whose image exists; without a labels
+        CSV, the images under `root` (`images.scan_images`, sorted), a `path` column only."""
         if not self.root.exists():
             raise UsageError(f"{self.root}: image root not found (set data.root=...)")
+        if self.labels_csv is None:
+            found = [str(p) for p in scan_images([self.root]).images]
+            if not found:
+                raise UsageError(f"{self.root}: no image found")
+            return pd.DataFrame({"path": found})
         df = read_labels(self.labels_csv, [self.root])
         for column, allowed in self.include.items():
             if column not in df.columns:
@@ -151,14 +193,59 @@ class ContrastiveDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fill the feature cache once (rank 0 of each node) in cache mode."""
         if self.mode == "cache":
-            self._features(list(self.read_table()["path"]))
+            with preserved_rng():
+                self._features(list(self.read_table()["path"]))
+
+    def _split_key(self, path: str) -> str:
+        """A table path as written in the split file: relative to the data root when under it."""
+        root = os.path.abspath(self.root)
+        return os.path.relpath(path, root) if os.path.abspath(path).startswith(root + os.sep) else path
+
+    def split_rows(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions (train, val) of `df`: read from `split_file` when `reuse_split` and
+        the file exists (rows it does not list are left out, with a warning), else by `split`
+        (`SplitSpec.apply`) and written to `split_file` when one is set.
+
+        Raises:
+            UsageError: the split file has not the columns `path`, `subset`, or no listed
+                row is in the table.
+        """
+        keys = np.array([self._split_key(p) for p in df["path"]], dtype=object)
+        if self.reuse_split and self.split_file is not None and self.split_file.is_file():
+            saved = pd.read_csv(self.split_file, dtype=str, keep_default_na=False)
+            if tuple(saved.columns) != SPLIT_COLUMNS:
+                raise UsageError(f"{self.split_file}: a split file has the columns {', '.join(SPLIT_COLUMNS)}")
+            subset = dict(zip(saved["path"], saved["subset"], strict=True))
+            listed = np.array([k in subset for k in keys], dtype=bool)
+            if not listed.all():
+                log.warning("%d rows are not in %s (added since the run began): left out", int((~listed).sum()),
+                            self.split_file)
+            if not listed.any():
+                raise UsageError(f"{self.split_file}: none of its rows is in the data")
+            is_val = np.array([subset.get(k) == "val" for k in keys], dtype=bool)
+            rows = np.arange(len(df))
+            log.info("data: split read from %s", self.split_file)
+            return rows[listed & ~is_val], rows[listed & is_val]
+        train_rows, val_rows = self.split.apply(df)
+        if self.split_file is not None:
+            subset = np.full(len(df), "train", dtype=object)
+            subset[val_rows] = "val"
+            keep = np.sort(np.concatenate([train_rows, val_rows]))
+            self.split_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.split_file, pd.DataFrame({"path": keys[keep], "subset": subset[keep]})
+                              .to_csv(index=False))
+        return train_rows, val_rows
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        with preserved_rng():
+            self._setup()
+
+    def _setup(self) -> None:
         df = self.read_table()
         codes, self.classes = encode_labels(df, self.label_fields)
-        train_rows, val_rows = self.split.apply(df)
+        train_rows, val_rows = self.split_rows(df)
         self.table = df.assign(_val=np.isin(np.arange(len(df)), val_rows))
         log.info("data: %d train, %d validation rows (%s mode)", len(train_rows), len(val_rows), self.mode)
         if self.mode == "cache":

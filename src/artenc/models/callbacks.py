@@ -29,7 +29,8 @@ def embedding_map_2d(z: np.ndarray, method: str = "umap", seed: int = 0) -> np.n
 
 class EmbeddingMap(L.Callback):
     """At the end of fitting, plot the last validation embeddings coloured by the first label
-    field; saved as `<log dir>/embedding_map.png` and sent to W&B / TensorBoard loggers."""
+    field (one colour without labels); saved as `<log dir>/embedding_map.png` and sent to
+    W&B / TensorBoard loggers. Skipped under `fast_dev_run` (a smoke test: the map costs seconds)."""
 
     def __init__(self, method: str = "umap", max_points: int = 2000, seed: int = 0) -> None:
         if method not in ("umap", "pca"):
@@ -38,7 +39,7 @@ class EmbeddingMap(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         z, y = getattr(pl_module, "val_embeddings", None), getattr(pl_module, "val_labels", None)
-        if not trainer.is_global_zero or z is None or len(z) < 2:
+        if not trainer.is_global_zero or z is None or len(z) < 2 or trainer.fast_dev_run:
             return
         import matplotlib
 
@@ -49,7 +50,8 @@ class EmbeddingMap(L.Callback):
         pick = rng.permutation(len(z))[: self.max_points]
         xy = embedding_map_2d(z[pick], self.method, self.seed)
         fig, ax = plt.subplots(figsize=(7, 6))
-        ax.scatter(xy[:, 0], xy[:, 1], c=y[pick, 0], cmap="tab10", s=6)
+        colour = y[pick, 0] if y is not None and y.ndim == 2 and y.shape[1] else None
+        ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap="tab10" if colour is not None else None, s=6)
         ax.set_title(f"validation embeddings ({self.method})")
         ax.set_xticks([])
         ax.set_yticks([])

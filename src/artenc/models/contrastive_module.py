@@ -7,7 +7,6 @@ the frozen backbone, or cached backbone features (N, V, D) float. labels: (N, F)
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -17,6 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from artenc.evaluate import retrieval_metrics
+from artenc.models.checkpointing import frozen_reference, trainable_state_dict, with_frozen_weights
+from artenc.models.schedules import warmup_cosine
+
+__all__ = ["ContrastiveModule", "FrozenBackbone", "warmup_cosine"]
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -39,22 +42,6 @@ class FrozenBackbone(nn.Module):
         return self.module(images)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                  min_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_fraction` of the steps, then cosine decay to `min_factor`."""
-    if not 0 <= warmup_fraction < 1:
-        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
-    warmup = int(warmup_fraction * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return float(min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 class ContrastiveModule(L.LightningModule):
     """Train `head` on frozen `backbone` features with `loss(z (N,V,D'), labels (N,F))`.
 
@@ -66,6 +53,12 @@ class ContrastiveModule(L.LightningModule):
     the metrics' warnings (a validation set too small for k, kNN below chance). No bootstrap
     intervals here: they are `artenc evaluate`'s job, and would slow every epoch.
     `feature_noise` adds Gaussian noise to training features (a cheap extra augmentation).
+    With no label field (an unlabelled folder, self-supervised loss) the label-based
+    validation metrics are skipped, with one note.
+
+    Checkpoints hold the trainable weights only (`models.checkpointing.trainable_state_dict`)
+    and a reference to the frozen backbone (`backbone_reference`, under "artenc_frozen"); the
+    frozen weights are taken from the module on loading (`load_state_dict`).
     """
 
     def __init__(
@@ -84,6 +77,8 @@ class ContrastiveModule(L.LightningModule):
         self._val_y: list[torch.Tensor] = []
         self.val_embeddings: np.ndarray | None = None
         self.val_labels: np.ndarray | None = None
+        self.backbone_reference: dict | None = None  # what the frozen weights are (train() sets it)
+        self._noted_unlabelled = False
         self.save_hyperparameters({"label_fields": self.label_fields, "k": k, "feature_noise": feature_noise})
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,6 +115,10 @@ class ContrastiveModule(L.LightningModule):
             z, y = self.all_gather(z).flatten(0, 1), self.all_gather(y).flatten(0, 1)
         z_np, y_np = z.cpu().numpy(), y.cpu().numpy()
         self.val_embeddings, self.val_labels = z_np, y_np
+        if not self.label_fields and not self._noted_unlabelled and self.trainer.is_global_zero:
+            self._noted_unlabelled = True
+            log.info("validation: no label field (unlabelled data): retrieval metrics, kNN and the linear "
+                     "probe need labels and are skipped; the loss and the embedding map are logged")
         final = self.trainer.state.fn == "validate"
         sums: dict[str, list[float]] = {}
         for f, field in enumerate(self.label_fields):
@@ -149,3 +148,13 @@ class ContrastiveModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only the trainable weights, plus what the frozen ones are."""
+        checkpoint["state_dict"] = trainable_state_dict(self, checkpoint["state_dict"])
+        checkpoint["artenc_frozen"] = frozen_reference(self, self.backbone_reference)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: FBT001, FBT002
+        """`nn.Module.load_state_dict` accepting a checkpoint without the frozen weights
+        (`on_save_checkpoint`): those are kept from this module; every other key stays strict."""
+        return super().load_state_dict(with_frozen_weights(self, state_dict), strict=strict, assign=assign)
