@@ -321,7 +321,8 @@ def embed_folders(
             or the path of an encoder exported by `artenc.train`; weights: a local weights file.
         labels: a CSV with a `path` column (relative to a root, or absolute) and label columns.
         batch_size: images per model call; workers: decoding processes (0: in this process);
-            device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx".
+            device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx" | "onnx-int8" (INT8 ONNX
+            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
         flush_every: images per committed segment (a kill loses at most this many).
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).

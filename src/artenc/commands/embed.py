@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from artenc.defaults import MAX_PIXELS
+from artenc.defaults import MAX_PIXELS, RUNTIMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
-                   help="auto: torch on GPU, ONNX Runtime on CPU")
+    p.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                   help="auto: torch on GPU, ONNX Runtime on CPU; onnx-int8: INT8-quantised ONNX Runtime on CPU "
+                        "(quantised once and cached; recorded with the store, which then takes no float32 vectors)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="decompression-bomb guard: refuse images with more pixels (default: %(default)s)")
     p.add_argument("--trim-borders", action="store_true", default=None,
