@@ -11,7 +11,13 @@ import pytest
 from artenc.embedding import embed_folders
 from artenc.errors import ParameterError, StoreError
 from artenc.images import decode_crop
-from artenc.runtime import _int8_path, _onnx_path, calibration_images, create_encoder, encoder_for_store
+from artenc.runtime import (
+    _int8_path,
+    _onnx_path,
+    calibration_images,
+    create_encoder,
+    encoder_for_store,
+)
 from tests.conftest import write_gallery
 
 
