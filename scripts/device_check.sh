@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check artenc's GPU path on a machine with a GPU (issue 13, item 5), and print a short summary.
 #
-#   scripts/device_check.sh [--cpu] [--n N] [--per-style K] [--workdir DIR] [--keep]
+#   scripts/device_check.sh [--cpu] [--n N] [--per-style K] [--workers W] [--workdir DIR] [--keep]
 #
 # 1. `artenc embed --device cuda` on the WikiArt images (../shared/data/wikiart_style, or
 #    $ARTENC_WIKIART): images/s, and every vector compared with a CPU store of the same images
@@ -11,26 +11,29 @@
 #
 # --cpu: the same script with no GPU (torch on the CPU stands in for cuda, trainer=cpu), to check
 #        the script itself anywhere; --n: images embedded (default: all); --per-style: training
-#        images per style (default 40); --workdir: where stores and runs go (default: a temp dir,
+#        images per style (default 40); --workers: decoding processes of both embeds (default:
+#        the cores, at most 16); --workdir: where stores and runs go (default: a temp dir,
 #        removed at the end unless --keep). Exit 0 when every check passes, 1 when one fails,
 #        2 on bad arguments or missing data/GPU. Run it from the repository root with artenc
 #        importable (`pip install -e .` or PYTHONPATH=src).
 set -euo pipefail
 
-MODE=cuda N=0 PER_STYLE=40 WORKDIR="" KEEP=0
+MODE=cuda N=0 PER_STYLE=40 WORKDIR="" KEEP=0 WORKERS=$(( $(nproc) < 16 ? $(nproc) : 16 ))
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cpu) MODE=cpu ;;
-    --n) N="$2"; shift ;;
-    --per-style) PER_STYLE="$2"; shift ;;
-    --workdir) WORKDIR="$2"; shift ;;
+    --n) N="${2:-}"; shift ;;
+    --per-style) PER_STYLE="${2:-}"; shift ;;
+    --workers) WORKERS="${2:-}"; shift ;;
+    --workdir) WORKDIR="${2:-}"; shift ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "device_check: unknown argument $1" >&2; exit 2 ;;
   esac
-  shift
+  shift || true  # an option missing its value has consumed the last argument
 done
-[[ "$N" =~ ^[0-9]+$ && "$PER_STYLE" =~ ^[0-9]+$ ]] || { echo "device_check: --n and --per-style take integers" >&2; exit 2; }
+[[ "$N" =~ ^[0-9]+$ && "$PER_STYLE" =~ ^[0-9]+$ && "$WORKERS" =~ ^[0-9]+$ ]] \
+  || { echo "device_check: --n, --per-style and --workers take integers" >&2; exit 2; }
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WIKIART="${ARTENC_WIKIART:-$ROOT/../shared/data/wikiart_style}"
@@ -43,6 +46,8 @@ if [[ -z "$WORKDIR" ]]; then
   WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/artenc-device-check.XXXXXX")"
   [[ "$KEEP" == 1 ]] || trap 'rm -rf "$WORKDIR"' EXIT
 fi
+KEPT="summary: $WORKDIR/summary.txt"
+[[ -n "$(trap -p EXIT)" ]] && KEPT="$WORKDIR removed; --keep keeps it"
 mkdir -p "$WORKDIR"
 SUMMARY="$WORKDIR/summary.txt"
 : > "$SUMMARY"
@@ -85,7 +90,7 @@ EOF
 if [[ "$MODE" == cuda ]]; then DEV_ARGS=(--device cuda); else DEV_ARGS=(--device cpu --runtime torch); fi
 embed() {  # embed STORE ARGS...: runs `artenc embed --json`, keeps its report
   local store="$1"; shift
-  "$ARTENC" embed "$IMAGES" --out "$WORKDIR/$store" --json "$@" > "$WORKDIR/$store.json" \
+  "$ARTENC" embed "$IMAGES" --out "$WORKDIR/$store" --workers "$WORKERS" --json "$@" > "$WORKDIR/$store.json" \
     2> "$WORKDIR/$store.log"
 }
 if embed device "${DEV_ARGS[@]}" && embed cpu --device cpu --runtime onnx; then
@@ -127,5 +132,5 @@ else
   FAILED=1
 fi
 
-note "device_check: $([[ $FAILED == 0 ]] && echo PASS || echo FAIL) (summary: $SUMMARY)"
+note "device_check: $([[ $FAILED == 0 ]] && echo PASS || echo FAIL) ($KEPT)"
 exit "$FAILED"
