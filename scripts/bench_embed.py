@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,8 @@ def main() -> int:
         make_large_jpegs(Path(tmp), args.n_large)
         rows.append(bench("generated_2000px", Path(tmp), args.n_large, encoder, args.workers, args.batch_size))
     int8 = {} if args.no_int8 else bench_int8(encoder, wikiart_folder, args.n_eval, args.workers, args.batch_size)
+    for r in rows:  # the folders of symlinks made by `bench`
+        shutil.rmtree(r.pop("folder"), ignore_errors=True)
     doc = {"runtime": encoder.runtime, "device": encoder.device, "cores": os.cpu_count(),
            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
            "bench_wall_s": round(time.perf_counter() - wall_before, 1), "bench_cpu_s": round(cpu_seconds() - cpu_before, 1),
