@@ -2,19 +2,27 @@
 
 (a) baseline: eager PyTorch, batch 32, torchvision PIL preprocessing in the main process;
 (b) the pure forward pass of the runtime artenc picks (upper bound, pre-decoded input);
-(c) `artenc embed` end to end (discovery, hashing, decoding in workers, store writes),
-    in a fresh process as a real run.
+(c) `artenc embed` end to end (discovery, hashing, decoding and quality scores in workers,
+    store writes), in a fresh process as a real run;
+(d) float32 vs INT8 ONNX Runtime (`runtime="onnx-int8"`): forward rate, end-to-end rate, cosine
+    of the INT8 vectors to the float32 ones and WikiArt P@10 (style, leave-one-out over the
+    dev rows only; `artenc.evaluate.evaluate_arrays`).
 
-Datasets: ../shared/data/wikiart_style (224-px JPEGs; skipped when absent) and large
-~2000-px JPEGs generated here. Prints images/s and the ratios; --json for a document.
+Each rate is given per wall-clock second and per CPU second (all threads and decoding workers
+counted: "throughput per core", which a loaded machine disturbs far less); the load average is
+printed before and after. Datasets: ../shared/data/wikiart_style (224-px JPEGs; skipped when
+absent) and large ~2000-px JPEGs generated here. --json for one document.
 
-    python scripts/bench_embed.py [--n 1000] [--n-large 150] [--workers N] [--json]
+    python scripts/bench_embed.py [--n 1000] [--n-large 150] [--n-eval 4200] [--workers N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,18 +30,36 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
 from artenc.embedding import embed_folders
-from artenc.images import discover_images
+from artenc.evaluate import evaluate_arrays
+from artenc.images import decode_crop, discover_images
 from artenc.runtime import create_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKIART = ROOT.parent / "shared" / "data" / "wikiart_style"
 
 
-def baseline_img2vec(paths: list[Path], batch_size: int = 32) -> float:
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (decoding workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Rate:
+    """Images per wall-clock second and per CPU second of the timed block."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+
+    def done(self, n: int) -> tuple[float, float]:
+        return n / (time.perf_counter() - self.wall), n / max(cpu_seconds() - self.cpu, 1e-9)
+
+
+def baseline_img2vec(paths: list[Path], batch_size: int = 32) -> tuple[float, float]:
     """img2vec's way: torchvision transforms on PIL in the main process, eager torch forward."""
     from torchvision import transforms
 
@@ -48,46 +74,46 @@ def baseline_img2vec(paths: list[Path], batch_size: int = 32) -> float:
         transforms.Normalize(pre.mean, pre.std),
     ])
     model = b.model.eval()
-    start = time.perf_counter()
+    rate = Rate()
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
             batch = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[i : i + batch_size]])
             model.forward_head(model.forward_features(batch), pre_logits=True)
-    return len(paths) / (time.perf_counter() - start)
+    return rate.done(len(paths))
 
 
-def pure_forward(encoder, n: int, batch_size: int) -> float:
-    """The runtime's forward pass alone on pre-decoded uint8 batches."""
+def pure_forward(encoder, n: int, batch_size: int) -> tuple[float, float]:
+    """The runtime's forward pass alone on pre-decoded uint8 batches: (img/s, img per CPU s)."""
     size = encoder.preprocess.size
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, 3, size, size), dtype=np.uint8)
     encoder.encode(batch)  # warm-up
-    done, start = 0, time.perf_counter()
+    done, rate = 0, Rate()
     while done < n:
         encoder.encode(batch)
         done += batch_size
-    return done / (time.perf_counter() - start)
+    return rate.done(done)
 
 
-def end_to_end(folder: Path, workers: int | None, batch_size: int) -> tuple[float, int]:
+def end_to_end(folder: Path, workers: int | None, batch_size: int, runtime: str = "auto") -> dict:
     """`embed_folders` timed in a fresh process, as `artenc embed` runs (model load excluded,
     as for the other two measurements): forked decoding workers then share no memory with a
-    model that has already run, which would cost copy-on-write faults no real run pays."""
-    cmd = [sys.executable, __file__, "--_e2e", str(folder), "--batch-size", str(batch_size)]
+    model that has already run, which would cost copy-on-write faults no real run pays.
+    Returns {"img_s", "cpu_img_s" (the child and its decoding workers), "images"}."""
+    cmd = [sys.executable, __file__, "--_e2e", str(folder), "--batch-size", str(batch_size), "--runtime", runtime]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    doc = json.loads(out.strip().splitlines()[-1])
-    return doc["img_s"], doc["images"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _e2e_child(folder: Path, workers: int | None, batch_size: int) -> None:
-    encoder = create_encoder(runtime="auto")
+def _e2e_child(folder: Path, workers: int | None, batch_size: int, runtime: str) -> None:
+    encoder = create_encoder(runtime=runtime)
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        rate = Rate()
         report = embed_folders([folder], Path(tmp) / "store", encoder=encoder, workers=workers,
                                batch_size=batch_size, progress=False)
-        elapsed = time.perf_counter() - start
-    print(json.dumps({"img_s": report.embedded / elapsed, "images": report.embedded}))
+        img_s, cpu_img_s = rate.done(report.embedded)
+    print(json.dumps({"img_s": img_s, "cpu_img_s": cpu_img_s, "images": report.embedded}))
 
 
 def make_large_jpegs(folder: Path, n: int) -> None:
@@ -107,44 +133,103 @@ def bench(name: str, folder: Path, n: int, encoder, workers: int | None, batch_s
     sub = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     for p in paths:  # benchmark exactly these n files, via symlinks
         (sub / p.name).symlink_to(p)
-    base = baseline_img2vec(paths)
-    fwd = pure_forward(encoder, max(256, min(n, 1024)), batch_size)
-    e2e, count = end_to_end(sub, workers, batch_size)
-    return {"dataset": name, "images": count, "baseline_img_s": round(base, 1), "forward_img_s": round(fwd, 1),
-            "artenc_img_s": round(e2e, 1), "speedup_vs_baseline": round(e2e / base, 2),
-            "fraction_of_forward": round(e2e / fwd, 2)}
+    base, base_cpu = baseline_img2vec(paths)
+    fwd, fwd_cpu = pure_forward(encoder, max(256, min(n, 1024)), batch_size)
+    e2e = end_to_end(sub, workers, batch_size)
+    return {"dataset": name, "images": e2e["images"], "baseline_img_s": round(base, 1),
+            "baseline_cpu_img_s": round(base_cpu, 1), "forward_img_s": round(fwd, 1),
+            "forward_cpu_img_s": round(fwd_cpu, 1), "artenc_img_s": round(e2e["img_s"], 1),
+            "artenc_cpu_img_s": round(e2e["cpu_img_s"], 1),
+            "speedup_vs_baseline": round(e2e["img_s"] / base, 2),
+            "cpu_speedup_vs_baseline": round(e2e["cpu_img_s"] / base_cpu, 2),
+            "fraction_of_forward": round(e2e["img_s"] / fwd, 2),
+            "cpu_fraction_of_forward": round(e2e["cpu_img_s"] / fwd_cpu, 2), "folder": str(sub)}
+
+
+def bench_int8(fp32, folder: Path | None, n_eval: int, workers: int | None, batch_size: int) -> dict:
+    """float32 vs INT8 ONNX Runtime: forward and end-to-end rates, cosine of the vectors, and
+    WikiArt style P@10 over the first `n_eval` dev rows (leave-one-out; holdout rows never read)."""
+    int8 = create_encoder(runtime="onnx-int8")  # quantised once, cached (not timed)
+    out = {}
+    for name, enc in (("fp32", fp32), ("int8", int8)):
+        out[f"{name}_forward_img_s"], out[f"{name}_forward_cpu_img_s"] = (round(v, 1) for v in
+                                                                          pure_forward(enc, 512, batch_size))
+    if folder is not None:
+        e2e = end_to_end(folder, workers, batch_size, runtime="onnx-int8")
+        out["int8_artenc_img_s"], out["int8_artenc_cpu_img_s"] = round(e2e["img_s"], 1), round(e2e["cpu_img_s"], 1)
+    if WIKIART.is_dir() and n_eval:
+        table = pd.read_csv(WIKIART / "labels.csv")
+        dev = table[table["split"] == "dev"]
+        dev = dev.groupby("style", sort=True).head(max(1, n_eval // dev["style"].nunique())).reset_index(drop=True)
+        pixels = np.stack([decode_crop(WIKIART / p, fp32.preprocess).pixels for p in dev["path"]])
+        vec = {name: np.concatenate([enc.encode(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)])
+               for name, enc in (("fp32", fp32), ("int8", int8))}
+        cos = (vec["fp32"] * vec["int8"]).sum(axis=1)
+        out.update(eval_rows=len(dev), cosine_min=round(float(cos.min()), 4), cosine_mean=round(float(cos.mean()), 4))
+        for name, v in vec.items():
+            report = evaluate_arrays(v, dev, ["style"], k=10, linear_probe=False, n_bootstrap=0, log_warnings=False)
+            out[f"{name}_p_at_10"] = round(report.fields["style"].p_at_k, 4)
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="WikiArt images to use")
     ap.add_argument("--n-large", type=int, default=150, help="generated 2000-px JPEGs")
+    ap.add_argument("--n-eval", type=int, default=4200, help="WikiArt dev rows for the INT8 P@10 (0: skip)")
+    ap.add_argument("--no-int8", action="store_true", help="skip the float32 vs INT8 comparison")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--_e2e", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--runtime", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._e2e:
-        _e2e_child(args._e2e, args.workers, args.batch_size)
+        _e2e_child(args._e2e, args.workers, args.batch_size, args.runtime)
         return 0
+    load_before, cpu_before, wall_before = os.getloadavg(), cpu_seconds(), time.perf_counter()
     encoder = create_encoder(runtime="auto")
-    rows = []
+    rows, wikiart_folder = [], None
     if WIKIART.is_dir():
-        rows.append(bench("wikiart_224px", WIKIART, args.n, encoder, args.workers, args.batch_size))
+        rows.append(bench("wikiart_224px", WIKIART / "images", args.n, encoder, args.workers, args.batch_size))
+        wikiart_folder = Path(rows[-1]["folder"])
     else:
         print(f"skipping WikiArt: {WIKIART} not found", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         make_large_jpegs(Path(tmp), args.n_large)
         rows.append(bench("generated_2000px", Path(tmp), args.n_large, encoder, args.workers, args.batch_size))
+    int8 = {} if args.no_int8 else bench_int8(encoder, wikiart_folder, args.n_eval, args.workers, args.batch_size)
+    for r in rows:  # the folders of symlinks made by `bench`
+        shutil.rmtree(r.pop("folder"), ignore_errors=True)
+    doc = {"runtime": encoder.runtime, "device": encoder.device, "cores": os.cpu_count(),
+           "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+           "bench_wall_s": round(time.perf_counter() - wall_before, 1), "bench_cpu_s": round(cpu_seconds() - cpu_before, 1),
+           "results": rows, "int8": int8}
     if args.json:
-        print(json.dumps({"runtime": encoder.runtime, "device": encoder.device, "results": rows}, indent=2))
+        print(json.dumps(doc, indent=2))
         return 0
-    print(f"runtime={encoder.runtime} device={encoder.device} workers={args.workers or 'default'}")
-    print("| dataset | n | baseline img/s | forward img/s | artenc img/s | vs baseline | of forward |")
+    print(f"runtime={encoder.runtime} device={encoder.device} workers={args.workers or 'default'} "
+          f"cores={doc['cores']} load before {doc['load_before']} after {doc['load_after']} "
+          f"(bench {doc['bench_wall_s']} s wall, {doc['bench_cpu_s']} s CPU)")
+    print("| dataset | n | baseline img/s (per CPU s) | forward img/s (per CPU s) | artenc img/s (per CPU s) "
+          "| vs baseline (CPU) | of forward (CPU) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['images']} | {r['baseline_img_s']} | {r['forward_img_s']} | "
-              f"{r['artenc_img_s']} | {r['speedup_vs_baseline']}x | {r['fraction_of_forward']} |")
+        print(f"| {r['dataset']} | {r['images']} | {r['baseline_img_s']} ({r['baseline_cpu_img_s']}) | "
+              f"{r['forward_img_s']} ({r['forward_cpu_img_s']}) | {r['artenc_img_s']} ({r['artenc_cpu_img_s']}) | "
+              f"{r['speedup_vs_baseline']}x ({r['cpu_speedup_vs_baseline']}x) | "
+              f"{r['fraction_of_forward']} ({r['cpu_fraction_of_forward']}) |")
+    if int8:
+        print("\n| runtime | forward img/s (per CPU s) | artenc img/s (per CPU s) | cosine to fp32 min / mean "
+              "| WikiArt dev P@10 (style) |")
+        print("|---|---|---|---|---|")
+        for name in ("fp32", "int8"):
+            e2e = (f"{int8.get(name + '_artenc_img_s')} ({int8.get(name + '_artenc_cpu_img_s')})"
+                   if name == "int8" else f"{rows[0]['artenc_img_s']} ({rows[0]['artenc_cpu_img_s']})"
+                   if wikiart_folder else "-")
+            cos = "1 / 1" if name == "fp32" else f"{int8.get('cosine_min')} / {int8.get('cosine_mean')}"
+            print(f"| onnx {name} | {int8[name + '_forward_img_s']} ({int8[name + '_forward_cpu_img_s']}) | {e2e} | "
+                  f"{cos} | {int8.get(name + '_p_at_10')} (n={int8.get('eval_rows')}) |")
     return 0
 
 

@@ -70,7 +70,8 @@ class Collection:
         index_kind: FAISS index kind when none is saved (`artenc.index.KINDS`; default
             "auto": exact up to 50,000 works, HNSW above).
         device, runtime: where new images are embedded ("auto", "cpu", "cuda";
-            "auto", "torch", "onnx").
+            "auto", "torch", "onnx", "onnx-int8"; "auto" takes the store's own: onnx-int8 for a
+            store of INT8 vectors, see `runtime.encoder_for_store`).
         encoder, index: already loaded ones to share (the web page passes its own).
 
     Thread safety: the lazy loads are guarded by a lock; the results are read-only.

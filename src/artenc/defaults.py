@@ -15,6 +15,9 @@ MAX_ASPECT_RATIO = 100  # longest side / shortest side of an image decoded (rati
 # has no meaningful centre crop (the crop would show 1% of it), so it is refused from its header size
 # before any pixel is decoded: a skip with its reason in `embed`, a 422 from the web page.
 
+# ----- encoder runtimes (artenc.runtime; `--runtime` of embed and predict) ---------------
+RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")  # auto: torch on GPU, ONNX Runtime (float32) on CPU
+
 # ----- near-duplicates (artenc.dedup; `artenc dedup`, the web page, the report, the demo) --
 VERIFY_DUPLICATES = True  # confirm candidate pairs by geometric verification (SIFT + RANSAC)
 DUPLICATE_THRESHOLD = 0.75  # verified mode: cosine similarity of candidate pairs

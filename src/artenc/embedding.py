@@ -347,7 +347,8 @@ def embed_folders(
             or the path of an encoder exported by `artenc.train`; weights: a local weights file.
         labels: a CSV with a `path` column (relative to a root, or absolute) and label columns.
         batch_size: images per model call; workers: decoding processes (0: in this process);
-            device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx".
+            device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx" | "onnx-int8" (INT8 ONNX
+            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
         flush_every: images per committed segment (a kill loses at most this many).
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).
@@ -397,115 +398,117 @@ def embed_folders(
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature, dtype=dtype)
     store.start_writing()  # no other process compacts the store until this run ends
-    if shard is not None:
-        store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
-                                   "started": time.time()})
-    plan = _plan(root_paths, store, shard)
-    tasks, unchanged = plan.tasks, plan.unchanged
-    report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged + len(plan.not_images),
-                         unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
-                         model=encoder.signature.model, not_images=len(plan.not_images),
-                         not_image_files=plan.not_images, skipped_folders=plan.skipped_folders)
-    log.info("%d images found: %d unchanged, %d to embed; %d other files are not images (%s on %s)",
-             len(tasks) + unchanged, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
-    for f in plan.skipped_folders:
-        log.warning("folder skipped %s: %s", f["path"], f["reason"])
-
-    existing = store.items
-    source = store.snapshot()  # `existing`'s rows keep their vectors here while `store` gains segments
-    hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
-    dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
-    columns = BASE_COLUMNS + list(SCORE_COLUMNS)
-    stored_scores = [c for c in SCORE_COLUMNS if c in existing.columns]
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
-        prefetch_factor=4 if workers else None, persistent_workers=False,
-        worker_init_fn=_init_cpu_worker if encoder.device == "cpu" else _init_worker,
-        multiprocessing_context="spawn" if workers and torch.cuda.is_available() else None,
-    )
-    rows: list[dict] = []
-    vecs: list[np.ndarray] = []
-    n_vec = 0
-
-    def flush() -> None:
-        nonlocal rows, vecs, n_vec
-        if rows:
-            frame = pd.DataFrame(rows, columns=columns)
-            block = np.concatenate(vecs) if vecs else np.zeros((0, store.dim), np.float32)
-            store.append_segment(frame, block)
-        rows, vecs, n_vec = [], [], 0
-
     try:
-        with Progress(len(tasks), "embed", enabled=progress) as bar:
-            for records, pixels in loader:
-                out_vecs = encoder.encode(pixels) if pixels is not None else None
-                k = 0
-                for r in records:
-                    row = {c: r.get(c) for c in BASE_COLUMNS}
-                    row.update(r["stats"] or dict.fromkeys(SCORE_COLUMNS, np.nan))
-                    if r["has_pixels"]:
-                        vecs.append(out_vecs[k : k + 1])
-                        k += 1
-                        row["row"] = n_vec
-                        n_vec += 1
-                        report.embedded += 1
-                    elif r["error"] is None and r["sha256"] in hash_to_row:
-                        src = hash_to_row[r["sha256"]]
-                        vecs.append(source.vectors_at([src]))
-                        row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
-                        row.update({c: float(existing[c][src]) for c in stored_scores})
-                        row["row"] = n_vec
-                        n_vec += 1
-                        report.reused += 1
-                    else:
-                        row["row"] = -1
-                        report.skipped += 1
-                        report.skipped_files.append({"path": r["path"], "reason": r["error"]})
-                        log.warning("skipped %s: %s", r["path"], r["error"])
-                    rows.append(row)
-                bar.update(len(records))
-                if len(rows) >= flush_every:
-                    flush()
-    finally:
-        flush()  # also on Ctrl-C: finished batches are kept
-
-    if plan.vanished:  # after the loop: a moved file reuses its old vector first
-        report.removed = store.remove(plan.vanished)
-        report.removed_files = plan.vanished
-        for path in plan.vanished:
-            log.info("removed from the store (file gone): %s", path)
-    if shard is None:
-        store.compact_if_worth_it()  # a shard leaves it to `Store.merge`; little added: nothing rewritten
-        store.forget_shards()  # this run covered every file: earlier shard records no longer apply
-    if labels:
-        # a shard matches the labels against every image found (all shards'), so that every
-        # shard writes the same table whenever it ends
-        names = store.known_files()["path"]
         if shard is not None:
-            names = sorted(set(names) | set(plan.images))
-        matched = match_labels(labels, root_paths, names)
-        store.set_labels(matched.table)
-        missing = len(set(store.items["path"]) - set(matched.table["path"]))
-        if missing:
-            log.warning("%d embedded images have no row in %s", missing, labels)
-        report.unmatched_label_rows = matched.unmatched
-        report.unmatched_labels = len(matched.unmatched)
-        for row in matched.unmatched:
-            log.warning("label row matches no image: %s", row)
-    store.reload()
-    report.total = len(store)
-    report.seconds = round(time.monotonic() - start, 3)
-    done = report.embedded + report.reused
-    report.images_per_second = round(done / report.seconds, 2) if report.seconds else 0.0
-    record = {"outcomes": report.outcomes(), "not_image_files": report.not_image_files,
-              "removed_files": report.removed_files, "skipped_folders": report.skipped_folders,
-              "unmatched_label_rows": report.unmatched_label_rows}
-    if shard is None:
-        store.record_last_embed(record)
-    else:
-        store.record_shard(shard, {"state": "finished", "host": socket.gethostname(), "pid": os.getpid(),
-                                   "seconds": report.seconds, **record})
-    store.stop_writing()
+            store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
+                                       "started": time.time()})
+        plan = _plan(root_paths, store, shard)
+        tasks, unchanged = plan.tasks, plan.unchanged
+        report = EmbedReport(store=str(out), discovered=len(tasks) + unchanged + len(plan.not_images),
+                             unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
+                             model=encoder.signature.model, not_images=len(plan.not_images),
+                             not_image_files=plan.not_images, skipped_folders=plan.skipped_folders)
+        log.info("%d images found: %d unchanged, %d to embed; %d other files are not images (%s on %s)",
+                 len(tasks) + unchanged, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
+        for f in plan.skipped_folders:
+            log.warning("folder skipped %s: %s", f["path"], f["reason"])
+
+        existing = store.items
+        source = store.snapshot()  # `existing`'s rows keep their vectors here while `store` gains segments
+        hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
+        dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
+        columns = BASE_COLUMNS + list(SCORE_COLUMNS)
+        stored_scores = [c for c in SCORE_COLUMNS if c in existing.columns]
+        loader = DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_records,
+            prefetch_factor=4 if workers else None, persistent_workers=False,
+            worker_init_fn=_init_cpu_worker if encoder.device == "cpu" else _init_worker,
+            multiprocessing_context="spawn" if workers and torch.cuda.is_available() else None,
+        )
+        rows: list[dict] = []
+        vecs: list[np.ndarray] = []
+        n_vec = 0
+
+        def flush() -> None:
+            nonlocal rows, vecs, n_vec
+            if rows:
+                frame = pd.DataFrame(rows, columns=columns)
+                block = np.concatenate(vecs) if vecs else np.zeros((0, store.dim), np.float32)
+                store.append_segment(frame, block)
+            rows, vecs, n_vec = [], [], 0
+
+        try:
+            with Progress(len(tasks), "embed", enabled=progress) as bar:
+                for records, pixels in loader:
+                    out_vecs = encoder.encode(pixels) if pixels is not None else None
+                    k = 0
+                    for r in records:
+                        row = {c: r.get(c) for c in BASE_COLUMNS}
+                        row.update(r["stats"] or dict.fromkeys(SCORE_COLUMNS, np.nan))
+                        if r["has_pixels"]:
+                            vecs.append(out_vecs[k : k + 1])
+                            k += 1
+                            row["row"] = n_vec
+                            n_vec += 1
+                            report.embedded += 1
+                        elif r["error"] is None and r["sha256"] in hash_to_row:
+                            src = hash_to_row[r["sha256"]]
+                            vecs.append(source.vectors_at([src]))
+                            row["width"], row["height"] = (int(existing["width"][src]), int(existing["height"][src]))
+                            row.update({c: float(existing[c][src]) for c in stored_scores})
+                            row["row"] = n_vec
+                            n_vec += 1
+                            report.reused += 1
+                        else:
+                            row["row"] = -1
+                            report.skipped += 1
+                            report.skipped_files.append({"path": r["path"], "reason": r["error"]})
+                            log.warning("skipped %s: %s", r["path"], r["error"])
+                        rows.append(row)
+                    bar.update(len(records))
+                    if len(rows) >= flush_every:
+                        flush()
+        finally:
+            flush()  # also on Ctrl-C: finished batches are kept
+
+        if plan.vanished:  # after the loop: a moved file reuses its old vector first
+            report.removed = store.remove(plan.vanished)
+            report.removed_files = plan.vanished
+            for path in plan.vanished:
+                log.info("removed from the store (file gone): %s", path)
+        if shard is None:
+            store.compact_if_worth_it()  # a shard leaves it to `Store.merge`; little added: nothing rewritten
+            store.forget_shards()  # this run covered every file: earlier shard records no longer apply
+        if labels:
+            # a shard matches the labels against every image found (all shards'), so that every
+            # shard writes the same table whenever it ends
+            names = store.known_files()["path"]
+            if shard is not None:
+                names = sorted(set(names) | set(plan.images))
+            matched = match_labels(labels, root_paths, names)
+            store.set_labels(matched.table)
+            missing = len(set(store.items["path"]) - set(matched.table["path"]))
+            if missing:
+                log.warning("%d embedded images have no row in %s", missing, labels)
+            report.unmatched_label_rows = matched.unmatched
+            report.unmatched_labels = len(matched.unmatched)
+            for row in matched.unmatched:
+                log.warning("label row matches no image: %s", row)
+        store.reload()
+        report.total = len(store)
+        report.seconds = round(time.monotonic() - start, 3)
+        done = report.embedded + report.reused
+        report.images_per_second = round(done / report.seconds, 2) if report.seconds else 0.0
+        record = {"outcomes": report.outcomes(), "not_image_files": report.not_image_files,
+                  "removed_files": report.removed_files, "skipped_folders": report.skipped_folders,
+                  "unmatched_label_rows": report.unmatched_label_rows}
+        if shard is None:
+            store.record_last_embed(record)
+        else:
+            store.record_shard(shard, {"state": "finished", "host": socket.gethostname(), "pid": os.getpid(),
+                                       "seconds": report.seconds, **record})
+    finally:
+        store.stop_writing()  # also when the run fails: the mark must not outlive it
     log.info("%d files found: embedded %d, reused %d, unchanged %d, skipped %d, not images %d; removed %d "
              "gone; %d label rows unmatched; store %s now holds %d vectors (%.1f s)",
              report.discovered, report.embedded, report.reused, unchanged, report.skipped, report.not_images,

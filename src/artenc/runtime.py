@@ -2,6 +2,9 @@
 
 Normalisation and L2 normalisation are part of the exported graph, so workers ship
 compact uint8 crops and both runtimes produce identical vectors (within 1e-4).
+`runtime="onnx-int8"` runs an INT8 copy of the ONNX export (`quantize_onnx`: ONNX Runtime's
+static quantisation), cached beside it; its vectors are close to float32 ones (WikiArt: mean
+cosine 0.995, lowest 0.985; style P@10 within 0.01) and its stores record `quantization="int8"` (`store.ModelSignature`), so the two never mix.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +28,13 @@ from torch import nn
 from artenc.atomic import atomic_path
 from artenc.backbones import Backbone, create_backbone
 from artenc.backbones.weights import fingerprint_module
+from artenc.defaults import RUNTIMES
 from artenc.errors import ParameterError, UsageError
 from artenc.preprocess import PreprocessConfig
 from artenc.store import ModelSignature, onnx_cache_dir
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("auto", "torch", "onnx")
+ONNX_RUNTIMES = ("onnx", "onnx-int8")  # CPU only
 DEVICES = ("auto", "cpu", "cuda")
 ONNX_OPSET = 18
 
@@ -115,6 +121,83 @@ def export_onnx(module: EmbeddingModule, size: int, path: Path) -> Path:
     return path
 
 
+# INT8 recipe (`quantize_onnx`); change the tag whenever the recipe changes (it keys the cache)
+INT8_RECIPE = "qdq-conv-minmax-skip-first-quarter-v1"
+INT8_SKIP_SHARE = 0.25  # the first quarter of the Conv nodes (graph order) stays float32
+CALIBRATION_IMAGES = 64
+
+
+def _int8_path(signature: ModelSignature) -> Path:
+    """The INT8 copy's cache file, beside the float32 export (`_onnx_path`), keyed by the
+    recipe and the ONNX Runtime version whose quantiser wrote it."""
+    import onnxruntime as ort
+
+    fp32 = _onnx_path(signature)
+    digest = hashlib.sha256(f"{INT8_RECIPE}|{ort.__version__}".encode()).hexdigest()[:12]
+    return fp32.with_name(f"{fp32.stem}-int8-{digest}.onnx")
+
+
+def calibration_images(size: int, n: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
+    """Deterministic synthetic calibration images, uint8 (n, 3, size, size): smooth colour
+    waves of random frequency, phase and contrast plus pixel noise of random strength, so
+    every user of a model gets the same INT8 copy, whatever their images (measured on
+    WikiArt crops: the same cosine to float32 as calibrating on the real images)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    out = np.empty((n, 3, size, size), dtype=np.uint8)
+    for i in range(n):
+        f, phase = rng.uniform(1, 12, 6), rng.uniform(0, 2 * np.pi, 3)
+        amp, noise = rng.uniform(20, 120), rng.uniform(2, 30)
+        wave = np.stack([127 + amp * np.sin(2 * np.pi * (xx * f[c] + yy * f[c + 3]) + phase[c]) for c in range(3)])
+        out[i] = np.clip(wave + rng.normal(0, noise, wave.shape), 0, 255).astype(np.uint8)
+    return out
+
+
+def quantize_onnx(fp32: Path, path: Path, size: int) -> Path:
+    """Write an INT8 copy of the float32 ONNX encoder `fp32` to `path` (atomic) and return it.
+
+    ONNX Runtime's own tools (`onnxruntime.quantization`): `quant_pre_process` (graph
+    optimisation, without symbolic shape inference, which the exported TF-"same" padding
+    defeats), then `quantize_static` in QDQ format with per-channel int8 weights and uint8
+    activations, calibrated (MinMax) on `calibration_images(size)`. Only Conv nodes are
+    quantised, and the first quarter of them (`INT8_SKIP_SHARE`: the stem and the early
+    high-resolution blocks, whose depthwise convolutions lose most to 8 bits) stay float32:
+    measured with tf_efficientnet_lite0 on 2,100 WikiArt dev crops (scripts/bench_embed.py),
+    cosine to float32 mean 0.995, lowest 0.985, style P@10 0.347 against 0.345, where
+    quantising every Conv gives a mean cosine of 0.87; the forward pass takes about a fifth less
+    CPU. Raises ImportError without onnxruntime.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Batches(CalibrationDataReader):
+        def __init__(self, images: np.ndarray) -> None:
+            self._it = iter([{"images": images[i : i + 8]} for i in range(0, len(images), 8)])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="artenc-quant-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        convs = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node if n.op_type == "Conv"]
+        skip = convs[: math.ceil(len(convs) * INT8_SKIP_SHARE)]
+        with atomic_path(path) as out:
+            quantize_static(str(pre), str(out), _Batches(calibration_images(size)), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv"], nodes_to_exclude=skip,
+                            calibrate_method=CalibrationMethod.MinMax)
+    return path
+
+
 MAX_SESSIONS = 4
 
 
@@ -197,8 +280,8 @@ def encoder_from_backbone(
     if runtime not in RUNTIMES:
         raise ParameterError("runtime", f"must be one of {RUNTIMES}, got {runtime!r}")
     device = resolve_device(device)
-    if runtime == "onnx" and device == "cuda":
-        raise ParameterError("runtime", "onnx runs on the CPU only; the torch runtime runs on cuda")
+    if runtime in ONNX_RUNTIMES and device == "cuda":
+        raise ParameterError("runtime", f"{runtime} runs on the CPU only; the torch runtime runs on cuda")
     module = EmbeddingModule(backbone.model, backbone.preprocess).eval()
     signature = ModelSignature(
         model=backbone.name,
@@ -206,19 +289,27 @@ def encoder_from_backbone(
         preprocess=backbone.preprocess.to_dict(),
         dim=backbone.dim,
         weights=str(Path(weights).resolve()) if weights else None,
+        quantization="int8" if runtime == "onnx-int8" else None,
     )
     if runtime == "auto":
         runtime = "torch" if device == "cuda" else "onnx"
-    if runtime == "onnx":
+    if runtime in ONNX_RUNTIMES:
         try:
             path = _onnx_path(signature)
             if not path.is_file():
                 log.info("exporting %s to ONNX (once per model): %s", backbone.name, path)
                 export_onnx(module, backbone.preprocess.size, path)
+            if runtime == "onnx-int8":
+                fp32, path = path, _int8_path(signature)
+                if not path.is_file():
+                    log.info("quantising %s to INT8 (once per model): %s", backbone.name, path)
+                    quantize_onnx(fp32, path, backbone.preprocess.size)
             sessions = _onnx_sessions(path, threads)
             pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="artenc-onnx") if len(sessions) > 1 else None
-            return Encoder(backbone, signature, "onnx", "cpu", None, sessions, pool)
+            return Encoder(backbone, signature, runtime, "cpu", None, sessions, pool)
         except ImportError as exc:
+            if runtime == "onnx-int8":
+                raise ParameterError("runtime", f"onnx-int8 needs onnxruntime ({exc})") from exc
             log.warning("ONNX Runtime unavailable (%s); falling back to torch", exc)
     if threads:
         torch.set_num_threads(threads)
@@ -231,8 +322,20 @@ def encoder_from_backbone(
 def encoder_for_store(
     meta: dict, *, device: str = "auto", runtime: str = "auto", threads: int | None = None
 ) -> Encoder:
-    """Rebuild the encoder a store was made with, so new queries land in the same space."""
+    """Rebuild the encoder a store was made with, so new queries land in the same space.
+
+    An INT8 store (meta `quantization` "int8") gets the onnx-int8 runtime on the CPU when
+    `runtime` is "auto"; another runtime for it, or onnx-int8 for a float32 store, raises
+    ParameterError("runtime").
+    """
     trim = bool(meta.get("preprocess", {}).get("trim_borders", False))
+    int8 = meta.get("quantization") == "int8"
+    if int8 and runtime == "auto":
+        runtime, device = "onnx-int8", "cpu" if device == "auto" else device
+    if int8 != (runtime == "onnx-int8"):
+        held = "int8 (onnx-int8)" if int8 else "float32"
+        raise ParameterError("runtime", f"the store holds {held} vectors; {runtime!r} would embed queries "
+                                        f"in another space (use {'onnx-int8' if int8 else 'auto'})")
     encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime, threads=threads,
                              trim_borders=trim)
     if encoder.signature.fingerprint != meta.get("fingerprint"):

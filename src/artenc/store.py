@@ -130,19 +130,23 @@ COMPACT_SMALL_ROWS = 10_000  # a store with at most this many rows is always kep
 
 @dataclass(frozen=True)
 class ModelSignature:
-    """What makes vectors comparable: the model, its weights and its preprocessing."""
+    """What makes vectors comparable: the model, its weights, its preprocessing and its
+    quantisation (None: float32 inference; "int8": `artenc.runtime.quantize_onnx`, whose vectors
+    differ from float32 ones by up to 1 - cosine 0.01, so the two never share a store)."""
 
     model: str
     fingerprint: str
     preprocess: dict
     dim: int
     weights: str | None = None  # the weights file, when one was given
+    quantization: str | None = None  # recorded in meta.json only when set
 
     def matches(self, meta: dict) -> bool:
         return (
             meta.get("fingerprint") == self.fingerprint
             and meta.get("dim") == self.dim
             and meta.get("preprocess") == self.preprocess
+            and meta.get("quantization") == self.quantization
         )
 
 
@@ -310,6 +314,7 @@ class Store:
             "preprocess": signature.preprocess,
             "dim": signature.dim,
             "weights": signature.weights,
+            **({"quantization": signature.quantization} if signature.quantization else {}),
             "artenc_version": __version__,
             "dtype": dtype or "float32",
             **(extra or {}),
@@ -322,8 +327,9 @@ class Store:
             raise StoreError(
                 f"{self.root}: store holds vectors of model {self.meta.get('model')!r} "
                 f"(weights {self.meta.get('fingerprint')}, dim {self.meta.get('dim')}, preprocess "
-                f"{self.meta.get('preprocess')}); refusing to add vectors of {signature.model!r} "
-                f"(weights {signature.fingerprint}, dim {signature.dim}, preprocess {signature.preprocess}). "
+                f"{self.meta.get('preprocess')}, quantization {self.meta.get('quantization')}); refusing to add "
+                f"vectors of {signature.model!r} (weights {signature.fingerprint}, dim {signature.dim}, preprocess "
+                f"{signature.preprocess}, quantization {signature.quantization}). "
                 "Use another store folder."
             )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from artenc.defaults import EVALUATION_K
+from artenc.defaults import EVALUATION_K, RUNTIMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", "--k", type=int, default=EVALUATION_K, help="neighbours that vote (default: %(default)s)")
     p.add_argument("--show", type=int, default=5, help="nearest works printed per image (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--runtime", default="auto", choices=list(RUNTIMES))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
