@@ -81,7 +81,7 @@ SEARCH_BLOCK = 4096
 HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> recall@10 0.948/0.974/0.988/0.998
 IVF_BLOCK = 65_536  # rows added (or range-searched) per block
 IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per cell
-IVF_NITER = 10  # k-means iterations of the coarse cells (FAISS default 25; 10 is within 1 % of its loss)
+IVF_NITER = 10  # k-means iterations of the cells and of the PQ codebooks (FAISS default 25)
 IVF_NPROBE = 16
 IVF_RERANK = 1024  # candidates re-scored exactly per query (1M x 1280 clustered: recall@10 >= 0.95)
 RERANK_GATHER_BYTES = 32 * 2**20  # one (queries, candidates, dim) float32 gather of the re-ranking
@@ -241,10 +241,11 @@ class VectorIndex:
 
 
 def _ivf_index(faiss, dim: int, params: dict):
-    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}",
+    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}np",
                                 faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = IVF_NITER
+    index.pq.cp.niter = IVF_NITER
     ivf.nprobe = params["nprobe"]
     return index
 
@@ -469,8 +470,9 @@ def load_index(store: Store, *, mmap: bool = True) -> VectorIndex | None:
 def refresh_index(store: Store, kind: str = "auto", *, seed: int = 0) -> VectorIndex:
     """What `artenc index` saves: the saved ``ivfpq`` index extended with the store's new
     rows when `kind` is "auto" or "ivfpq" and it can be (no rebuild), else a new index
-    (`build_store_index`)."""
+    (`build_store_index`; "auto" over a saved ``ivfpq`` index rebuilds an ``ivfpq`` one)."""
     if kind in ("auto", "ivfpq") and saved_kind(store) == "ivfpq":
+        kind = "ivfpq"  # a rebuild keeps the kind
         try:
             saved = load_index(store, mmap=False)
         except StaleIndexError as exc:
@@ -548,7 +550,7 @@ def index_pairs(vindex: VectorIndex, threshold: float, *, max_pairs: int | None 
         for offset, block in vindex.source.vector_blocks(block_rows=block_rows):
             block = np.ascontiguousarray(block, dtype=np.float32)
             lims, _, found = vindex.index.range_search(block, radius)
-            qi = np.repeat(np.arange(len(block), dtype=np.int64), np.diff(lims))
+            qi = np.repeat(np.arange(len(block), dtype=np.int64), np.diff(lims).astype(np.int64))
             rj = vindex._rows_of(found.astype(np.int64))
             keep = (rj >= 0) & (rj != qi + offset)
             qi, rj = qi[keep], rj[keep]
