@@ -86,7 +86,8 @@ IVF_NPROBE = 16
 IVF_RERANK = 1024  # candidates re-scored exactly per query (1M x 1280 clustered: recall@10 >= 0.95)
 RERANK_GATHER_BYTES = 32 * 2**20  # one (queries, candidates, dim) float32 gather of the re-ranking
 PAIRS_NPROBE = 2  # cells scanned per work by `index_pairs` (near-duplicates share a cell or the next)
-PAIRS_CALIBRATION = 4096  # rows whose PQ error sets the margin of `index_pairs`
+PAIRS_K = 8  # first candidates per work in `index_pairs` (more when the 8th is still a duplicate)
+PAIRS_K_MAX = 2048
 
 
 class StaleIndexError(UsageError):
@@ -496,34 +497,20 @@ def index_for_store(store: Store, kind: str | None = None) -> VectorIndex:
     return build_store_index(store, kind or "auto")
 
 
-def _pq_margin(index, sample: np.ndarray, threshold: float) -> float:
-    """How far below the exact cosine a PQ estimate of a pair at `threshold` can fall.
-
-    The estimate of q.x is q.x_hat, x_hat the reconstruction of x (coarse centre + PQ code),
-    so it is low by q.(x - x_hat) = x.e + (q - x).e with e = x - x_hat: the first term is
-    measured on `sample` (its largest value, x 1.25), the second is bounded by 4 standard
-    deviations of a random direction: 4 |q - x| |e| / sqrt(dim), |q - x| <= sqrt(2 (1 - threshold)).
-    """
-    recon = index.sa_decode(index.sa_encode(sample))
-    err = sample - recon
-    bias = np.einsum("nd,nd->n", sample, err)
-    spread = 4 * np.sqrt(2 * max(0.0, 1 - threshold)) * float(np.linalg.norm(err, axis=1).max()) / np.sqrt(sample.shape[1])
-    return 1.25 * max(float(bias.max()), 0.0) + spread + 0.01
-
-
 def index_pairs(vindex: VectorIndex, threshold: float, *, max_pairs: int | None = None,
-                nprobe: int = PAIRS_NPROBE, block_rows: int = IVF_BLOCK, seed: int = 0) -> Pairs:
+                nprobe: int = PAIRS_NPROBE, k: int = PAIRS_K, block_rows: int = IVF_BLOCK) -> Pairs:
     """Pairs of rows i < j with cosine >= `threshold`, found through an ``ivfpq`` index:
-    every row is range-searched against the index (PQ estimates, `nprobe` cells) at
-    `threshold` minus a measured margin (`_pq_margin`), and the candidates are re-scored
-    exactly (`vectors_at`); only pairs whose exact cosine reaches `threshold`
-    (`similarity_at_least`) are kept.
+    every row's `k` nearest rows by PQ estimate (`nprobe` cells) are re-scored exactly
+    (`vectors_at`) and kept when their cosine reaches `threshold` (`similarity_at_least`);
+    a row whose k-th candidate still reaches it is searched again with 4 k candidates (up to
+    PAIRS_K_MAX), so a large group of copies is found whole.
 
     Args:
         vindex: an ``ivfpq`` `VectorIndex` (`build_store_index`, `load_index`).
         threshold: cosine similarity in [-1, 1] (near-duplicates: 0.9 and above).
         max_pairs: refuse (ParameterError("threshold")) beyond this many pairs.
-        nprobe: coarse cells scanned per row; block_rows: rows searched at once.
+        nprobe: coarse cells scanned per row; k: first candidates per row; block_rows: rows
+            searched at once.
 
     Returns:
         `artenc.search.Pairs` (int64 i < j, float32 exact similarities), sorted by (i, j).
@@ -533,39 +520,41 @@ def index_pairs(vindex: VectorIndex, threshold: float, *, max_pairs: int | None 
         ``ivfpq`` index.
 
     Approximate: a pair is missed when neither row's `nprobe` nearest cells hold the other,
-    or when its PQ estimate falls further below its cosine than the margin. Memory: one
-    block of rows and its range-search results. Cost ~ n * nprobe * (n / nlist) code scans.
+    or when PQ estimates put more than the candidates fetched ahead of it (for
+    near-duplicates, cosine >= 0.9 among neighbours far below, they rank first).
+    A PQ estimate q.x_hat of a near-copy is biased low by about |x - x_hat|^2 (0.1-0.2 at
+    dim/16 bytes), which rules out a range search on the estimates: its radius would admit
+    whole clusters. Memory: one block of rows, its (block_rows, k) candidates and one column
+    of candidate vectors at a time. Cost ~ n * nprobe * (n / nlist) code scans + n * k dot products.
     """
     threshold = check_threshold(threshold)
     if vindex.kind != "ivfpq":
         raise UsageError(f"index_pairs needs an ivfpq index, got {vindex.kind}")
     faiss = load_faiss()
     n = vindex.ntotal
-    calib = np.sort(np.random.default_rng(seed).choice(n, size=min(n, PAIRS_CALIBRATION), replace=False))
-    radius = threshold - _pq_margin(vindex.index, vindex.vectors_at(calib), threshold)
     ivf = faiss.extract_index_ivf(vindex.index)
     before, ivf.nprobe = ivf.nprobe, int(max(1, min(nprobe, ivf.nlist)))
     parts, count = [], 0
     try:
         for offset, block in vindex.source.vector_blocks(block_rows=block_rows):
             block = np.ascontiguousarray(block, dtype=np.float32)
-            lims, _, found = vindex.index.range_search(block, radius)
-            qi = np.repeat(np.arange(len(block), dtype=np.int64), np.diff(lims).astype(np.int64))
-            rj = vindex._rows_of(found.astype(np.int64))
-            keep = (rj >= 0) & (rj != qi + offset)
-            qi, rj = qi[keep], rj[keep]
-            if not len(qi):
-                continue
-            uniq, pos = np.unique(rj, return_inverse=True)
-            sims = np.empty(len(qi), dtype=np.float32)
-            other = vindex.vectors_at(uniq)
-            for sub in iter_blocks(len(qi), 1 << 16):
-                sims[sub] = np.einsum("nd,nd->n", block[qi[sub]], other[pos[sub]])
-            ok = similarity_at_least(sims, threshold)
-            a, b = qi[ok] + offset, rj[ok]
-            parts.append((np.minimum(a, b), np.maximum(a, b), cap_cosine(sims[ok])))
-            count += int(ok.sum())
-            check_pair_count(count // 2, threshold, max_pairs)
+            todo, kk = np.arange(len(block)), max(2, int(k))
+            while len(todo):
+                _, cand = vindex.index.search(block[todo], min(kk, int(vindex.index.ntotal)))
+                cand = vindex._rows_of(cand)
+                sims = np.full(cand.shape, -np.inf, dtype=np.float32)
+                for col in range(cand.shape[1]):  # one column of candidate vectors at a time
+                    ok = np.flatnonzero(cand[:, col] >= 0)
+                    uniq, pos = np.unique(cand[ok, col], return_inverse=True)
+                    sims[ok, col] = np.einsum("nd,nd->n", block[todo[ok]], vindex.vectors_at(uniq)[pos])
+                hit = similarity_at_least(sims, threshold) & (cand != (todo + offset)[:, None])
+                a = np.broadcast_to((todo + offset)[:, None], cand.shape)[hit]
+                b = cand[hit]
+                parts.append((np.minimum(a, b), np.maximum(a, b), cap_cosine(sims[hit])))
+                count += len(a)
+                check_pair_count(count // 2, threshold, max_pairs)
+                more = similarity_at_least(sims[:, -1], threshold) & (cand.shape[1] < min(PAIRS_K_MAX, vindex.index.ntotal))
+                todo, kk = todo[more], kk * 4
     finally:
         ivf.nprobe = before
     pairs = Pairs.concat(parts).unique(max(n, 1))  # a pair is found from both ends
