@@ -11,6 +11,9 @@ Memory bound: at most `sample_size` works are clustered (default `artenc.default
 = 8,000).
 Larger stores are clustered on a uniform random sample of that size; every work is then
 assigned to its nearest medoid by an exact blocked top-1 search (`artenc.search`); no n x n matrix.
+k-medoids on a store (`cluster_store`) reads only the sample whole (`Store.vectors_at`) and
+assigns the store block by block (`Store.vector_blocks`, `assign_blocks`): memory is the
+sample, one block and the (n,) labels and distances, whatever the store's size.
 A fixed k builds the s x s matrix of the sample (4 * 8000^2 bytes = 256 MB at most).
 
 `k="auto"` sweeps k over a range (default `artenc.defaults.CLUSTER_K_RANGE` = 5:100:2).
@@ -100,6 +103,7 @@ from artenc.defaults import (
 )
 from artenc.errors import ParameterError, UsageError
 from artenc.search import (
+    ArrayRows,
     as_unit_matrix,
     iter_blocks,
     limit_threads,
@@ -465,6 +469,27 @@ def assign(vectors: np.ndarray, medoid_vectors: np.ndarray) -> tuple[np.ndarray,
     return ids[:, 0], np.maximum(1.0 - sims[:, 0], 0.0)
 
 
+def assign_blocks(source, medoid_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`assign` streamed: every row of `source` (a `Store` or `artenc.search.ArrayRows`: its
+    `vector_blocks`, ASSIGN_BLOCK rows at a time) to its nearest medoid; the same labels and
+    distances as `assign` on the whole matrix, memory one block plus (n,) results."""
+    n = len(source)
+    labels, dist = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32)
+    for offset, block in source.vector_blocks(block_rows=ASSIGN_BLOCK):
+        rows = slice(offset, offset + len(block))
+        labels[rows], dist[rows] = assign(block, medoid_vectors)
+    return labels, dist
+
+
+def _rows_in_order(source, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), dim) float32 unit vectors of `rows` (any order) of `source`, read in row
+    order (`vectors_at` on sorted rows) and put back in the order of `rows`."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), source.dim), dtype=np.float32)
+    out[order] = as_unit_matrix(source.vectors_at(rows[order]))
+    return out
+
+
 def check_method(method: str, k: int | str = "auto", *, eps: float | None = None, min_samples: int | None = None,
                  min_cluster_size: int | None = None) -> str:
     """The method name, checked with the options that only some methods take.
@@ -650,7 +675,9 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
     documented rule (kmedoids, kmeans); hdbscan and dbscan find k themselves.
 
     Args:
-        vectors: (n, dim) float unit vectors.
+        vectors: (n, dim) float unit vectors; for "kmedoids" also a `Store` (or any source
+            with `vector_blocks` / `vectors_at`): then only the sample is read whole and every
+            work is assigned block by block (`assign_blocks`), so memory stays bounded.
         k: clusters, or "auto"; k_range: the k swept by "auto" ("START:STOP[:STEP]" or a list).
         sample_size: most works clustered (the rest are assigned, see the module docstring).
         same: (n,) labels, rows with equal labels are the same picture (e.g. sha256), or None.
@@ -673,20 +700,23 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         ("min_cluster_size").
     """
     method = check_method(method, k, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size)
-    x = as_unit_matrix(vectors)
-    n = len(x)
+    streamed = method == CLUSTER_METHOD and hasattr(vectors, "vector_blocks")
+    source = vectors if streamed else ArrayRows(vectors)
+    x = None if streamed else source.vectors
+    n = len(source)
     if n == 0:
         raise UsageError("cannot cluster an empty store (embed some images first)")
     if sample_size < 2:
         raise ParameterError("sample_size", f"must be >= 2, got {sample_size}")
     rng = np.random.default_rng(seed)
     sample = rng.permutation(n)[:sample_size]  # random order: its head is the sweep sample
-    reps, inverse = same_pictures(x[sample], None if same is None else np.asarray(same)[sample])
+    xs = x[sample] if x is not None else _rows_in_order(source, sample)
+    reps, inverse = same_pictures(xs, None if same is None else np.asarray(same)[sample])
     distinct = len(reps)
     by_row = np.lexsort((sample, inverse))  # each picture is shown by its first store row
     reps = by_row[np.searchsorted(inverse[by_row], np.arange(distinct))]
     weights = None if distinct == len(sample) else np.bincount(inverse).astype(np.float32)
-    xd = x[sample[reps]]
+    xd = xs[reps]
     among = (f"{distinct} distinct pictures among the {len(sample)} works"
              + (" sampled" if len(sample) < n else "") + " (identical copies count once)")
     if method in DENSITY_METHODS:
@@ -726,12 +756,14 @@ def cluster_vectors(vectors: np.ndarray, k: int | str = "auto", *, k_range: str 
         rows, rule = [], "given"
         fit = fit_kmedoids(cosine_distances(xd), k, seed=seed, weights=weights)
     medoids = sample[reps[fit.medoids]]
+    medoid_vectors = xd[fit.medoids]
     if len(sample) == n:
         labels = np.empty(n, dtype=np.int64)
         labels[sample] = fit.labels[inverse]
-        dist = np.maximum(1.0 - np.einsum("nd,nd->n", x, x[medoids[labels]]), 0.0).astype(np.float32)
+        dist = np.empty(n, dtype=np.float32)
+        dist[sample] = np.maximum(1.0 - np.einsum("nd,nd->n", xs, medoid_vectors[fit.labels[inverse]]), 0.0)
     else:
-        labels, dist = assign(x, x[medoids])
+        labels, dist = assign_blocks(source, medoid_vectors)
     dist[medoids] = 0.0
     labels[medoids] = np.arange(len(medoids))
     return Clustering(len(medoids), medoids, labels, dist, rows, rule, len(sample))
@@ -1022,7 +1054,8 @@ def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[in
     method = check_method(method, k, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size)
     if len(store) == 0:
         raise UsageError(f"{store.root}: the store is empty (embed some images first)")
-    result = cluster_vectors(store.vectors, k, k_range=k_range, sample_size=sample_size, seed=seed,
+    source = store if method == CLUSTER_METHOD else store.vectors  # k-medoids reads blocks, never the whole matrix
+    result = cluster_vectors(source, k, k_range=k_range, sample_size=sample_size, seed=seed,
                              same=same_picture_labels(store, keepers), method=method, eps=eps,
                              min_samples=min_samples, min_cluster_size=min_cluster_size)
     summaries = label_summary(store, result.labels, result.k) if store.label_columns else [None] * result.k

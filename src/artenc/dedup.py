@@ -6,7 +6,10 @@ Pipeline (`find_duplicates`):
    matrix: exact blocked products of the upper triangle up to AUTO_EXACT_MAX vectors
    (at most ~256 MB of scores at a time); above that exact products within spherical
    k-means cells (`_cell_pairs`: each vector listed in its 2 nearest of sqrt(2n) cells; a
-   pair whose works share no cell can be missed). With verification, each work's top_m
+   pair whose works share no cell can be missed); above AUTO_HNSW_MAX works, or when the
+   store has a saved ``ivfpq`` index (`uses_index`), through that index, block by block
+   from the store without loading every vector (`artenc.index.index_pairs`: PQ range search
+   with a measured margin, then exact cosines). With verification, each work's top_m
    nearest neighbours with cosine >= floor are candidates too (`artenc.defaults`:
    DUPLICATE_TOP_M, DUPLICATE_FLOOR).
 2. Optional geometric verification (`artenc.verify`, on by default in the CLI): a
@@ -57,7 +60,14 @@ from artenc.defaults import (
     duplicate_threshold,
 )
 from artenc.errors import ParameterError, UsageError
-from artenc.index import AUTO_EXACT_MAX, load_faiss
+from artenc.index import (
+    AUTO_EXACT_MAX,
+    AUTO_HNSW_MAX,
+    index_for_store,
+    index_pairs,
+    load_faiss,
+    saved_kind,
+)
 from artenc.labels import is_missing
 from artenc.search import (
     SCORE_BYTES,
@@ -167,6 +177,14 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     if exact:
         return similar_pairs(x, threshold, top_m=top_m, floor=floor, max_pairs=MAX_PAIRS, score_bytes=SCORE_BYTES)
     return _cell_pairs(x, threshold, top_m, floor)
+
+
+def uses_index(store: Store) -> bool:
+    """Whether `find_duplicates` (without top-m candidates, `exact` None) finds its range
+    pairs through an ``ivfpq`` index (`artenc.index.index_pairs`: blocks of rows against the
+    index, exact re-scoring, memory bounded by blocks): above AUTO_HNSW_MAX works, or when the
+    store has a saved ``ivfpq`` index."""
+    return len(store) > AUTO_HNSW_MAX or saved_kind(store) == "ivfpq"
 
 
 def identical_pairs(sha256: Sequence[str | None] | np.ndarray, max_pairs: int | None = MAX_PAIRS) -> Pairs:
@@ -438,14 +456,17 @@ def _make_groups(store: Store, pairs: Pairs, groups: list[list[int]], across: st
     paths = items["path"].to_numpy()
     side = sides_of(items[across]) if across is not None else None
     lookup = {(a, b): p for p, (a, b) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))}
-    vectors = store.vectors
     out = []
     for members in groups:
         keep = min(members, key=lambda m: rank[m])
         dups = []
         for m in sorted((m for m in members if m != keep), key=lambda m: rank[m]):
             p = lookup.get((min(keep, m), max(keep, m)))
-            sim = float(pairs.sim[p]) if p is not None else float(vectors[keep] @ vectors[m])
+            if p is not None:
+                sim = float(pairs.sim[p])
+            else:
+                a, b = store.vectors_at([keep, m])
+                sim = float(a @ b)
             inl = int(pairs.inliers[p]) if pairs.inliers is not None and p is not None else None
             flip = mirrored is not None and p is not None and bool(mirrored[p])
             dups.append(Duplicate(int(m), str(paths[m]), round(sim, 6), inl, flip))
@@ -523,7 +544,10 @@ def find_duplicates(
         top_m = DUPLICATE_TOP_M if verify else 0
     if floor is None:
         floor = DUPLICATE_FLOOR
-    pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
+    if exact is None and top_m == 0 and uses_index(store):
+        pairs = index_pairs(index_for_store(store, "ivfpq"), threshold, max_pairs=MAX_PAIRS)
+    else:
+        pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
     pairs, identical = _with_identical(pairs, identical_pairs(store.items["sha256"].to_numpy()), len(store))
     n_candidates = len(pairs)
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",

@@ -1,22 +1,46 @@
-"""FAISS indexes over a store's vectors: build, save in the store, load, detect staleness.
+"""FAISS indexes over a store's vectors: build, save in the store, load, extend, detect staleness.
 
 Every kind answers the same question, "the k most cosine-similar vectors", and every
 returned similarity is the exact cosine (approximate kinds only choose the candidates;
-their scores are recomputed from the vectors, so LSH Hamming distances never leak out).
+their scores are recomputed from the vectors, so LSH Hamming distances and PQ estimates
+never leak out).
 
 Kinds (the `kind` argument):
 
 - ``flat``: exact inner-product search (`artenc.search.top_k`: BLAS in blocks), memory n*dim*4 bytes.
 - ``hnsw``: HNSW graph, M=16, efConstruction=64, efSearch=32 (recall@10 0.988 on
   100k clustered 1280-d vectors, ~40x sklearn's brute force; efSearch 64: 0.998, ~25x), memory ~n*(dim*4 + 128) bytes.
-- ``ivfpq``: IVF (nlist ~ 4 sqrt(n)) + product quantiser (dim/8 bytes per vector),
-  nprobe=32, candidates re-ranked exactly; compact, lower recall.
+- ``ivfpq``: the index for millions of works. IVF (nlist ~ sqrt(n) coarse cells) + product
+  quantiser (`ivf_params`: dim/16 bytes per vector at dim >= 256), built within a memory
+  budget: trained on a sample (`vectors_at`), vectors added block by block (`vector_blocks`),
+  never the whole matrix in memory. A query scans nprobe cells with PQ estimates, then the
+  top `rerank` candidates are re-scored exactly from the (memory-mapped) stored vectors
+  (`Store.vectors_at`); the re-ranking is what makes recall@10 >= 0.95 reachable. Memory:
+  n*(dim/16 + 8) bytes of codes and ids (1M x 1280: 88 MB). Saved indexes are loaded with
+  ``faiss.IO_FLAG_MMAP`` (inverted lists mapped from the file, not read) and never need the
+  vectors to load. Incremental: new segments of the store join the index (`update_index`).
 - ``lsh``: random-rotation sign hashes (2*dim bits), re-ranked exactly; for comparison.
-- ``auto``: ``flat`` up to AUTO_EXACT_MAX vectors (exact and fast enough), ``hnsw`` above.
+- ``auto``: ``flat`` up to AUTO_EXACT_MAX vectors (exact and fast enough), ``hnsw`` up to
+  AUTO_HNSW_MAX, ``ivfpq`` above (HNSW over 1M x 1280 took 537 s and 10.4 GB here).
+
+Why not `autofaiss`: autofaiss 2.18 pins ``numpy<2`` (artenc runs on NumPy 2) and reads its
+input through embedding-reader from files, not from a store's blocks; so the IVF-PQ index is
+made by FAISS's own ``index_factory`` with FAISS's documented rules (the "Guidelines to
+choose an index" wiki page: nlist between sqrt(n) and 16 sqrt(n), 30-256 training points per
+cell, PQ with 8-bit codes, nprobe to trade speed for recall).
+
+Ids of an ``ivfpq`` index built from a store are physical rows (the position of a vector in
+the concatenated segments, `store_rows`), which appending a segment never changes; they are
+mapped to item rows at search time. So when new segments are appended (new works), only
+their live rows are added (`update_index`: the trained cells and codebooks stay); rows
+superseded (a re-embedded file) or removed since are masked at search time (mapped to no
+item). A store whose covered segments are gone (`Store.compact`) needs a rebuild
+(StaleIndexError); so does a saved index of another kind whose revision differs.
 
 Saved in the store's index folder (`Store.index_dir`, ``STORE/index/``) as ``faiss.index``
 (FAISS's own binary format, no pickle) and ``index.json`` (kind, parameters, the store
-revision and count it was built from). An index whose revision differs from the store's is stale: `load_index` refuses it.
+revision and count it was built from; for ``ivfpq`` also the segments and physical rows it
+covers).
 """
 
 from __future__ import annotations
@@ -24,7 +48,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +56,15 @@ import numpy as np
 from artenc.atomic import atomic_path, atomic_write_json
 from artenc.errors import UsageError
 from artenc.search import (
+    ArrayRows,
+    Pairs,
     as_unit_matrix,
     cap_cosine,
     check_k,
+    check_pair_count,
+    check_threshold,
     iter_blocks,
+    similarity_at_least,
     top_k,
     top_k_of_candidates,
 )
@@ -48,8 +76,18 @@ log = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq", "lsh")
 AUTO_EXACT_MAX = 50_000
+AUTO_HNSW_MAX = 200_000  # auto: ivfpq above (HNSW holds a float32 copy of every vector)
 SEARCH_BLOCK = 4096
 HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> recall@10 0.948/0.974/0.988/0.998
+IVF_BLOCK = 16_384  # rows added (or range-searched) per block: ~4 x 84 MB of FAISS buffers at dim 1280
+IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per cell
+IVF_NITER = 10  # k-means iterations of the cells and of the PQ codebooks (FAISS default 25)
+IVF_NPROBE = 16
+IVF_RERANK = 1024  # candidates re-scored exactly per query (1M x 1280 clustered: recall@10 >= 0.95)
+RERANK_GATHER_BYTES = 32 * 2**20  # one (queries, candidates, dim) float32 gather of the re-ranking
+PAIRS_NPROBE = 2  # cells scanned per work by `index_pairs` (near-duplicates share a cell or the next)
+PAIRS_K = 8  # first candidates per work in `index_pairs` (more when the 8th is still a duplicate)
+PAIRS_K_MAX = 2048
 
 
 class StaleIndexError(UsageError):
@@ -65,27 +103,91 @@ def load_faiss():
 
 
 def choose_kind(kind: str, n: int) -> str:
-    """Resolve `auto` (exact up to AUTO_EXACT_MAX vectors, HNSW above); validate the name."""
+    """Resolve `auto` (exact up to AUTO_EXACT_MAX vectors, HNSW up to AUTO_HNSW_MAX, IVF-PQ
+    above); validate the name."""
     if kind not in KINDS:
         raise UsageError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind != "auto":
         return kind
-    return "flat" if n <= AUTO_EXACT_MAX else "hnsw"
+    return "flat" if n <= AUTO_EXACT_MAX else "hnsw" if n <= AUTO_HNSW_MAX else "ivfpq"
 
 
-@dataclass
+def ivf_params(n: int, dim: int) -> dict:
+    """FAISS's documented IVF-PQ rules for n vectors of `dim`: nlist ~ sqrt(n) cells (at
+    least IVF_TRAIN_PER_LIST vectors each), m sub-quantisers of 16 dims (8 below dim 256;
+    m divides dim), 8-bit codes (fewer for tiny n: 2^nbits <= n / 40), a training sample of
+    IVF_TRAIN_PER_LIST points per cell and per code, nprobe and the exact re-ranking depth.
+
+    Returns:
+        {"nlist", "m", "nbits", "train", "nprobe", "rerank"} (ints).
+    """
+    nlist = int(max(1, min(round(np.sqrt(n)), n // IVF_TRAIN_PER_LIST)))
+    sub = 16 if dim >= 256 else 8
+    m = next(m for m in range(max(1, dim // sub), 0, -1) if dim % m == 0)
+    nbits = 8 if n >= 256 * IVF_TRAIN_PER_LIST else max(1, min(8, int(np.log2(max(n // IVF_TRAIN_PER_LIST, 2)))))
+    train = int(min(n, IVF_TRAIN_PER_LIST * max(nlist, 2 ** nbits)))
+    return {"nlist": nlist, "m": m, "nbits": nbits, "train": train, "nprobe": min(nlist, IVF_NPROBE),
+            "rerank": IVF_RERANK}
+
+
+def store_rows(store: Store) -> np.ndarray:
+    """(n,) int64 physical row (position in the concatenated segment vectors, stable when
+    segments are appended) of every item row of `store` (`Store.known_files` "row", in items order)."""
+    rows = store.known_files()["row"].to_numpy(dtype=np.int64)
+    return rows[rows >= 0]
+
+
 class VectorIndex:
-    """A FAISS index plus the vectors it covers (for exact re-scoring) and how it was built."""
+    """A FAISS index plus where its vectors come from (for exact re-scoring) and how it was built.
 
-    index: object
-    kind: str
-    vectors: np.ndarray
-    params: dict = field(default_factory=dict)
-    revision: str | None = None
+    Attributes:
+        index: the FAISS index; kind: one of KINDS (resolved); params: its parameters.
+        revision: the store revision it matches (None until saved or loaded).
+        source: the rows it covers: a `Store` or an `artenc.search.ArrayRows`
+            (`vector_blocks`, `vectors_at`, `len`).
+        row_of_id: ``ivfpq`` over a store: (P,) int64 item row of each FAISS id (a physical
+            row), -1 for rows superseded or removed since they were added; None: ids are rows.
+        segments: ``ivfpq`` over a store: the store segments whose rows it holds.
+    """
+
+    def __init__(self, index, kind: str, vectors=None, params: dict | None = None, revision: str | None = None,
+                 *, source=None, row_of_id: np.ndarray | None = None, segments: list[int] | None = None) -> None:
+        self.index = index
+        self.kind = kind
+        self.params = params or {}
+        self.revision = revision
+        self.source = source if source is not None else ArrayRows(vectors)
+        self._vectors = vectors
+        self.row_of_id = row_of_id
+        self.segments = segments
+        self.read_only = False  # inverted lists memory-mapped from the saved file (`load_index`)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(n, dim) float32 vectors of the covered rows (the store's, read on first use)."""
+        if self._vectors is None:
+            self._vectors = self.source.vectors
+        return self._vectors
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
 
     @property
     def ntotal(self) -> int:
-        return int(self.vectors.shape[0])
+        """Rows the index answers with (item rows; masked ids not counted)."""
+        return len(self.source)
+
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim) vectors of item rows (sorted rows read fastest)."""
+        return np.asarray(self.source.vectors_at(rows), dtype=np.float32)
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Item rows of FAISS ids (-1 stays -1; masked ids become -1)."""
+        if self.row_of_id is None:
+            return ids
+        safe = np.clip(ids, 0, len(self.row_of_id) - 1)
+        return np.where((ids >= 0) & (ids < len(self.row_of_id)), self.row_of_id[safe], -1)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of each query by cosine similarity.
@@ -103,9 +205,10 @@ class VectorIndex:
 
         ``flat`` is exact (`artenc.search.top_k`, ties by smaller id); the other kinds
         ask FAISS for candidates, ``hnsw`` keeps FAISS's inner products, ``ivfpq`` and
-        ``lsh`` re-score them exactly (`artenc.search.top_k_of_candidates`).
+        ``lsh`` re-score them exactly (`artenc.search.top_k_of_candidates`): ``ivfpq``
+        its `params["rerank"]` best PQ candidates, read with `vectors_at`.
         """
-        queries = as_unit_matrix(queries, "queries", self.vectors.shape[1])
+        queries = as_unit_matrix(queries, "queries", self.dim)
         k = check_k(k)
         if self.kind == "flat":
             return top_k(queries, self.vectors, k, check_matrix=False)  # checked when built
@@ -115,38 +218,86 @@ class VectorIndex:
         if m == 0 or k_eff == 0:
             return sims, ids
         exact_scores = self.kind == "hnsw"  # inner products on the stored floats
-        fetch = k_eff if exact_scores else min(self.ntotal, max(4 * k_eff, k_eff + 16))
+        if self.kind == "ivfpq":
+            fetch = int(min(self.index.ntotal, max(int(self.params.get("rerank", IVF_RERANK)), k_eff)))
+        else:
+            fetch = k_eff if exact_scores else min(self.ntotal, max(4 * k_eff, k_eff + 16))
+        sub_rows = max(1, RERANK_GATHER_BYTES // (4 * fetch * self.dim))
         for block in iter_blocks(m, SEARCH_BLOCK):
             scores, cand = self.index.search(queries[block], fetch)
             if exact_scores:
                 sims[block, :k_eff], ids[block, :k_eff] = np.where(cand >= 0, cap_cosine(scores), -np.inf), cand
                 continue
-            for sub in iter_blocks(len(cand), 256):  # bounded (256, fetch, dim) gather
-                s, i = top_k_of_candidates(queries[block][sub], cand[sub], self.vectors, k_eff)
+            cand = self._rows_of(cand)
+            for sub in iter_blocks(len(cand), sub_rows):  # bounded (sub_rows, fetch, dim) gather
+                c = cand[sub]
+                uniq = np.unique(c[c >= 0])
+                if not len(uniq):
+                    continue
+                pos = np.where(c >= 0, np.searchsorted(uniq, c), -1)  # order kept: ties by smaller row
+                s, i = top_k_of_candidates(queries[block][sub], pos, self.vectors_at(uniq), k_eff)
                 rows = slice(block.start + sub.start, block.start + sub.stop)
-                sims[rows, :k_eff], ids[rows, :k_eff] = s, i
+                sims[rows, :k_eff], ids[rows, :k_eff] = s, np.where(i >= 0, uniq[np.maximum(i, 0)], -1)
         return sims, ids
 
 
-def _ivfpq(faiss, x: np.ndarray, seed: int) -> tuple[object, dict]:
-    n, d = x.shape
-    nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))
-    m = next(m for m in (d // 8, d // 16, d // 4, d // 2, d) if m >= 1 and d % m == 0)
-    nbits = 8 if n >= 256 * 39 else max(1, min(8, int(np.log2(max(n // 39, 2)))))
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(seed)
-    train = x[rng.choice(n, size=min(n, 256 * max(nlist, 2 ** nbits)), replace=False)]
-    index.train(train)
-    index.add(x)
-    index.nprobe = min(nlist, 32)
-    index.own_fields = True
-    quantizer.this.disown()
-    return index, {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": index.nprobe}
+def _ivf_index(faiss, dim: int, params: dict):
+    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}np",
+                                faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.niter = IVF_NITER
+    index.pq.cp.niter = IVF_NITER
+    ivf.nprobe = params["nprobe"]
+    return index
+
+
+def _add_blocks(index, source, ids: np.ndarray | None, rows: np.ndarray | None = None) -> None:
+    """Add the vectors of `rows` of `source` (default all) block by block, with FAISS ids
+    `ids` (aligned with `rows`; None: the rows themselves)."""
+    count = len(source) if rows is None else len(rows)
+    for offset, block in source.vector_blocks(rows, block_rows=IVF_BLOCK):
+        stop = offset + len(block)
+        block_ids = (np.arange(offset, stop, dtype=np.int64) if rows is None else rows[offset:stop]) \
+            if ids is None else ids[offset:stop]
+        index.add_with_ids(np.ascontiguousarray(block, dtype=np.float32), block_ids.astype(np.int64))
+        log.debug("ivfpq: %d / %d vectors added", stop, count)
+
+
+def build_ivfpq(source, *, ids: np.ndarray | None = None, seed: int = 0, params: dict | None = None):
+    """An IVF-PQ FAISS index over `source` built within a memory budget.
+
+    Args:
+        source: a `Store` or `artenc.search.ArrayRows` (n rows of unit vectors, n >= 1).
+        ids: (n,) int64 FAISS id of each row (a store's physical rows, `store_rows`), or
+            None for the row numbers.
+        seed: the training sample.
+        params: `ivf_params` output to use (default: computed for n and dim).
+
+    Returns:
+        (the FAISS index, params dict).
+
+    Memory: the training sample (params["train"] x dim float32: 40k x 1280 = 205 MB at 1M),
+    one block of IVF_BLOCK vectors at a time, and the codes (n x (m + 8) bytes).
+    Source: FAISS ``index_factory`` ("IVF{nlist},PQ{m}x{nbits}", inner product) and the
+    FAISS wiki's guidelines for nlist, training size and PQ codes.
+    """
+    faiss = load_faiss()
+    n = len(source)
+    dim = int(source.dim)
+    params = dict(params or ivf_params(n, dim))
+    index = _ivf_index(faiss, dim, params)
+    train_rows = np.sort(np.random.default_rng(seed).choice(n, size=params["train"], replace=False))
+    index.train(as_unit_matrix(source.vectors_at(train_rows)))
+    _add_blocks(index, source, ids)
+    return index, params
 
 
 def build_index(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> VectorIndex:
-    """Build an index of `kind` over unit vectors (n, dim)."""
+    """Build an index of `kind` over unit vectors (n, dim) held in memory.
+
+    Raises:
+        UsageError: no vectors or an unknown kind; ParameterError: bad `vectors`.
+    """
     faiss = load_faiss()
     x = as_unit_matrix(vectors)
     n, d = x.shape
@@ -165,7 +316,7 @@ def build_index(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> Ve
         index.add(x)
         params = {"M": 16, "efConstruction": 64, "efSearch": HNSW_EF_SEARCH}
     elif kind == "ivfpq":
-        index, params = _ivfpq(faiss, x, seed)
+        index, params = build_ivfpq(ArrayRows(x), seed=seed)
     else:  # lsh
         nbits = 2 * d
         index = faiss.IndexLSH(d, nbits, True, True)
@@ -176,47 +327,165 @@ def build_index(vectors: np.ndarray, kind: str = "auto", *, seed: int = 0) -> Ve
     return VectorIndex(index, kind, x, params)
 
 
+def build_store_index(store: Store, kind: str = "auto", *, seed: int = 0) -> VectorIndex:
+    """Build an index of `kind` over a store: ``ivfpq`` (auto above AUTO_HNSW_MAX works) from
+    the store's blocks, with physical rows as ids (extendable, `update_index`); the other
+    kinds over `Store.vectors` (`build_index`).
+
+    Raises:
+        UsageError: empty store or an unknown kind.
+    """
+    n = len(store)
+    if n == 0:
+        raise UsageError(f"{store.root}: the store is empty (embed some images first)")
+    kind = choose_kind(kind, n)
+    if kind != "ivfpq":
+        return build_index(store.vectors, kind, seed=seed)
+    t0 = time.monotonic()
+    phys = store_rows(store)
+    index, params = build_ivfpq(store, ids=phys, seed=seed)
+    log.info("built ivfpq index over %d vectors in %.1f s", n, time.monotonic() - t0)
+    return VectorIndex(index, "ivfpq", params=params, source=store, row_of_id=_row_of_id(phys),
+                       segments=store.segment_ids())
+
+
+def _row_of_id(phys: np.ndarray, size: int = 0) -> np.ndarray:
+    """(P,) int64 item row of each physical row (-1: not live), P >= `size`."""
+    size = max(int(size), int(phys.max()) + 1 if len(phys) else 0)
+    out = np.full(size, -1, dtype=np.int64)
+    out[phys] = np.arange(len(phys), dtype=np.int64)
+    return out
+
+
+def update_index(store: Store, vindex: VectorIndex) -> int:
+    """Add to an ``ivfpq`` index of `store` the live rows of segments appended since it was
+    built; rows superseded or removed since are masked (mapped to no item). The trained cells
+    and codebooks are kept (no rebuild).
+
+    Returns:
+        how many rows were added.
+
+    Raises:
+        StaleIndexError: the index is not an ``ivfpq`` index of this store, or a segment it
+            covers is gone (the store was compacted): rebuild it.
+    """
+    segments = store.segment_ids()
+    covered = vindex.segments or []
+    if vindex.kind != "ivfpq" or vindex.row_of_id is None or segments[:len(covered)] != covered:
+        raise StaleIndexError(f"{store.root}: the saved {vindex.kind} index covers segments that are gone; "
+                              f"rebuild it with `artenc index {store.root}`")
+    phys = store_rows(store)
+    known = len(vindex.row_of_id)  # ids below this were live when added (or masked since)
+    new = np.flatnonzero(phys >= known)
+    if len(new) and vindex.read_only:
+        raise StaleIndexError(f"{store.root}: a memory-mapped index cannot take new rows; load it with mmap=False")
+    if len(new):
+        _add_blocks(vindex.index, store, phys[new], rows=new)
+    vindex.row_of_id = _row_of_id(phys, known)
+    vindex.source, vindex._vectors, vindex.segments, vindex.revision = store, None, segments, store.revision
+    masked = int(vindex.index.ntotal) - len(phys)
+    if masked:
+        log.info("ivfpq index: %d superseded or removed rows masked (rebuild to drop them)", masked)
+    return len(new)
+
+
 def index_paths(store: Store) -> tuple[Path, Path]:
     """The saved index of `store`: (`store.index_dir`/faiss.index, `store.index_dir`/index.json)."""
     return store.index_dir / "faiss.index", store.index_dir / "index.json"
 
 
 def save_index(store: Store, vindex: VectorIndex) -> Path:
-    """Write the index and its metadata into the store (atomic renames; metadata last)."""
+    """Write the index and its metadata into the store (atomic renames; metadata last).
+    ``ivfpq`` also records the segments and physical rows it covers."""
     faiss = load_faiss()
     data_path, meta_path = index_paths(store)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(data_path) as tmp:
         faiss.write_index(vindex.index, str(tmp))
     meta = {"kind": vindex.kind, "params": vindex.params, "count": vindex.ntotal,
-            "dim": int(vindex.vectors.shape[1]), "revision": store.revision}
+            "dim": vindex.dim, "revision": store.revision}
+    if vindex.row_of_id is not None:
+        meta.update({"segments": vindex.segments, "physical_rows": len(vindex.row_of_id)})
     atomic_write_json(meta_path, meta)
     vindex.revision = store.revision
     return data_path
 
 
-def load_index(store: Store) -> VectorIndex | None:
-    """The saved index, None when there is none; StaleIndexError when the store has changed."""
+def saved_kind(store: Store) -> str | None:
+    """The kind of the index saved in `store` (None when there is none)."""
+    _, meta_path = index_paths(store)
+    try:
+        return json.loads(meta_path.read_text()).get("kind")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_index(store: Store, *, mmap: bool = True) -> VectorIndex | None:
+    """The saved index, None when there is none.
+
+    An ``ivfpq`` index whose store has gained segments since is extended in memory
+    (`update_index`, not saved; `artenc index` saves it); one that matches the store is
+    memory-mapped when `mmap` (FAISS ``IO_FLAG_MMAP``: its inverted lists stay in the file).
+
+    Raises:
+        StaleIndexError: the store has changed (any other kind), or lost segments the
+            ``ivfpq`` index covers.
+    """
     data_path, meta_path = index_paths(store)
     if not meta_path.is_file() or not data_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    if meta.get("revision") != store.revision or meta.get("count") != len(store):
+    fresh = meta.get("revision") == store.revision and meta.get("count") == len(store)
+    extendable = meta.get("kind") == "ivfpq" and meta.get("segments") is not None \
+        and store.segment_ids()[:len(meta["segments"])] == meta["segments"]
+    if not fresh and not extendable:
         raise StaleIndexError(
             f"{store.root}: the saved {meta.get('kind')} index was built from {meta.get('count')} vectors "
             f"(revision {meta.get('revision')}) but the store now holds {len(store)} (revision "
             f"{store.revision}); rebuild it with `artenc index {store.root}`"
         )
-    index = load_faiss().read_index(str(data_path))
+    faiss = load_faiss()
+    params = meta.get("params", {})
+    if meta["kind"] == "ivfpq":
+        mapped = mmap and fresh
+        index = faiss.read_index(str(data_path), faiss.IO_FLAG_MMAP if mapped else 0)
+        faiss.extract_index_ivf(index).nprobe = int(params.get("nprobe", IVF_NPROBE))
+        if meta.get("segments") is None:  # built from an array: ids are item rows
+            vindex = VectorIndex(index, "ivfpq", params=params, revision=meta["revision"], source=store)
+            vindex.read_only = mapped
+            return vindex
+        vindex = VectorIndex(index, "ivfpq", params=params, revision=meta["revision"], source=store,
+                             row_of_id=np.full(int(meta["physical_rows"]), -1, dtype=np.int64),
+                             segments=list(meta["segments"]))
+        vindex.read_only = mapped
+        added = update_index(store, vindex)
+        if added:
+            log.info("ivfpq index: %d new rows added (run `artenc index %s` to save them)", added, store.root)
+        return vindex
+    index = faiss.read_index(str(data_path))
     if meta["kind"] == "hnsw":
-        index.hnsw.efSearch = int(meta["params"].get("efSearch", HNSW_EF_SEARCH))
-    elif meta["kind"] == "ivfpq":
-        index.nprobe = int(meta["params"].get("nprobe", 32))
-    return VectorIndex(index, meta["kind"], store.vectors, meta.get("params", {}), meta["revision"])
+        index.hnsw.efSearch = int(params.get("efSearch", HNSW_EF_SEARCH))
+    return VectorIndex(index, meta["kind"], store.vectors, params, meta["revision"], source=store)
+
+
+def refresh_index(store: Store, kind: str = "auto", *, seed: int = 0) -> VectorIndex:
+    """What `artenc index` saves: the saved ``ivfpq`` index extended with the store's new
+    rows when `kind` is "auto" or "ivfpq" and it can be (no rebuild), else a new index
+    (`build_store_index`; "auto" over a saved ``ivfpq`` index rebuilds an ``ivfpq`` one)."""
+    if kind in ("auto", "ivfpq") and saved_kind(store) == "ivfpq":
+        kind = "ivfpq"  # a rebuild keeps the kind
+        try:
+            saved = load_index(store, mmap=False)
+        except StaleIndexError as exc:
+            log.info("%s; rebuilding", exc)
+        else:
+            if saved is not None and saved.row_of_id is not None:
+                return saved
+    return build_store_index(store, kind, seed=seed)
 
 
 def index_for_store(store: Store, kind: str | None = None) -> VectorIndex:
-    """The saved index if fresh (and of `kind` when given), else one built in memory.
+    """The saved index if fresh or extendable (and of `kind` when given), else one built in memory.
 
     A stale saved index is refused (StaleIndexError), never silently used.
     """
@@ -225,4 +494,68 @@ def index_for_store(store: Store, kind: str | None = None) -> VectorIndex:
     saved = load_index(store)
     if saved is not None and kind in (None, "auto", saved.kind):
         return saved
-    return build_index(store.vectors, kind or "auto")
+    return build_store_index(store, kind or "auto")
+
+
+def index_pairs(vindex: VectorIndex, threshold: float, *, max_pairs: int | None = None,
+                nprobe: int = PAIRS_NPROBE, k: int = PAIRS_K, block_rows: int = IVF_BLOCK) -> Pairs:
+    """Pairs of rows i < j with cosine >= `threshold`, found through an ``ivfpq`` index:
+    every row's `k` nearest rows by PQ estimate (`nprobe` cells) are re-scored exactly
+    (`vectors_at`) and kept when their cosine reaches `threshold` (`similarity_at_least`);
+    a row whose k-th candidate still reaches it is searched again with 4 k candidates (up to
+    PAIRS_K_MAX), so a large group of copies is found whole.
+
+    Args:
+        vindex: an ``ivfpq`` `VectorIndex` (`build_store_index`, `load_index`).
+        threshold: cosine similarity in [-1, 1] (near-duplicates: 0.9 and above).
+        max_pairs: refuse (ParameterError("threshold")) beyond this many pairs.
+        nprobe: coarse cells scanned per row; k: first candidates per row; block_rows: rows
+            searched at once.
+
+    Returns:
+        `artenc.search.Pairs` (int64 i < j, float32 exact similarities), sorted by (i, j).
+
+    Raises:
+        ParameterError: a threshold outside [-1, 1], or too many pairs; UsageError: not an
+        ``ivfpq`` index.
+
+    Approximate: a pair is missed when neither row's `nprobe` nearest cells hold the other,
+    or when PQ estimates put more than the candidates fetched ahead of it (for
+    near-duplicates, cosine >= 0.9 among neighbours far below, they rank first).
+    A PQ estimate q.x_hat of a near-copy is biased low by about |x - x_hat|^2 (0.1-0.2 at
+    dim/16 bytes), which rules out a range search on the estimates: its radius would admit
+    whole clusters. Memory: one block of rows, its (block_rows, k) candidates and one column
+    of candidate vectors at a time. Cost ~ n * nprobe * (n / nlist) code scans + n * k dot products.
+    """
+    threshold = check_threshold(threshold)
+    if vindex.kind != "ivfpq":
+        raise UsageError(f"index_pairs needs an ivfpq index, got {vindex.kind}")
+    faiss = load_faiss()
+    n = vindex.ntotal
+    ivf = faiss.extract_index_ivf(vindex.index)
+    before, ivf.nprobe = ivf.nprobe, int(max(1, min(nprobe, ivf.nlist)))
+    parts, count = [], 0
+    try:
+        for offset, block in vindex.source.vector_blocks(block_rows=block_rows):
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            todo, kk = np.arange(len(block)), max(2, int(k))
+            while len(todo):
+                _, cand = vindex.index.search(block[todo], min(kk, int(vindex.index.ntotal)))
+                cand = vindex._rows_of(cand)
+                sims = np.full(cand.shape, -np.inf, dtype=np.float32)
+                for col in range(cand.shape[1]):  # one column of candidate vectors at a time
+                    ok = np.flatnonzero(cand[:, col] >= 0)
+                    uniq, pos = np.unique(cand[ok, col], return_inverse=True)
+                    sims[ok, col] = np.einsum("nd,nd->n", block[todo[ok]], vindex.vectors_at(uniq)[pos])
+                hit = similarity_at_least(sims, threshold) & (cand != (todo + offset)[:, None])
+                a = np.broadcast_to((todo + offset)[:, None], cand.shape)[hit]
+                b = cand[hit]
+                parts.append((np.minimum(a, b), np.maximum(a, b), cap_cosine(sims[hit])))
+                count += len(a)
+                check_pair_count(count // 2, threshold, max_pairs)
+                more = similarity_at_least(sims[:, -1], threshold) & (cand.shape[1] < min(PAIRS_K_MAX, vindex.index.ntotal))
+                todo, kk = todo[more], kk * 4
+    finally:
+        ivf.nprobe = before
+    pairs = Pairs.concat(parts).unique(max(n, 1))  # a pair is found from both ends
+    return pairs.select(np.lexsort((pairs.j, pairs.i)))

@@ -145,6 +145,36 @@ def limit_threads(threads: int = 1) -> threadpool_limits:
     return threadpool_limits(limits=int(threads))
 
 
+class ArrayRows:
+    """A matrix seen through the store's row API, so code written for a `Store` (blocks from
+    `vector_blocks`, gathers by `vectors_at`) also takes an in-memory array.
+
+    Args:
+        x: (n, dim) float unit vectors (checked and cast to float32 once, `as_unit_matrix`).
+    """
+
+    def __init__(self, x: np.ndarray, name: str = "vectors") -> None:
+        self.vectors = as_unit_matrix(x, name)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def vector_blocks(self, rows: np.ndarray | None = None, block_rows: int = MATRIX_BLOCK
+                      ) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset, float32 (m, dim) block) over `rows` (default all), in order."""
+        n = len(self) if rows is None else len(rows)
+        for block in iter_blocks(n, block_rows):
+            yield block.start, (self.vectors[block] if rows is None else self.vectors[np.asarray(rows)[block]])
+
+    def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim) rows of the matrix."""
+        return self.vectors[np.asarray(rows, dtype=np.int64)]
+
+
 # ---------------------------------------------------------------- top-k
 
 

@@ -1029,6 +1029,24 @@ def _combine_records(records: list[dict]) -> dict:
         once[k] = list(seen.values())
     return {"outcomes": outcomes, **joined, **once}
 
+    # TEMPORARY: replaced by the ooc branch (out-of-core reads); minimal versions on `self.vectors`
+    @property
+    def dtype(self) -> str:
+        """The stored vectors' dtype name ("float32"; arithmetic is always float32)."""
+        return "float32"
+
+    def vector_blocks(self, rows: np.ndarray | None = None, block_rows: int = 65536):
+        """Yield (offset, float32 (m, dim) block) over `rows` (default: all, in items order)."""
+        n = len(self) if rows is None else len(rows)
+        for start in range(0, n, max(1, int(block_rows))):
+            stop = min(n, start + int(block_rows))
+            sel = slice(start, stop) if rows is None else np.asarray(rows[start:stop], dtype=np.int64)
+            yield start, np.ascontiguousarray(self.vectors[sel], dtype=np.float32)
+
+    def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (len(rows), dim) vectors of item rows `rows`."""
+        return np.ascontiguousarray(self.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
 
 # ----- artenc's cache folder (outside any store) ----------------------------------------
 def cache_dir() -> Path:
