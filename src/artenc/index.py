@@ -132,9 +132,8 @@ def ivf_params(n: int, dim: int) -> dict:
 
 def store_rows(store: Store) -> np.ndarray:
     """(n,) int64 physical row (position in the concatenated segment vectors, stable when
-    segments are appended) of every item row of `store` (`Store.known_files` "row", in items order)."""
-    rows = store.known_files()["row"].to_numpy(dtype=np.int64)
-    return rows[rows >= 0]
+    segments are appended) of every item row of `store`, in items order (`Store.physical_rows`)."""
+    return store.physical_rows()
 
 
 class VectorIndex:

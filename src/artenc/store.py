@@ -694,6 +694,15 @@ class Store:
         ids = ",".join(str(i) for i in self.segment_ids())
         return hashlib.sha1(f"{self.meta.get('fingerprint')}|{ids}".encode()).hexdigest()[:16]
 
+    def physical_rows(self) -> np.ndarray:
+        """(n,) int64, in `items` order: each item's position among the vectors of all segments
+        concatenated (oldest segment first). Appending a segment never changes it (compaction
+        does); the ids of an ``ivfpq`` index (`artenc.index`). Reads only .npy headers."""
+        lay = self._layout
+        counts = np.array([self._vector_file(seg)[2] for seg in lay.segments], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+        return offsets[lay.item_seg] + lay.item_row if len(lay.item_seq) else np.zeros(0, np.int64)
+
     def known_files(self) -> pd.DataFrame:
         """Latest row per path (embedded or skipped; removed paths left out), sorted by path, for
         incremental runs: BASE_COLUMNS (`row`: the row in its segment's .npy, -1 when skipped),
@@ -1028,24 +1037,6 @@ def _combine_records(records: list[dict]) -> dict:
                 seen.setdefault(json.dumps(x, sort_keys=True), x)
         once[k] = list(seen.values())
     return {"outcomes": outcomes, **joined, **once}
-
-    # TEMPORARY: replaced by the ooc branch (out-of-core reads); minimal versions on `self.vectors`
-    @property
-    def dtype(self) -> str:
-        """The stored vectors' dtype name ("float32"; arithmetic is always float32)."""
-        return "float32"
-
-    def vector_blocks(self, rows: np.ndarray | None = None, block_rows: int = 65536):
-        """Yield (offset, float32 (m, dim) block) over `rows` (default: all, in items order)."""
-        n = len(self) if rows is None else len(rows)
-        for start in range(0, n, max(1, int(block_rows))):
-            stop = min(n, start + int(block_rows))
-            sel = slice(start, stop) if rows is None else np.asarray(rows[start:stop], dtype=np.int64)
-            yield start, np.ascontiguousarray(self.vectors[sel], dtype=np.float32)
-
-    def vectors_at(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """float32 (len(rows), dim) vectors of item rows `rows`."""
-        return np.ascontiguousarray(self.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
 
 # ----- artenc's cache folder (outside any store) ----------------------------------------
