@@ -6,7 +6,7 @@ given another style at random (fixed seed). The works are embedded twice, once e
 
 - `store/`: the default model (pooled tf_efficientnet_lite0 vectors, 1,280-d; ~2-3 min on 2 cores);
 - `texture/`: the audit recipe, `lite0-texture` (texture statistics of the same frozen lite0,
-  32,492-d; ~20 s): `artenc embed IMAGES --model lite0-texture --labels L.csv STORE`, then
+  32,492-d; 20-110 s): `artenc embed IMAGES --model lite0-texture --labels L.csv --out STORE`, then
   `artenc audit STORE`.
 
 The audit's ranking (`artenc.audit.label_issues`: cross-validated linear probe + leave-one-out

@@ -2,10 +2,12 @@
 
 Embedding with it (ONNX Runtime, as `artenc embed` does on a CPU), auditing the store, rebuilding
 the encoder from the store for queries, and refusing to mix vectors of another layer choice.
+Embedding and auditing go through the CLI (`artenc embed --model lite0-texture`, `artenc audit`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import yaml
 import artenc
 from artenc.backbones import create_backbone, layer_stats_backbone
 from artenc.backbones.features import TEXTURE_COVARIANCE_LAYERS, TEXTURE_LAYERS
+from artenc.cli import main
 from artenc.embedding import embed_folders
 from artenc.errors import StoreError
 from artenc.images import decode_crop
@@ -32,8 +35,8 @@ def texture_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, list
     images = write_gallery(root / "gallery", 12)
     labels = root / "labels.csv"
     pd.DataFrame({"path": [str(p) for p in images], "style": ["a", "b", "c"] * 4}).to_csv(labels, index=False)
-    embed_folders([root / "gallery"], root / "store", model="lite0-texture", labels=labels, workers=0,
-                  progress=False)
+    assert main(["embed", str(root / "gallery"), "--out", str(root / "store"), "--model", "lite0-texture",
+                 "--labels", str(labels), "--workers", "0"]) == 0
     return Store.open(root / "store"), images
 
 
@@ -44,12 +47,15 @@ def test_the_name_is_listed_and_matches_the_training_config() -> None:
     assert tuple(config["covariance_layers"]) == TEXTURE_COVARIANCE_LAYERS
 
 
-def test_embed_audit_and_query_with_the_texture_model(texture_store) -> None:
+def test_embed_audit_and_query_with_the_texture_model(texture_store, capsys) -> None:
     store, images = texture_store
     assert store.meta["model"] == "lite0-texture" and store.meta["dim"] == 32492 == store.vectors.shape[1]
     vectors = np.asarray(store.vectors)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     report = artenc.Collection(store).audit(k=3)
+    assert main(["audit", str(store.root), "-k", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["label_issues"]["style"]["checked"] == 12 and doc["count"] == 12
     scores = report.fields["style"].scores
     assert scores.checked.all() and len(scores.ranking) == 12 and 0.0 <= scores.probe_weight <= 1.0
     assert np.all((scores.quality >= 0) & (scores.quality <= 1))
