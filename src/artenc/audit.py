@@ -45,6 +45,7 @@ only (`scripts/bench_label_errors.py`: 20 planted wrong styles among 800 works).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -166,8 +167,6 @@ def probe_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, *, folds: 
     Source: scikit-learn `LogisticRegression` (lbfgs, multinomial), `StratifiedKFold`,
     `log_loss`; the features of `probe_features`.
     """
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
