@@ -1,16 +1,25 @@
 """Planted label errors on real paintings: does `artenc audit` rank the wrong labels first?
 
 The test of issue 15: 800 WikiArt works (dev rows only, spread over the 7 styles), 20 of them
-given another style at random (fixed seed). The store is embedded once (default model,
-tf_efficientnet_lite0, ~2-3 min on 2 cores) under --work and reused. The audit's ranking
-(`artenc.audit.label_issues`: cross-validated linear probe + leave-one-out kNN vote, averaged,
-ranked by cleanlab's self-confidence) is compared with the issue's two baselines:
+given another style at random (fixed seed). The works are embedded twice, once each, under
+--work, then reused:
+
+- `store/`: the default model (pooled tf_efficientnet_lite0 vectors, 1,280-d; ~2-3 min on 2 cores);
+- `texture/`: the audit recipe, `lite0-texture` (texture statistics of the same frozen lite0,
+  32,492-d; 20-110 s): `artenc embed IMAGES --model lite0-texture --labels L.csv --out STORE`, then
+  `artenc audit STORE`.
+
+The audit's ranking (`artenc.audit.label_issues`: cross-validated linear probe + leave-one-out
+kNN vote, averaged, ranked by cleanlab's self-confidence) is compared with the issue's two
+baselines:
 
 - "kNN disagreement": the majority of the k nearest neighbours has another label (a flag, no rank);
 - "no neighbour shares the label": none of the k nearest has the work's label (a flag, no rank).
 
-Prints, for each method, how many of the planted 20 are among the top 20 / 50 / 100 of its
-ranking (flags: the flagged set, in row order), and precision / recall of what it flags.
+Prints, for the recipe's store, how many of the planted 20 are among the top 20 / 50 / 100 of
+each ranking (flags: the flagged set, in row order) and precision / recall of what it flags;
+then, for flip seeds 0-4, the audit's top 20 / 50 / 100 on both stores in the same run, with the
+audit's wall and CPU seconds and the load average.
 
     python scripts/bench_label_errors.py [--work /tmp/audit_bench] [--n 800] [--flips 20] [--seed 0]
 
@@ -20,6 +29,7 @@ Needs ../shared/data/wikiart_style (see its README); holdout rows are never read
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +43,8 @@ from artenc.store import Store
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikiart_style"
 STYLES = 7
+RECIPE_MODEL = "lite0-texture"  # the audit recipe: texture statistics (artenc.backbones.features)
+STORES = {"pooled lite0": ("store", "tf_efficientnet_lite0"), "texture recipe": ("texture", RECIPE_MODEL)}
 
 
 def pick_dev_rows(labels: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -55,20 +67,26 @@ def flip_labels(styles: np.ndarray, flips: int, seed: int) -> tuple[np.ndarray, 
     return given, rows
 
 
-def build_store(work: Path, n: int, seed: int) -> Store:
-    """The store of `n` dev works with their true styles (embedded once, then reused)."""
+def build_store(work: Path, n: int, seed: int, model: str = RECIPE_MODEL) -> Store:
+    """The store of `n` dev works with their true styles, embedded with `model` (once, then reused):
+    `work/texture` for the recipe's model, `work/store` for the default pooled lite0."""
     from artenc.embedding import embed_folders
 
-    store_dir = work / "store"
+    folder = next((name for name, m in STORES.values() if m == model), model.replace("/", "_"))
+    store_dir = work / folder
     if (store_dir / "meta.json").exists():
         return Store.open(store_dir)
-    table = pick_dev_rows(pd.read_csv(DATA / "labels.csv"), n, seed)
-    table["path"] = [str(DATA / p) for p in table["path"]]
-    work.mkdir(parents=True, exist_ok=True)
-    table.to_csv(work / "labels.csv", index=False)
+    table_path = work / "labels.csv"
+    if table_path.exists():  # the rows chosen when the first store was built
+        table = pd.read_csv(table_path)
+    else:
+        table = pick_dev_rows(pd.read_csv(DATA / "labels.csv"), n, seed)
+        table["path"] = [str(DATA / p) for p in table["path"]]
+        work.mkdir(parents=True, exist_ok=True)
+        table.to_csv(table_path, index=False)
     t0 = time.perf_counter()
-    embed_folders(table["path"].tolist(), store_dir, labels=work / "labels.csv", progress=False)
-    print(f"embedded {n} works in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    embed_folders(table["path"].tolist(), store_dir, model=model, labels=table_path, progress=False)
+    print(f"embedded {len(table)} works with {model} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return Store.open(store_dir)
 
 
@@ -122,13 +140,42 @@ def table(store: Store, flips: int, seed: int, k: int) -> None:
     print("(baselines are flags without a rank: their top N is the first N flagged works in row order)")
 
 
+def seeds_table(stores: dict[str, Store], flips: int, seeds: range, k: int) -> None:
+    """Top 20 / 50 / 100 of the audit for each flip seed, every store in the same run."""
+    names = list(stores)
+    print("\n| flip seed | " + " | ".join(f"{n}: top 20 | top 50 | top 100" for n in names) + " |")
+    print("|---|" + "---|---|---|" * len(names))
+    found = {n: [] for n in names}
+    spent = {n: [0.0, 0.0] for n in names}
+    for seed in seeds:
+        row = []
+        for name, store in stores.items():
+            x, y, planted, _ = planted_problem(store, flips, seed)
+            t0, c0 = time.perf_counter(), time.process_time()
+            ranking = label_issues(x, y, k=k, seed=seed).ranking
+            spent[name][0] += time.perf_counter() - t0
+            spent[name][1] += time.process_time() - c0
+            found[name].append([hits(ranking, planted, t) for t in (20, 50, 100)])
+            row += found[name][-1]
+        print(f"| {seed} | " + " | ".join(map(str, row)) + " |")
+    means = [f"{v:.1f}" for n in names for v in np.mean(found[n], axis=0)]
+    print("| mean | " + " | ".join(means) + " |")
+    for name in names:
+        wall, cpu = (v / len(seeds) for v in spent[name])
+        top50 = [f[1] for f in found[name]]
+        print(f"{name} ({stores[name].meta['model']}, {stores[name].meta['dim']}-d): top 50 = "
+              f"{'/'.join(map(str, top50))} (mean {np.mean(top50):.1f}, min {min(top50)}); "
+              f"audit {wall:.1f} s wall, {cpu:.1f} s CPU per seed")
+    print("load average (1, 5, 15 min): " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="/tmp/audit_bench", help="folder of the store (reused)")
+    p.add_argument("--work", default="/tmp/audit_bench", help="folder of the stores (reused)")
     p.add_argument("--n", type=int, default=800)
     p.add_argument("--flips", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0, help="the seed of the full table (rows and flips)")
-    p.add_argument("--more-seeds", type=int, default=4, help="then top 20/50/100 of the audit for this many "
+    p.add_argument("--seed", type=int, default=0, help="the seed of the rows and of the full table")
+    p.add_argument("--more-seeds", type=int, default=4, help="then the audit of both stores for this many "
                                                              "other flip seeds")
     p.add_argument("-k", type=int, default=10, help="neighbours of the kNN parts and baselines")
     p.add_argument("--build-only", action="store_true")
@@ -136,19 +183,12 @@ def main() -> int:
     if not (DATA / "labels.csv").exists():
         print(f"no data at {DATA}", file=sys.stderr)
         return 2
-    store = build_store(Path(args.work), args.n, args.seed)
+    stores = {name: build_store(Path(args.work), args.n, args.seed, model) for name, (_, model) in STORES.items()}
     if args.build_only:
         return 0
-    table(store, args.flips, args.seed, args.k)
-    if args.more_seeds:
-        print("\n| flip seed | top 20 | top 50 | top 100 |\n|---|---|---|---|")
-        found = []
-        for seed in range(args.seed, args.seed + args.more_seeds + 1):
-            x, y, planted, _ = planted_problem(store, args.flips, seed)
-            ranking = label_issues(x, y, k=args.k, seed=seed).ranking
-            found.append([hits(ranking, planted, t) for t in (20, 50, 100)])
-            print(f"| {seed} | " + " | ".join(map(str, found[-1])) + " |")
-        print("| mean | " + " | ".join(f"{v:.1f}" for v in np.mean(found, axis=0)) + " |")
+    print(f"## the audit recipe: {RECIPE_MODEL} vectors, then the audit\n")
+    table(stores["texture recipe"], args.flips, args.seed, args.k)
+    seeds_table(stores, args.flips, range(args.seed, args.seed + args.more_seeds + 1), args.k)
     return 0
 
 

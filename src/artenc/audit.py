@@ -3,17 +3,23 @@
 `audit_store(store)` (`artenc.Collection.audit`, `artenc audit`) returns an `AuditReport`:
 
 - **Label issues**, per label field (the split column is left out): out-of-sample class
-  probabilities of every labelled work from two sources on the stored vectors, averaged:
+  probabilities of every labelled work from two sources on the stored vectors, mixed:
 
-  1. a *linear probe*: multinomial logistic regression (scikit-learn `LogisticRegression`,
-     inverse regularisation `PROBE_C` on the unit vectors scaled to unit variance per
-     dimension), each work predicted by the model of the stratified fold that left it out
-     (`cross_val_predict(method="predict_proba")`, `folds` folds);
+  1. a *linear probe*: multinomial logistic regression (scikit-learn `LogisticRegression`)
+     on the vectors scaled to unit variance per dimension and rotated onto their principal
+     components (`probe_features`: all of them when there are fewer works than dimensions,
+     so the L2-regularised fit is the same as on the scaled vectors, only much faster on
+     wide texture vectors), each work predicted by the model of the stratified fold that
+     left it out (`folds` folds); the inverse regularisation C is the value of `PROBE_CS`
+     whose out-of-fold predictions have the lowest log loss (a warm-started path per fold);
   2. a *kNN vote*: the k nearest other labelled works (exact cosine search,
      `artenc.search.top_k`, the work itself left out), each voting for its label with weight
      ``exp(cos / KNN_TEMPERATURE)``; probabilities are the vote shares.
 
-  The averaged probabilities go to confident learning (Northcutt, Jiang & Chuang 2021,
+  The two are mixed, ``w * probe + (1 - w) * kNN``, with the probe's share w the value of
+  `MIX_WEIGHTS` whose mixture has the lowest log loss against the given labels (stacking,
+  Wolpert 1992: every input is already out of sample; WikiArt dev rows pick 0.75). The mixed
+  probabilities go to confident learning (Northcutt, Jiang & Chuang 2021,
   "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR; the `cleanlab`
   library): `cleanlab.filter.find_label_issues` decides which works are issues,
   `cleanlab.rank.get_label_quality_scores` (self-confidence: the probability of the given
@@ -30,13 +36,16 @@
 - **Image quality**: the slot `AuditReport.quality` (a DataFrame of flag and score columns per
   work, row-aligned) is filled by the image-quality job when it is available (HOOK below).
 
-Tuned on WikiArt dev rows only (`scripts/bench_label_errors.py`: 20 planted wrong styles among
-800 works).
+The audit reads whatever vectors the store holds. For style labels the documented recipe is
+a store embedded with `lite0-texture` (texture statistics, `artenc.backbones.features`), which
+ranks planted wrong styles far better than the pooled lite0 vector. Tuned on WikiArt dev rows
+only (`scripts/bench_label_errors.py`: 20 planted wrong styles among 800 works).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,14 +58,18 @@ from artenc.errors import ParameterError, UsageError
 from artenc.labels import SPLIT_COLUMN, choose_fields, encode_labels
 from artenc.quality import FLAGS as QUALITY_FLAGS
 from artenc.quality import quality_flags
-from artenc.search import as_unit_matrix, check_k, top_k
+from artenc.search import as_unit_matrix, check_k, limit_threads, top_k
 
 log = logging.getLogger("artenc")
 
-PROBE_C = 0.002  # inverse L2 regularisation of the probe on standardised vectors (WikiArt dev rows:
-# 0.002 ranked planted errors best among 0.0005..1; weaker regularisation overfits 1280-d vectors)
+PROBE_CS = tuple(float(c) for c in np.logspace(-4, -1, 7))  # inverse L2 regularisation the probe
+# chooses from, half-decade steps (per unit-variance dimension; WikiArt dev rows: 0.001..0.003 wins
+# for 1280-d pooled and 32k-d texture vectors alike, weaker regularisation overfits)
+PROBE_MAX_ITER = 1000  # lbfgs iterations per probe fit at most
+PROBE_COMPONENTS = 2048  # principal components the probe reads at most (all of them, exact, below this)
 KNN_TEMPERATURE = 0.02  # kNN vote weight exp(cos / T): nearer neighbours count more (cosine units)
-SOURCES = ("probe", "knn")  # where out-of-sample probabilities come from (averaged)
+SOURCES = ("probe", "knn")  # where out-of-sample probabilities come from (mixed)
+MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the probe's share in the mixture, chosen by log loss
 MIN_CLASS = 2  # works a class needs to be checked (another work must share the label)
 
 
@@ -95,33 +108,110 @@ def knn_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, *, k: int = 
     return np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / n_classes)
 
 
+def probe_features(x: np.ndarray, components: int = PROBE_COMPONENTS) -> np.ndarray:
+    """The vectors scaled to unit variance per dimension, rotated onto their principal components.
+
+    Args:
+        x: (n, dim) float vectors; components: principal components kept at most.
+
+    Returns:
+        (n, m) float64 principal-component scores (not whitened), m = min(n, dim, components),
+        from the eigenvectors of the n x n Gram matrix when m = n < dim; the scaled vectors
+        themselves when dim <= m (no rotation needed).
+
+    With m = min(n, dim) nothing is lost: every row lies in the span of the n rows, and an
+    L2-regularised linear model is invariant to rotations, so a probe fitted on the scores is
+    the probe of the scaled vectors (the kernel trick), at a cost set by n instead of dim
+    (32,492-d texture vectors of 800 works: 800 columns). Label-free: the scaling and the
+    rotation never see a label, so fitting them on all rows leaks nothing into the folds.
+
+    Source: scikit-learn `StandardScaler` and `PCA` (full or randomized SVD, Halko et al. 2011);
+    PCA from the Gram matrix (Schoelkopf, Smola & Mueller 1998, kernel PCA with a linear kernel).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    scaled = StandardScaler().fit_transform(np.asarray(x, dtype=np.float64))
+    n, dim = scaled.shape
+    m = min(n, dim, int(components))
+    if dim <= m:
+        return scaled
+    if m == n:  # every component: from the n x n Gram matrix, cheaper than an SVD of the wide matrix
+        values, vectors = np.linalg.eigh(scaled @ scaled.T)
+        return vectors[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))
+    return PCA(n_components=m, random_state=0).fit_transform(scaled)
+
+
 def probe_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = AUDIT_FOLDS,
-                        C: float = PROBE_C, seed: int = 0) -> np.ndarray:
+                        C: float | None = None, seed: int = 0) -> np.ndarray:
     """Out-of-sample class probabilities of a cross-validated linear probe.
 
     Args:
         x: (n, dim) float vectors; y: (n,) int64 codes in [0, n_classes), every class with
             at least 2 rows.
         folds: stratified folds (lowered to the smallest class size, at least 2).
-        C: inverse L2 regularisation of the logistic regression (on standardised vectors).
+        C: inverse L2 regularisation of the logistic regression (on `probe_features`, i.e.
+            per unit-variance dimension); None: the value of `PROBE_CS` whose out-of-fold
+            probabilities have the lowest log loss.
 
     Returns:
         (n, n_classes) float64: row i predicted by the model fitted without i's fold.
 
-    Source: scikit-learn `StandardScaler` + `LogisticRegression` (lbfgs, multinomial),
-    `StratifiedKFold`, `cross_val_predict(method="predict_proba")`.
+    Each fold fits the C values in increasing order, each from the previous solution (a
+    warm-started regularisation path, as scikit-learn's `LogisticRegressionCV`), on one BLAS
+    thread (`limit_threads`: small products, and busy cores make BLAS threads spin; measured
+    30x faster at load 10 on 2 cores). Fits stopped by the iteration cap are kept (their
+    ConvergenceWarning is silenced). Repeating the folds with other shuffles (averaged) did
+    not rank planted errors better on WikiArt dev rows.
+
+    Source: scikit-learn `LogisticRegression` (lbfgs, multinomial), `StratifiedKFold`,
+    `log_loss`; the features of `probe_features`.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=np.int64)
+    cs = PROBE_CS if C is None else (float(C),)
     smallest = int(np.bincount(y, minlength=n_classes).min())
     cv = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
-    probs = cross_val_predict(model, x, y, cv=cv, method="predict_proba")
-    return np.asarray(probs, dtype=np.float64)
+    probs = np.zeros((len(cs), len(y), n_classes))
+    with limit_threads(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        z = probe_features(x)
+        for fit_rows, test_rows in cv.split(z, y):
+            path = LogisticRegression(max_iter=PROBE_MAX_ITER, warm_start=True)
+            for j, c in enumerate(cs):
+                path.set_params(C=c).fit(z[fit_rows], y[fit_rows])
+                probs[j][np.ix_(test_rows, path.classes_)] = path.predict_proba(z[test_rows])
+    losses = [log_loss(y, p, labels=np.arange(n_classes)) for p in probs]
+    best = int(np.argmin(losses))
+    log.info("audit: probe C = %g (out-of-fold log loss %.4f)", cs[best], losses[best])
+    return probs[best]
+
+
+def mixture_weight(y: np.ndarray, first: np.ndarray, second: np.ndarray,
+                   weights: Sequence[float] = MIX_WEIGHTS) -> float:
+    """The share w in `weights` whose mixture ``w * first + (1 - w) * second`` has the lowest log loss.
+
+    Args:
+        y: (n,) int64 codes; first, second: (n, C) out-of-sample class probabilities.
+        weights: candidate shares of `first`, in [0, 1] (ties: the first listed).
+
+    Returns:
+        The chosen w (float).
+
+    Source: stacking (Wolpert, "Stacked generalization", Neural Networks 1992) on out-of-fold
+    predictions, scored with scikit-learn `log_loss`.
+    """
+    from sklearn.metrics import log_loss
+
+    labels = np.arange(first.shape[1])
+    losses = [log_loss(y, w * first + (1.0 - w) * second, labels=labels) for w in weights]
+    best = float(weights[int(np.argmin(losses))])
+    log.info("audit: probe share of the mixture %.2f (log loss %.4f)", best, min(losses))
+    return best
 
 
 @dataclass
@@ -137,7 +227,8 @@ class LabelScores:
         ranking: (m,) int64 the checked rows, worst label quality first (ties by row).
         neighbors: (sims (n, k) float32, ids (n, k) int64) the kNN voters (-1: none).
         skipped_classes: codes of classes left out (fewer than MIN_CLASS works).
-        sources: the probability sources averaged.
+        sources: the probability sources mixed.
+        probe_weight: the probe's share w of the mixture (1.0 / 0.0 when it is the only source).
     """
 
     checked: np.ndarray
@@ -149,16 +240,18 @@ class LabelScores:
     neighbors: tuple[np.ndarray, np.ndarray]
     skipped_classes: list[int]
     sources: tuple[str, ...]
+    probe_weight: float = 1.0
 
 
 def label_issues(x: np.ndarray, y: np.ndarray, *, k: int = AUDIT_K, folds: int = AUDIT_FOLDS,
-                 C: float = PROBE_C, seed: int = 0, sources: Sequence[str] = SOURCES) -> LabelScores:
+                 C: float | None = None, seed: int = 0, sources: Sequence[str] = SOURCES) -> LabelScores:
     """Rank the labels of one field by how likely they are wrong (module docstring).
 
     Args:
         x: (n, dim) float unit vectors (store rows).
         y: (n,) int class codes, -1 for a missing label.
-        k: kNN voters per work; folds: probe folds; C: probe regularisation; seed: fold shuffling.
+        k: kNN voters per work; folds: probe folds; C: probe regularisation (None: chosen by
+            cross-validation, `probe_probabilities`); seed: fold shuffling.
         sources: a non-empty subset of ("probe", "knn"), averaged.
 
     Returns:
@@ -179,7 +272,7 @@ def label_issues(x: np.ndarray, y: np.ndarray, *, k: int = AUDIT_K, folds: int =
     k = check_k(k)
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise ParameterError("folds", f"must be an integer >= 2, got {folds!r}")
-    if not C > 0:
+    if C is not None and not C > 0:
         raise ParameterError("C", f"must be > 0, got {C!r}")
     sources = tuple(sources)
     if not sources or set(sources) - set(SOURCES):
@@ -202,13 +295,14 @@ def label_issues(x: np.ndarray, y: np.ndarray, *, k: int = AUDIT_K, folds: int =
     code[kept] = np.arange(n_classes)
     xs, ys = x[rows], code[y[rows]]
     sims, ids = top_k(xs, xs, k, exclude=np.arange(len(rows)))
-    parts = []
-    if "probe" in sources:
-        parts.append(probe_probabilities(xs, ys, n_classes, folds=folds, C=C, seed=seed))
-    if "knn" in sources:
-        parts.append(knn_probabilities(xs, ys, n_classes, neighbors=(sims, ids)))
-    probs = np.mean(parts, axis=0)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probe = probe_probabilities(xs, ys, n_classes, folds=folds, C=C, seed=seed) if "probe" in sources else None
+    knn = knn_probabilities(xs, ys, n_classes, neighbors=(sims, ids)) if "knn" in sources else None
+    if probe is None or knn is None:
+        probs, out.probe_weight = (knn, 0.0) if probe is None else (probe, 1.0)
+    else:
+        out.probe_weight = mixture_weight(ys, probe, knn)
+        probs = out.probe_weight * probe + (1.0 - out.probe_weight) * knn
+    probs = probs / probs.sum(axis=1, keepdims=True)
 
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
