@@ -20,11 +20,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from artenc.atomic import atomic_save_npy
+from artenc.backbones import Backbone
+from artenc.backbones.weights import fingerprint_module
 from artenc.images import decode_crop, load_image
+from artenc.layers.stages import StagedFeatures
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
-from artenc.runtime import Encoder
-from artenc.store import feature_cache_dir
+from artenc.runtime import EmbeddingModule, Encoder
+from artenc.store import ModelSignature, feature_cache_dir
 
 log = logging.getLogger(__name__)
 ViewFn = Callable[[Image.Image], np.ndarray]
@@ -70,6 +73,42 @@ class CropDataset(Dataset):
 
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class ActivationEncoder:
+    """Encoder-like (`encode`, `preprocess`, `signature`, as `cached_view_features` needs):
+    uint8 images (N, 3, S, S) -> float16-ready (N, M) rows `StagedFeatures.pack(*frozen(x))`,
+    the input of the first trainable stage of `backbone` plus the frozen statistics.
+
+    Runs torch on the CPU (no ONNX graph: the cut is inside the network). Its fingerprint covers
+    the weights of the frozen stages and the cut (`StagedFeatures.describe`), not the trainable
+    stages, so the cache stays valid while they train.
+    """
+
+    def __init__(self, backbone: Backbone, trainable: int) -> None:
+        self.backbone = backbone
+        self.module = EmbeddingModule(backbone.model, backbone.preprocess)
+        self.staged = StagedFeatures(backbone.model, trainable)
+        frozen = torch.nn.ModuleList(self.staged.frozen_modules())
+        fingerprint = f"{fingerprint_module(frozen)}-cut-{_digest(self.staged.describe())[:12]}"
+        size = backbone.preprocess.size
+        dim = int(self.encode(np.zeros((1, 3, size, size), np.uint8)).shape[1])
+        self.signature = ModelSignature(model=backbone.name, fingerprint=fingerprint,
+                                        preprocess=backbone.preprocess.to_dict(), dim=dim, weights=None)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.backbone.preprocess
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 (N, 3, S, S) -> (N, M) float32 packed activations."""
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(torch.float32) * self.module.scale + self.module.shift
+            was = self.backbone.model.training
+            self.backbone.model.eval()
+            out = self.staged.pack(*self.staged.frozen(x)).numpy()
+            self.backbone.model.train(was)
+        return out
 
 
 def cache_key(paths: Sequence[str], encoder: Encoder) -> str:
