@@ -162,10 +162,31 @@ def test_cross_entropy_classifier_is_exported_and_used(tiny_art, tmp_path, capsy
     style = doc["predictions"][0]["fields"]["style"]
     assert style["method"] == "classifier"
     assert set(style["probabilities"]) == {"s0", "s1", "s2"}
-    assert abs(sum(style["probabilities"].values()) - 1) < 1e-6
+    assert abs(sum(style["probabilities"].values()) - 1) < 1e-3  # 4 decimals each
     assert style["label"] == max(style["probabilities"], key=style["probabilities"].get)
     assert style["confidence"] == pytest.approx(max(style["probabilities"].values()), abs=1e-4)
 
     report = Collection.open(store).evaluate(["style"], k=3)
     field = report.to_dict()["fields"]["style"]
-    assert 0 <= field["classifier_accuracy"] <= 1
+    vectors, labels = Collection.open(store).store.vectors, Collection.open(store).store.items["style"]
+    predicted = np.asarray(classifier.classes)[classifier.probabilities(vectors).argmax(1)]
+    assert field["classifier_accuracy"] == pytest.approx(float((predicted == labels.to_numpy()).mean()))
+    assert cli_main(["evaluate", str(store), "--field", "style", "-k", "3", "--no-linear-probe"]) == 0
+    assert "| classifier |" in capsys.readouterr().out
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from artenc.serve.app import create_app
+    from artenc.serve.state import ServeSettings
+
+    settings = ServeSettings(thumbnail_dir=str(tmp_path / "thumbs"), allowed_hosts=("testserver",))
+    with TestClient(create_app(str(store), settings)) as client:
+        upload = client.post("/api/search", params={"k": 3},
+                             files={"file": ("q.jpg", (tiny_art / "images" / "c2_5.jpg").read_bytes(), "image/jpeg")})
+        similar = client.get("/api/items/0/similar", params={"k": 3})
+    for response in (upload, similar):
+        assert response.status_code == 200, response.text
+        served = response.json()["predicted"]["style"]
+        assert served["method"] == "classifier" and set(served["probabilities"]) == {"s0", "s1", "s2"}
+    assert upload.json()["predicted"]["style"]["probabilities"] == style["probabilities"]

@@ -111,6 +111,15 @@ class EncoderClassifier:
         return p / p.sum(axis=1, keepdims=True)
 
 
+def model_classifier(model: str | None) -> EncoderClassifier | None:
+    """The classifier of `model` (a store's model name) when it is an exported encoder file that
+    has one; None for any other model name, a missing file, or an encoder without a classifier."""
+    model = str(model or "")
+    if not model.endswith((".pt", ".pth")) or not os.path.isfile(model):
+        return None
+    return read_classifier(model)
+
+
 def read_classifier(path: str | Path) -> EncoderClassifier | None:
     """The classifier of the exported encoder at `path` (file or folder), None when it has none.
     Cached by path, size and modification time. Raises UsageError as `read_encoder`."""
