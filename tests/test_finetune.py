@@ -190,3 +190,34 @@ def test_cross_entropy_classifier_is_exported_and_used(tiny_art, tmp_path, capsy
         served = response.json()["predicted"]["style"]
         assert served["method"] == "classifier" and set(served["probabilities"]) == {"s0", "s1", "s2"}
     assert upload.json()["predicted"]["style"]["probabilities"] == style["probabilities"]
+
+
+def test_activation_cache_key_covers_the_cut_and_the_frozen_weights_only():
+    from artenc.backbones import create_backbone
+    from artenc.data.feature_cache import ActivationEncoder
+
+    backbone = create_backbone("lite0")
+    one, two = ActivationEncoder(backbone, 1, runtime="torch"), ActivationEncoder(backbone, 2, runtime="torch")
+    assert one.signature.fingerprint != two.signature.fingerprint
+    assert one.signature.dim == 320 * 7 * 7 and two.signature.dim == 192 * 7 * 7
+    with torch.no_grad():
+        backbone.model.conv_head.weight.add_(1.0)  # a trained stage changes: the cache stays valid
+    assert ActivationEncoder(backbone, 1, runtime="torch").signature.fingerprint == one.signature.fingerprint
+    with torch.no_grad():
+        backbone.model.blocks[0][0].conv_dw.weight.add_(1.0)  # a frozen weight changes: a new cache
+    assert ActivationEncoder(backbone, 1, runtime="torch").signature.fingerprint != one.signature.fingerprint
+
+
+def test_cross_entropy_loss_smooths_and_ignores_missing_labels():
+    from artenc.losses import CrossEntropyLoss
+
+    logits = torch.tensor([[[4.0, 0.0, 0.0], [3.0, 1.0, 0.0]], [[0.0, 2.0, 0.0], [0.0, 0.0, 9.0]]])
+    labels = torch.tensor([[0], [-1]])
+    expected = torch.nn.functional.cross_entropy(logits[0], torch.tensor([0, 0]))
+    torch.testing.assert_close(CrossEntropyLoss()(logits, labels), expected)
+    smoothed = CrossEntropyLoss(label_smoothing=0.2)(logits, labels)
+    assert smoothed > expected
+    assert CrossEntropyLoss()(logits, torch.tensor([[-1], [-1]])) == 0
+    for bad in ({"label_smoothing": 1.0}, {"scale": 0.0}):
+        with pytest.raises(ValueError):
+            CrossEntropyLoss(**bad)

@@ -1,4 +1,5 @@
-"""Training a contrastive head on a frozen backbone (Lightning + Hydra), from Python or the CLI.
+"""Training a contrastive head on a backbone, frozen or with its last stages trainable
+(`backbone.trainable`), with Lightning + Hydra, from Python or the CLI.
 
 `train(overrides)` composes the packaged Hydra configs, fits, validates the best checkpoint,
 exports the encoder and returns a `TrainResult`; it needs no Hydra runtime, so it works

@@ -1,7 +1,9 @@
-"""LightningModule: a frozen backbone, a trainable projection head and a contrastive loss.
+"""LightningModule: a backbone (frozen, or with its last stages trainable), a trainable
+projection head and a contrastive loss (or a classifier with cross-entropy).
 
 Batches are `(x, labels)`: x is either uint8 images (N, V, 3, H, W), which go through
-the frozen backbone, or cached backbone features (N, V, D) float. labels: (N, F) int64.
+the backbone, cached backbone features (N, V, D) float, or, when the last stages train,
+cached activations at their input (N, V, M) float. labels: (N, F) int64.
 """
 
 from __future__ import annotations
