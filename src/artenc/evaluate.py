@@ -333,6 +333,8 @@ class FieldMetrics:
         warnings: why the numbers may mislead (a set too small for k, kNN below chance).
         chance_accuracy: share of the queries whose label is the gallery's most frequent one
             (what always answering that label scores); NaN with no query.
+        classifier_accuracy: for the field of the encoder's own classifier (`loss=ce`), the
+            share of the queries whose label it predicts (`classifier_accuracies`); else None.
         scores: the per-query values behind the means (not in the JSON document).
     """
 
@@ -349,6 +351,7 @@ class FieldMetrics:
     warnings: list[str] = field(default_factory=list)
     chance_accuracy: float = float("nan")
     scores: QueryScores | None = field(default=None, repr=False)
+    classifier_accuracy: float | None = None
 
 
 def size_warnings(k: int, n_relevant: np.ndarray, n_gallery: int, knn: float, chance: float) -> list[str]:
@@ -493,6 +496,8 @@ class EvaluationReport:
                 "p_at_k_ci": _interval(m.p_at_k_ci), "map_at_k_ci": _interval(m.map_at_k_ci),
                 "knn_accuracy_ci": _interval(m.knn_accuracy_ci), "warnings": list(m.warnings),
             }
+            if m.classifier_accuracy is not None:  # only encoders trained with a classifier have one
+                doc["fields"][name]["classifier_accuracy"] = _finite(m.classifier_accuracy)
         doc["n_queries"] = self.n_queries
         doc["query_split"], doc["gallery_split"] = self.query_split, self.gallery_split
         doc["leave_one_out"] = self.leave_one_out
@@ -572,8 +577,41 @@ def evaluate_store(store, fields: Sequence[str] | None = None, **kwargs) -> Eval
                 raise ParameterError(key, f"{split!r}: no item has {split_column}={split!r} in {store.root}")
     report = evaluate_arrays(store.vectors, items, fields, **kwargs, log_warnings=False)
     report = dataclasses.replace(report, store=str(store.root), model=store.meta.get("model"))
+    report = _with_classifier_accuracy(report, store, kwargs.get("query_split"), split_column)
     _log_warnings(report)
     return report
+
+
+def classifier_accuracy(probabilities: np.ndarray, classes: Sequence[str], labels: np.ndarray) -> float:
+    """Share of rows whose most probable class is their label: probabilities (n, C), classes
+    (C,) names, labels (n,) strings (a label the classifier does not know counts as wrong);
+    NaN with no row."""
+    if len(labels) == 0:
+        return float("nan")
+    predicted = np.asarray(classes, dtype=object)[np.asarray(probabilities).argmax(axis=1)]
+    return float((predicted == np.asarray(labels, dtype=object)).mean())
+
+
+def _with_classifier_accuracy(report: EvaluationReport, store, query_split: str | None,
+                              split_column: str) -> EvaluationReport:
+    """Add the accuracy of the store encoder's classifier on the queries to its field."""
+    model = str(store.meta.get("model") or "")
+    if not model.endswith((".pt", ".pth")):
+        return report
+    from artenc.backbones.exported import model_classifier  # torch: only for exported encoders
+
+    classifier = model_classifier(model)
+    if classifier is None or classifier.field not in report.fields:
+        return report
+    items = store.items
+    rows = _has_label(items[classifier.field])
+    if query_split is not None:
+        rows &= (items[split_column].astype(str) == query_split).to_numpy()
+    labels = items[classifier.field].astype(str).to_numpy(dtype=object)[rows]
+    accuracy = classifier_accuracy(classifier.probabilities(store.vectors[rows]), classifier.classes, labels)
+    fields = dict(report.fields)
+    fields[classifier.field] = dataclasses.replace(fields[classifier.field], classifier_accuracy=accuracy)
+    return dataclasses.replace(report, fields=fields)
 
 
 @dataclass(frozen=True)

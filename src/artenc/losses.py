@@ -180,3 +180,34 @@ class MarginPairLoss(nn.Module):
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class CrossEntropyLoss(nn.Module):
+    """Cross-entropy of a linear classifier over the first label field (transfer learning).
+
+    Input: logits (N, V, C) — the LightningModule computes `scale * classifier(normalize(z))`
+    for the V views, a cosine-style classifier (Wang et al., "NormFace", ACM MM 2017) — and
+    labels (N, F) whose column 0 holds class indices (-1: missing, ignored). `label_smoothing`
+    in [0, 1) mixes the target with the uniform distribution (Szegedy et al., "Rethinking the
+    Inception Architecture", CVPR 2016). `scale` > 0 multiplies the logits of unit embeddings
+    (their dot products with the class weights are otherwise small at the start).
+    """
+
+    uses_classifier = True
+
+    def __init__(self, label_smoothing: float = 0.0, scale: float = 10.0) -> None:
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1) (typical: 0.1), got {label_smoothing}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0 (typical: 10-30), got {scale}")
+        self.label_smoothing, self.scale = float(label_smoothing), float(scale)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_z(logits, labels)
+        n, v, c = logits.shape
+        target = labels[:, 0].repeat_interleave(v)
+        if not (target >= 0).any():
+            return logits.sum() * 0.0  # no labelled row in the batch: zero loss, graph kept
+        return F.cross_entropy(logits.reshape(n * v, c), target, ignore_index=-1,
+                               label_smoothing=self.label_smoothing)

@@ -3,6 +3,9 @@
 Each query's k nearest stored works vote on every label field (missing labels do not
 vote); the winner's share of the votes is its confidence (ties: larger summed
 similarity). A query that is itself in the store is left out of its own neighbours.
+When the store's encoder was trained with a classifier (`loss=ce`), the field it classifies
+is predicted by the classifier's probabilities instead (`classifier_vote`); the kNN votes stay
+beside them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from artenc.backbones import EncoderClassifier, model_classifier
 from artenc.embedding import encode_files
 from artenc.errors import UsageError
 from artenc.labels import SPLIT_COLUMN, choose_fields
@@ -31,6 +35,25 @@ def label_fields(store: Store, fields: Sequence[str] | None, split_column: str =
     """Fields to predict: the ones asked for (checked), else every label column but the split
     (`labels.choose_fields` on the store's label columns; ParameterError / UsageError)."""
     return choose_fields(store.label_columns, fields, split_column, where=str(store.root))
+
+
+def store_classifier(store: Store) -> EncoderClassifier | None:
+    """The classifier of the encoder that made the store's vectors (an exported `encoder.pt`
+    trained with `loss=ce`), None for any other model or an encoder without one."""
+    return model_classifier(store.meta.get("model"))
+
+
+def classifier_vote(classifier: EncoderClassifier, vector: np.ndarray, votes: dict | None = None) -> dict:
+    """One field's prediction by the classifier: {"label", "confidence" (its probability, 4
+    decimals), "votes" (the kNN votes, `field_vote`'s, kept for comparison), "probabilities"
+    ({class: p}, most likely first, 4 decimals), "method": "classifier"}; `vector` (D,) unit."""
+    p = classifier.probabilities(np.asarray(vector, dtype=np.float32)[None])[0]
+    order = np.argsort(-p, kind="stable")
+    best = int(order[0])
+    return {"label": classifier.classes[best], "confidence": round(float(p[best]), 4),
+            "votes": dict((votes or {}).get("votes", {})),
+            "probabilities": {classifier.classes[i]: round(float(p[i]), 4) for i in order},
+            "method": "classifier"}
 
 
 @dataclass(frozen=True)
@@ -109,9 +132,11 @@ def predict_vectors(
     """kNN label votes for query vectors (n, dim) float32 unit rows, one `Prediction` each.
 
     `query_rows[i]`, when not None, is the store row of query i (excluded from its
-    neighbours). Raises ParameterError when k < 1.
+    neighbours). The field of the store's classifier (`store_classifier`), when asked for, is
+    predicted by its probabilities (`classifier_vote`). Raises ParameterError when k < 1.
     """
     k = check_k(k)
+    classifier = store_classifier(store)
     items = store.items
     exclude = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows], dtype=np.int64)
     sims, idx = top_k(vectors, store.vectors, k, exclude=exclude)
@@ -120,6 +145,8 @@ def predict_vectors(
         ok = irow >= 0
         neigh = items.iloc[irow[ok]]
         votes = {field: field_vote(neigh[field].tolist(), srow[ok]) for field in fields}
+        if classifier is not None and classifier.field in votes:
+            votes[classifier.field] = classifier_vote(classifier, vectors[q], votes[classifier.field])
         neighbors = [
             PredictedNeighbor(int(r), item["path"], item["relpath"], float(s),
                               {f: (None if item[f] is None or item[f] != item[f] else str(item[f])) for f in fields})

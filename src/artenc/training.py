@@ -1,4 +1,5 @@
-"""Training a contrastive head on a frozen backbone (Lightning + Hydra), from Python or the CLI.
+"""Training a contrastive head on a backbone, frozen or with its last stages trainable
+(`backbone.trainable`), with Lightning + Hydra, from Python or the CLI.
 
 `train(overrides)` composes the packaged Hydra configs, fits, validates the best checkpoint,
 exports the encoder and returns a `TrainResult`; it needs no Hydra runtime, so it works
@@ -160,19 +161,46 @@ def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
                          "inputs: leave data.augment.size=null to follow the backbone")
 
 
+FINE_TUNING_KEYS = ("trainable", "lr", "bn")
+"""Settings of the backbone group that are not arguments of its factory: the last `trainable`
+stages train (0: frozen), at learning rate `lr` (null: a tenth of the head's), with BatchNorm
+policy `bn` (frozen | train); see `artenc.layers.stages`."""
+
+
+def _fine_tuning(cfg: DictConfig) -> tuple[DictConfig, dict]:
+    """Split the backbone node into (the factory's config, the fine-tuning settings)."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg.backbone, resolve=True)
+    tuning = {key: node.pop(key, None) for key in FINE_TUNING_KEYS}
+    trainable = int(tuning["trainable"] or 0)
+    if trainable < 0:
+        raise ParameterError("backbone.trainable", f"must be >= 0 (the last stages that train; 0: frozen), got {trainable}")
+    if tuning["bn"] not in (None, "frozen", "train"):
+        raise ParameterError("backbone.bn", f"must be frozen or train, got {tuning['bn']!r}")
+    return OmegaConf.create(node), {"trainable": trainable, "backbone_lr": tuning["lr"], "bn": tuning["bn"] or "frozen"}
+
+
 def build(cfg: DictConfig):
     """(backbone, datamodule, LightningModule) from a composed config."""
-    backbone = _instantiate(cfg.backbone)
+    backbone_cfg, tuning = _fine_tuning(cfg)
+    backbone = _instantiate(backbone_cfg)
     _augment_at_backbone_size(cfg, backbone.preprocess.size)
     # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
-    datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone)
+    datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone, trainable=tuning["trainable"])
     # backbone features are unit vectors (EmbeddingModule); the head normalises too, so the
     # exported encoder (raw pooled features -> head) computes exactly what was trained
     head = _instantiate(cfg.head, in_dim=backbone.dim, normalize_input=True)
-    model = _instantiate(
-        cfg.model, backbone=EmbeddingModule(backbone.model, backbone.preprocess), head=head,
-        loss=_instantiate(cfg.loss),
-    )
+    try:
+        model = _instantiate(
+            cfg.model, backbone=EmbeddingModule(backbone.model, backbone.preprocess), head=head,
+            loss=_instantiate(cfg.loss), **tuning,
+        )
+    except Exception as exc:  # Hydra wraps the module's ValueError (e.g. too many stages)
+        cause = exc.__cause__ if isinstance(exc.__cause__, ValueError) else None
+        if cause is not None and "trainable" in str(cause):
+            raise ParameterError("backbone.trainable", str(cause)) from None
+        raise
     return backbone, datamodule, model
 
 
@@ -405,7 +433,9 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
             encoder, backbone_name=cfg.backbone.name, backbone=backbone.model, head=model.head.cpu(),
             preprocess=backbone.preprocess, features=features,
             extra={"label_fields": list(cfg.data.label_fields), "classes": datamodule.classes,
-                   "checkpoint": best or None, "val_metrics": metrics},
+                   "checkpoint": best or None, "val_metrics": metrics,
+                   "trainable_stages": int(getattr(model, "trainable", 0))},
+            classifier=model.exported_classifier(),
         )
         log.info("exported encoder: %s (a model for artenc.embed and the embed command)", encoder)
     log.info("final metrics: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from artenc.atomic import atomic_write_text
 from artenc.backbones import Backbone
 from artenc.data.augment import MultiView
-from artenc.data.feature_cache import CropDataset, ViewFn, cached_view_features
+from artenc.data.feature_cache import ActivationEncoder, CropDataset, ViewFn, cached_view_features
 from artenc.data.splits import SplitSpec
 from artenc.errors import UsageError
 from artenc.images import load_image, scan_images
@@ -124,6 +124,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         cache_views: int = 4, cache_dir: str | None = None, batch_size: int = 256, num_workers: int = 0,
         feature_batch_size: int = 64, feature_runtime: str = "auto", device: str = "auto", seed: int = 0,
         split_file: str | os.PathLike | None = None, reuse_split: bool = False,
+        trainable: int = 0,
     ) -> None:
         super().__init__()
         if mode not in ("cache", "full"):
@@ -137,6 +138,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.root, self.labels_csv = Path(root), None if labels is None else Path(labels)
         self.label_fields, self.split, self.augment = list(label_fields), split, augment
         self.backbone = backbone  # the built frozen backbone (train() passes it in)
+        self.trainable = trainable  # last stages of the backbone that train (train() passes it in)
         self.include = {k: [str(v) for v in vs] for k, vs in (include or {}).items()}
         self.mode, self.views, self.cache_views, self.cache_dir = mode, views, cache_views, cache_dir
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -181,9 +183,17 @@ class ContrastiveDataModule(L.LightningDataModule):
         """The backbone as an Encoder (ONNX Runtime on CPU), built once."""
         if self.backbone is None:
             raise ValueError("the DataModule needs the built backbone: ContrastiveDataModule(..., backbone=...)")
+        if self._feature_encoder is None and self.trainable:
+            self._feature_encoder = self._activation_encoder()
         if self._feature_encoder is None:
             self._feature_encoder = encoder_from_backbone(self.backbone, device=self.device, runtime=self.feature_runtime)
         return self._feature_encoder
+
+    def _activation_encoder(self) -> ActivationEncoder:
+        """With the last `trainable` stages training, the cache holds the input of the first
+        of them (plus the frozen statistics), computed by torch (`ActivationEncoder`)."""
+        log.info("feature cache: activations at the input of the last %d backbone stage(s)", self.trainable)
+        return ActivationEncoder(self.backbone, self.trainable)
 
     def _features(self, paths: Sequence[str]) -> np.ndarray:
         return cached_view_features(paths, self._encoder(), self.augment, self.cache_views, self.cache_dir,
@@ -192,7 +202,7 @@ class ContrastiveDataModule(L.LightningDataModule):
     # ----- Lightning hooks -------------------------------------------------------------
     def prepare_data(self) -> None:
         """Fill the feature cache once (rank 0 of each node) in cache mode."""
-        if self.mode == "cache":
+        if self.mode == "cache" and self.train_set is None:  # validate() after fit: already loaded
             with preserved_rng():
                 self._features(list(self.read_table()["path"]))
 

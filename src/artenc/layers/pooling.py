@@ -109,6 +109,7 @@ class LayerStatistics(FeatureWrapper):
             modules[name].register_forward_hook(_keep_output)
         with torch.no_grad():
             channels = {n: m.shape[1] for n, m in self._run(torch.zeros(1, 3, 64, 64)).items()}
+        self.channels = channels
         uppers = []
         for name in self.covariance_layers:
             rows, cols = torch.triu_indices(channels[name], channels[name])
@@ -131,14 +132,36 @@ class LayerStatistics(FeatureWrapper):
     def config(self) -> dict:
         return {"kind": "layer_stats", "layers": self.layers, "covariance_layers": self.covariance_layers}
 
+    def statistic_keys(self) -> list[tuple[str, str]]:
+        """The statistics in output order: ("mean" | "std" | "cov", layer name)."""
+        keys = [(kind, name) for name in self.layers for kind in ("mean", "std")]
+        return keys + [("cov", name) for name in self.covariance_layers]
+
+    def statistic_widths(self, layers: list[str]) -> list[tuple[tuple[str, str], int]]:
+        """(key, width) of the statistics of `layers`, in output order."""
+        out = []
+        for kind, name in self.statistic_keys():
+            if name in layers:
+                c = self.channels[name]
+                out.append(((kind, name), c * (c + 1) // 2 if kind == "cov" else c))
+        return out
+
+    def statistics(self, maps: dict[str, torch.Tensor]) -> list[tuple[tuple[str, str], torch.Tensor]]:
+        """The unit-vector statistics (N, width) of the layer outputs in `maps`, in output order."""
+        out = []
+        for kind, name in self.statistic_keys():
+            if name not in maps:
+                continue
+            if kind == "cov":
+                part = channel_covariance(maps[name], getattr(self, f"upper_{self.covariance_layers.index(name)}"))
+            else:
+                flat = maps[name].flatten(2)
+                part = flat.mean(2) if kind == "mean" else flat.std(2)
+            out.append(((kind, name), F.normalize(part, dim=1)))
+        return out
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self._run(x)
-        parts = []
-        for name in self.layers:
-            flat = maps[name].flatten(2)
-            parts += [flat.mean(2), flat.std(2)]
-        parts += [channel_covariance(maps[n], getattr(self, f"upper_{i}")) for i, n in enumerate(self.covariance_layers)]
-        return torch.cat([F.normalize(p, dim=1) for p in parts], 1)
+        return torch.cat([p for _, p in self.statistics(self._run(x))], 1)
 
 
 def wrap_features(model: nn.Module, config: dict) -> FeatureWrapper:

@@ -1,7 +1,9 @@
-"""LightningModule: a frozen backbone, a trainable projection head and a contrastive loss.
+"""LightningModule: a backbone (frozen, or with its last stages trainable), a trainable
+projection head and a contrastive loss (or a classifier with cross-entropy).
 
 Batches are `(x, labels)`: x is either uint8 images (N, V, 3, H, W), which go through
-the frozen backbone, or cached backbone features (N, V, D) float. labels: (N, F) int64.
+the backbone, cached backbone features (N, V, D) float, or, when the last stages train,
+cached activations at their input (N, V, M) float. labels: (N, F) int64.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from torch import nn
 from artenc.evaluate import retrieval_metrics
 from artenc.models.checkpointing import frozen_reference, trainable_state_dict, with_frozen_weights
 from artenc.models.schedules import warmup_cosine
+
+from artenc.layers.stages import BatchNormPolicy, PartlyTrainableBackbone
 
 __all__ = ["ContrastiveModule", "FrozenBackbone", "warmup_cosine"]
 
@@ -59,17 +63,37 @@ class ContrastiveModule(L.LightningModule):
     Checkpoints hold the trainable weights only (`models.checkpointing.trainable_state_dict`)
     and a reference to the frozen backbone (`backbone_reference`, under "artenc_frozen"); the
     frozen weights are taken from the module on loading (`load_state_dict`).
+
+    Fine-tuning: `trainable` > 0 trains the last `trainable` stages of the backbone too
+    (`artenc.layers.stages.PartlyTrainableBackbone`, BatchNorm policy `bn`), with learning rate
+    `backbone_lr` (None: a tenth of the optimizer's); batches then hold uint8 images or cached
+    packed activations (N, V, M) (`artenc.data.feature_cache.ActivationEncoder`).
+
+    Classifier: a loss with `uses_classifier` (`artenc.losses.CrossEntropyLoss`) gets logits
+    `scale * classifier(normalize(head(x)))` of a linear layer over the classes of the first label
+    field, built in `setup` from the datamodule's `classes`; validation adds
+    `val/classifier_accuracy`.
     """
 
     def __init__(
         self, backbone: nn.Module, head: nn.Module, loss: nn.Module, optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None, label_fields: Sequence[str] = ("label",), k: int = 10,
-        feature_noise: float = 0.0,
+        feature_noise: float = 0.0, trainable: int = 0, backbone_lr: float | None = None,
+        bn: BatchNormPolicy = "frozen",
     ) -> None:
         super().__init__()
         if feature_noise < 0:
             raise ValueError(f"feature_noise must be >= 0, got {feature_noise}")
-        self.backbone = backbone if isinstance(backbone, FrozenBackbone) else FrozenBackbone(backbone)
+        if trainable < 0:
+            raise ValueError(f"trainable must be >= 0 (0: frozen backbone), got {trainable}")
+        self.trainable, self.backbone_lr = trainable, backbone_lr
+        if trainable:
+            self.backbone = PartlyTrainableBackbone(backbone, trainable, bn)
+        else:
+            self.backbone = backbone if isinstance(backbone, FrozenBackbone) else FrozenBackbone(backbone)
+        self.classifier: nn.Linear | None = None
+        self.classes: list[str] = []
+        self._val_logits: list[torch.Tensor] = []
         self.head, self.loss = head, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_fields, self.k, self.feature_noise = list(label_fields), k, feature_noise
@@ -82,8 +106,9 @@ class ContrastiveModule(L.LightningModule):
         self.save_hyperparameters({"label_fields": self.label_fields, "k": k, "feature_noise": feature_noise})
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, V, 3, H, W) uint8 images or (N, V, D) features -> (N, V, D) backbone features."""
-        if x.dtype == torch.uint8:
+        """(N, V, 3, H, W) uint8 images, (N, V, D) cached features or, when stages train,
+        (N, V, M) cached activations -> (N, V, D) backbone features."""
+        if x.dtype == torch.uint8 or self.trainable:
             n, v = x.shape[:2]
             return self.backbone(x.flatten(0, 1)).reshape(n, v, -1)
         return x
@@ -97,20 +122,25 @@ class ContrastiveModule(L.LightningModule):
         feats = self.features(x)
         if self.feature_noise:
             feats = F.normalize(feats, dim=-1) + self.feature_noise * torch.randn_like(feats)
-        loss = self.loss(self.head(feats), labels)
+        z = self.head(feats)
+        loss = self.loss(self.logits(z) if self.classifier is not None else z, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, labels = batch
-        self._val_z.append(self(x)[:, 0].float())
+        z = self(x)[:, 0].float()
+        self._val_z.append(z)
         self._val_y.append(labels)
+        if self.classifier is not None:
+            self._val_logits.append(self.logits(z))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_z:
             return
         z, y = torch.cat(self._val_z), torch.cat(self._val_y)
         self._val_z, self._val_y = [], []
+        self._log_classifier_accuracy(y)
         if self.trainer.world_size > 1:
             z, y = self.all_gather(z).flatten(0, 1), self.all_gather(y).flatten(0, 1)
         z_np, y_np = z.cpu().numpy(), y.cpu().numpy()
@@ -142,17 +172,81 @@ class ContrastiveModule(L.LightningModule):
         for name, values in sums.items():
             self.log(f"val/{name}", float(np.mean(values)), prog_bar=name == "p_at_k", rank_zero_only=True)
 
+    # ----- classifier (loss=ce) --------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Build the classifier over the first label field's classes when the loss uses one."""
+        if not getattr(self.loss, "uses_classifier", False) or self.classifier is not None:
+            return
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        classes = getattr(datamodule, "classes", {}).get(self.label_fields[0])
+        if not classes:
+            raise ValueError(f"the classifier needs the classes of {self.label_fields[0]!r} from the datamodule")
+        self.build_classifier(classes)
+
+    def build_classifier(self, classes: Sequence[str]) -> None:
+        """A linear layer from the unit-norm embedding to one logit per class."""
+        self.classes = [str(c) for c in classes]
+        self.classifier = nn.Linear(int(self.head.out_dim), len(self.classes))
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., D') head outputs -> (..., C) logits, `loss.scale * classifier(normalize(z))`."""
+        return self.classifier(F.normalize(z, dim=-1)) * float(self.loss.scale)
+
+    def exported_classifier(self) -> dict | None:
+        """The classifier for export: field, classes, and the weight (C, D') / bias (C,) with the
+        loss's scale folded in, so probabilities are softmax(unit embedding @ weight.T + bias)."""
+        if self.classifier is None:
+            return None
+        scale = float(self.loss.scale)
+        return {"field": self.label_fields[0], "classes": list(self.classes),
+                "weight": (self.classifier.weight.detach().cpu() * scale).contiguous(),
+                "bias": (self.classifier.bias.detach().cpu() * scale).contiguous()}
+
+    def _log_classifier_accuracy(self, y: torch.Tensor) -> None:
+        if not self._val_logits:
+            return
+        logits, self._val_logits = torch.cat(self._val_logits), []
+        if self.trainer.world_size > 1:
+            logits = self.all_gather(logits).flatten(0, 1)
+            y = self.all_gather(y).flatten(0, 1)
+        known = y[:, 0] >= 0
+        if known.any():
+            accuracy = (logits.argmax(1)[known] == y[known, 0]).float().mean()
+            self.log("val/classifier_accuracy", float(accuracy), rank_zero_only=True)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        classes = checkpoint.get("artenc_classes")
+        if classes and self.classifier is None:
+            self.build_classifier(classes)
+
+    # ----- optimisation ------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups: the head (and classifier) at the optimizer's
+        learning rate; the trainable backbone stages at `backbone_lr` (None: a tenth of it)."""
+        own = [p for p in self.head.parameters() if p.requires_grad]
+        if self.classifier is not None:
+            own += list(self.classifier.parameters())
+        groups = [{"params": own}]
+        if self.trainable:
+            lr = self.backbone_lr
+            if lr is None:
+                lr = 0.1 * float(getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3))
+            groups.append({"params": self.backbone.trainable_parameters(), "lr": float(lr)})
+        return groups
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=[p for p in self.head.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory(params=self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only the trainable weights, plus what the frozen ones are."""
+        """Keep only the trainable weights, plus what the frozen ones are, and the classifier's
+        class names (`on_load_checkpoint` rebuilds the classifier from them)."""
         checkpoint["state_dict"] = trainable_state_dict(self, checkpoint["state_dict"])
         checkpoint["artenc_frozen"] = frozen_reference(self, self.backbone_reference)
+        checkpoint["artenc_classes"] = list(self.classes)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: FBT001, FBT002
         """`nn.Module.load_state_dict` accepting a checkpoint without the frozen weights

@@ -35,9 +35,12 @@ def evaluation_table(reports: Sequence[dict], k: int, comparisons: Sequence[dict
     P@k, mAP@k and kNN accuracy are followed by their 95 % bootstrap interval when the report
     has one (`0.474 [0.45, 0.50]`). `comparisons` (`FieldComparison.to_dict()` of
     `compare_reports`) mark with `*` the values that differ significantly from the first
-    store's, explained in a line under the table.
+    store's, explained in a line under the table. A "classifier" column (the accuracy of the
+    encoder's own classifier, `loss=ce`) follows the linear probe when a report has one.
     """
-    head = f"| store | model | field | P@{k} | mAP@{k} | R@{k} | kNN acc | linear probe | queries |"
+    with_classifier = any("classifier_accuracy" in m for r in reports for m in r["fields"].values())
+    extra = " classifier |" if with_classifier else ""
+    head = f"| store | model | field | P@{k} | mAP@{k} | R@{k} | kNN acc | linear probe |{extra} queries |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     marked = False
     for i, r in enumerate(reports):
@@ -51,7 +54,8 @@ def evaluation_table(reports: Sequence[dict], k: int, comparisons: Sequence[dict
             lines.append(
                 f"| {r['store']} | {r.get('model')} | {field} | {cell('p_at_k')} | {cell('map_at_k')} | "
                 f"{_fmt(m['r_at_k'])} | {cell('knn_accuracy')} | {_fmt(m['linear_probe_accuracy'])} | "
-                f"{m['n_queries']} |"
+                + (f"{_fmt(m.get('classifier_accuracy'))} | " if with_classifier else "")
+                + f"{m['n_queries']} |"
             )
     if marked:
         lines += ["", f"{SIGNIFICANT_MARK} differs from the first store (paired bootstrap over the shared queries, "

@@ -65,6 +65,14 @@ class QueryEngine:
     def _upload(self, data: bytes, name: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._search(self.encoder.encode(self.pixels(data, name)[None]), k)
 
+    def _encode(self, data: bytes, name: str) -> np.ndarray:
+        return self.encoder.encode(self.pixels(data, name)[None])[0]
+
+    def encode(self, data: bytes, name: str) -> Future:
+        """A future of the uploaded image's embedding (dim,) float32 unit vector (ImageLoadError
+        when it is not usable); `vector` / `vector_within` then search with it."""
+        return self._pool.submit(self._encode, data, name)
+
     def upload(self, data: bytes, name: str, k: int) -> Future:
         """Nearest works to an uploaded image file (ImageLoadError when it is not usable)."""
         return self._pool.submit(self._upload, data, name, k)

@@ -33,8 +33,12 @@ class Neighbor(Item):
 
 class Prediction(BaseModel):
     label: Any
-    confidence: float = Field(description="share of the neighbours' votes")
+    confidence: float = Field(description="share of the neighbours' votes, or the classifier's probability")
     votes: dict[str, int]
+    probabilities: dict[str, float] | None = Field(
+        None, description="encoders trained with a classifier (loss=ce): its probability of each class, "
+                          "which then picks the label (absent otherwise)")
+    method: str | None = Field(None, description="'classifier' when the classifier predicted (absent: kNN vote)")
 
 
 class SearchResult(BaseModel):

@@ -28,6 +28,7 @@ from artenc.errors import ParameterError
 from artenc.index import VectorIndex, index_for_store
 from artenc.labels import label_fields
 from artenc.neighbors import labels_of
+from artenc.predict import classifier_vote, store_classifier
 from artenc.runtime import Encoder, encoder_for_store
 from artenc.serve.collection import (
     Background,
@@ -122,6 +123,7 @@ class ServeState:
         self.label_columns = list(store.label_columns)
         self.labels = labels_of(store, np.arange(self.count))
         self.predicted_fields = predicted_fields(store)
+        self.classifier = store_classifier(store)  # loss=ce encoders: its probabilities predict its field
         self.encoder = encoder or query_encoder(store.meta, settings.threads)
         self.index = index or index_for_store(store)
         self.collection = Collection(store, encoder=self.encoder, index=self.index)
@@ -151,15 +153,19 @@ class ServeState:
     def has_item(self, item_id: int) -> bool:
         return 0 <= item_id < self.count
 
-    def predict(self, ids: np.ndarray, sims: np.ndarray) -> dict[str, dict]:
+    def predict(self, ids: np.ndarray, sims: np.ndarray, vector: np.ndarray | None = None) -> dict[str, dict]:
         """Per label field: the neighbours' majority label, its share of votes, all votes.
 
         Same vote as `artenc predict` (`vote.field_vote`), on the neighbours already
-        found, so a request searches once. Fields without any vote are left out.
+        found, so a request searches once. Fields without any vote are left out. With the
+        query `vector` (D,) and an encoder that has a classifier, its field is predicted by the
+        classifier's probabilities (`predict.classifier_vote`), as `artenc predict` does.
         """
         out = {}
         for field in self.predicted_fields:
             vote = field_vote([self.labels[i][field] for i in ids], sims)
+            if self.classifier is not None and vector is not None and field == self.classifier.field:
+                vote = classifier_vote(self.classifier, vector, vote)
             if vote["label"] is not None:
                 out[field] = vote
         return out

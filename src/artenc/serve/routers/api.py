@@ -41,11 +41,11 @@ def item_view(state: ServeState, request: Request, i: int, **extra: float) -> di
 
 
 def _result(state: ServeState, request: Request, sims: np.ndarray, ids: np.ndarray, t0: float,
-            radius: float | None = None, within: int | None = None) -> dict:
+            radius: float | None = None, within: int | None = None, vector: np.ndarray | None = None) -> dict:
     keep = ids >= 0
     ids, sims = ids[keep], sims[keep]
     neighbors = [item_view(state, request, i, similarity=round(float(s), 6)) for i, s in zip(ids, sims, strict=True)]
-    doc = {"neighbors": neighbors, "predicted": state.predict(ids, sims),
+    doc = {"neighbors": neighbors, "predicted": state.predict(ids, sims, vector),
            "seconds": round(time.perf_counter() - t0, 4)}
     if radius is not None:
         doc.update(radius=radius, within=int(within))
@@ -77,14 +77,15 @@ async def search(
     data = await file.read()
     name, within = file.filename or "upload", None
     try:
-        if radius is None:
-            sims, ids = await asyncio.wrap_future(state.engine.upload(data, name, k))
-        else:
-            sims, ids, within = await asyncio.wrap_future(state.engine.upload_within(data, name, radius, k))
+        vector = await asyncio.wrap_future(state.engine.encode(data, name))
     except ImageLoadError as exc:  # the input's fault: 415 not an image, 422 a damaged or oversized one
         status = 415 if isinstance(exc, NotAnImageError) else 422
         raise HTTPException(status, f"cannot use this file as a query: {exc}") from None
-    return _result(state, request, sims, ids, t0, radius, within)
+    if radius is None:
+        sims, ids = await asyncio.wrap_future(state.engine.vector(vector, k))
+    else:
+        sims, ids, within = await asyncio.wrap_future(state.engine.vector_within(vector, radius, k))
+    return _result(state, request, sims, ids, t0, radius, within, vector)
 
 
 @router.get("/items/{item_id}", response_model=schemas.Item, summary="One work of the store")
@@ -100,10 +101,10 @@ async def similar_to_item(state: State, request: Request, item_id: ItemId, k: Ne
     if radius is not None:
         sims, ids, within = await asyncio.wrap_future(
             state.engine.vector_within(state.index.vectors[item_id], radius, k, exclude=item_id))
-        return _result(state, request, sims, ids, t0, radius, within)
+        return _result(state, request, sims, ids, t0, radius, within, state.index.vectors[item_id])
     sims, ids = await asyncio.wrap_future(state.engine.vector(state.index.vectors[item_id], k + 1))
     others = ids != item_id
-    return _result(state, request, sims[others][:k], ids[others][:k], t0)
+    return _result(state, request, sims[others][:k], ids[others][:k], t0, vector=state.index.vectors[item_id])
 
 
 @router.get("/thumbnail/{item_id}", response_class=FileResponse, summary="JPEG thumbnail of a work",
