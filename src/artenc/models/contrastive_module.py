@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from artenc.evaluate import retrieval_metrics
+from artenc.layers.stages import BatchNormPolicy, PartlyTrainableBackbone
 from artenc.models.checkpointing import frozen_reference, trainable_state_dict, with_frozen_weights
 from artenc.models.schedules import warmup_cosine
-
-from artenc.layers.stages import BatchNormPolicy, PartlyTrainableBackbone
 
 __all__ = ["ContrastiveModule", "FrozenBackbone", "warmup_cosine"]
 
