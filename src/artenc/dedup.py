@@ -7,7 +7,8 @@ Pipeline (`find_duplicates`):
    (at most ~256 MB of scores at a time); above that exact products within spherical
    k-means cells (`_cell_pairs`: each vector listed in its 2 nearest of sqrt(2n) cells; a
    pair whose works share no cell can be missed); above AUTO_HNSW_MAX works, or when the
-   store has a saved ``ivfpq`` index (`uses_index`), through that index, block by block
+   store has a saved ``ivfpq`` index and at least IVF_PQ_MIN_ROWS works (`uses_index`;
+   smaller stores are searched exactly whatever index is saved), through that index, block by block
    from the store without loading every vector (`artenc.index.index_pairs`: PQ range search
    with a measured margin, then exact cosines). With verification, each work's top_m
    nearest neighbours with cosine >= floor are candidates too (`artenc.defaults`:
@@ -63,6 +64,7 @@ from artenc.errors import ParameterError, UsageError
 from artenc.index import (
     AUTO_EXACT_MAX,
     AUTO_HNSW_MAX,
+    IVF_PQ_MIN_ROWS,
     index_for_store,
     index_pairs,
     load_faiss,
@@ -182,9 +184,12 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
 def uses_index(store: Store) -> bool:
     """Whether `find_duplicates` (without top-m candidates, `exact` None) finds its range
     pairs through an ``ivfpq`` index (`artenc.index.index_pairs`: blocks of rows against the
-    index, exact re-scoring, memory bounded by blocks): above AUTO_HNSW_MAX works, or when the
-    store has a saved ``ivfpq`` index."""
-    return len(store) > AUTO_HNSW_MAX or saved_kind(store) == "ivfpq"
+    index, exact re-scoring, memory bounded by blocks; approximate): above AUTO_HNSW_MAX works,
+    or when the store has a saved ``ivfpq`` index and at least IVF_PQ_MIN_ROWS works. A smaller
+    store is searched exactly (`candidate_pairs`) even with a saved ``ivfpq`` index, so saving
+    one never makes a small store miss pairs (newcomer report B4)."""
+    n = len(store)
+    return n > AUTO_HNSW_MAX or (n >= IVF_PQ_MIN_ROWS and saved_kind(store) == "ivfpq")
 
 
 def identical_pairs(sha256: Sequence[str | None] | np.ndarray, max_pairs: int | None = MAX_PAIRS) -> Pairs:
@@ -545,6 +550,8 @@ def find_duplicates(
     if floor is None:
         floor = DUPLICATE_FLOOR
     if exact is None and top_m == 0 and uses_index(store):
+        log.info("candidate pairs through the saved ivfpq index (approximate: a pair can be missed; "
+                 "exact=True searches every pair)")
         pairs = index_pairs(index_for_store(store, "ivfpq"), threshold, max_pairs=MAX_PAIRS)
     else:
         pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)

@@ -68,6 +68,7 @@ from artenc.search import (
     top_k,
     top_k_of_candidates,
 )
+from artenc.store import INDEX_META_FILE
 
 if TYPE_CHECKING:
     from artenc.store import Store
@@ -81,6 +82,8 @@ SEARCH_BLOCK = 4096
 HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> recall@10 0.948/0.974/0.988/0.998
 IVF_BLOCK = 16_384  # rows added (or range-searched) per block: ~4 x 84 MB of FAISS buffers at dim 1280
 IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per cell
+IVF_PQ_MIN_ROWS = 256 * IVF_TRAIN_PER_LIST  # 8-bit PQ codebooks need this many training points;
+# below it an ``ivfpq`` index stores exact (flat) codes and `dedup.uses_index` searches exactly
 IVF_NITER = 10  # k-means iterations of the cells and of the PQ codebooks (FAISS default 25)
 IVF_NPROBE = 16
 IVF_RERANK = 1024  # candidates re-scored exactly per query (1M x 1280 clustered: recall@10 >= 0.95)
@@ -114,20 +117,38 @@ def choose_kind(kind: str, n: int) -> str:
 
 def ivf_params(n: int, dim: int) -> dict:
     """FAISS's documented IVF-PQ rules for n vectors of `dim`: nlist ~ sqrt(n) cells (at
-    least IVF_TRAIN_PER_LIST vectors each), m sub-quantisers of 16 dims (8 below dim 256;
-    m divides dim), 8-bit codes (fewer for tiny n: 2^nbits <= n / 40), a training sample of
-    IVF_TRAIN_PER_LIST points per cell and per code, nprobe and the exact re-ranking depth.
+    least IVF_TRAIN_PER_LIST vectors each), `pq_m(dim)` sub-quantisers, always 8-bit codes
+    (fewer bits made the PQ ranking too coarse to find every pair, newcomer report B4), a
+    training sample of IVF_TRAIN_PER_LIST points per cell and per code, nprobe and the exact
+    re-ranking depth. Below IVF_PQ_MIN_ROWS vectors (too few to train 256 codes per
+    sub-quantiser) ``codes`` is "flat": the cells hold the exact vectors (``IVF{nlist},Flat``),
+    n*dim*4 bytes, at most ~52 MB at dim 1280; `refresh_index` rebuilds with PQ codes once the
+    store has grown past it.
 
     Returns:
-        {"nlist", "m", "nbits", "train", "nprobe", "rerank"} (ints).
+        {"nlist", "m", "nbits", "train", "nprobe", "rerank"} (ints) and "codes" ("pq" or "flat").
     """
     nlist = int(max(1, min(round(np.sqrt(n)), n // IVF_TRAIN_PER_LIST)))
-    sub = 16 if dim >= 256 else 8
-    m = next(m for m in range(max(1, dim // sub), 0, -1) if dim % m == 0)
-    nbits = 8 if n >= 256 * IVF_TRAIN_PER_LIST else max(1, min(8, int(np.log2(max(n // IVF_TRAIN_PER_LIST, 2)))))
-    train = int(min(n, IVF_TRAIN_PER_LIST * max(nlist, 2 ** nbits)))
-    return {"nlist": nlist, "m": m, "nbits": nbits, "train": train, "nprobe": min(nlist, IVF_NPROBE),
-            "rerank": IVF_RERANK}
+    codes = "pq" if n >= IVF_PQ_MIN_ROWS else "flat"
+    nbits = 8
+    train = int(min(n, IVF_TRAIN_PER_LIST * max(nlist, 2 ** nbits if codes == "pq" else 1)))
+    return {"nlist": nlist, "m": pq_m(dim), "nbits": nbits, "train": train, "nprobe": min(nlist, IVF_NPROBE),
+            "rerank": IVF_RERANK, "codes": codes}
+
+
+def pq_m(dim: int) -> int:
+    """The number of PQ sub-quantisers for `dim`-d vectors: the divisor of `dim` nearest (by
+    ratio) to dim/16 (dim/8 below dim 256), i.e. about dim/16 bytes per vector with 8-bit codes
+    (FAISS needs m to divide dim); on a tie the larger (more bytes, better recall). A dim with
+    few divisors gets the nearest one rather than a tiny m: 32,492 = 4 x 8123 gets 8123 (4
+    dims per code, dim/4 bytes, still 16x smaller than float32), not 4 (8123 dims per code,
+    useless). The simpler-looking alternatives were rejected: an OPQ or PCA to a multiple of 16
+    ("OPQ{m}_{d'},IVF..,PQ{m}") trains a dim x d' matrix (4.2 GB at 32,492-d), and padding
+    would change every vector the index is given.
+    """
+    target = dim / (16 if dim >= 256 else 8)
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    return min(divisors, key=lambda m: (abs(np.log(m / max(target, 1.0))), -m))
 
 
 def store_rows(store: Store) -> np.ndarray:
@@ -241,11 +262,13 @@ class VectorIndex:
 
 
 def _ivf_index(faiss, dim: int, params: dict):
-    index = faiss.index_factory(dim, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}np",
-                                faiss.METRIC_INNER_PRODUCT)
+    flat = params.get("codes") == "flat"
+    codes = "Flat" if flat else f"PQ{params['m']}x{params['nbits']}np"
+    index = faiss.index_factory(dim, f"IVF{params['nlist']},{codes}", faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = IVF_NITER
-    index.pq.cp.niter = IVF_NITER
+    if not flat:
+        index.pq.cp.niter = IVF_NITER
     ivf.nprobe = params["nprobe"]
     return index
 
@@ -277,7 +300,8 @@ def build_ivfpq(source, *, ids: np.ndarray | None = None, seed: int = 0, params:
 
     Memory: the training sample (params["train"] x dim float32: 40k x 1280 = 205 MB at 1M),
     one block of IVF_BLOCK vectors at a time, and the codes (n x (m + 8) bytes).
-    Source: FAISS ``index_factory`` ("IVF{nlist},PQ{m}x{nbits}", inner product) and the
+    Source: FAISS ``index_factory`` ("IVF{nlist},PQ{m}x{nbits}" or, below IVF_PQ_MIN_ROWS
+    vectors, "IVF{nlist},Flat"; inner product) and the
     FAISS wiki's guidelines for nlist, training size and PQ codes.
     """
     faiss = load_faiss()
@@ -384,13 +408,14 @@ def update_index(store: Store, vindex: VectorIndex) -> int:
     vindex.source, vindex._vectors, vindex.segments, vindex.revision = store, None, segments, store.revision
     masked = int(vindex.index.ntotal) - len(phys)
     if masked:
-        log.info("ivfpq index: %d superseded or removed rows masked (rebuild to drop them)", masked)
+        log.info("ivfpq index: %d superseded or removed rows masked (they go away when the store is "
+                 "compacted and the index rebuilt)", masked)
     return len(new)
 
 
 def index_paths(store: Store) -> tuple[Path, Path]:
     """The saved index of `store`: (`store.index_dir`/faiss.index, `store.index_dir`/index.json)."""
-    return store.index_dir / "faiss.index", store.index_dir / "index.json"
+    return store.index_dir / "faiss.index", store.index_dir / INDEX_META_FILE
 
 
 def save_index(store: Store, vindex: VectorIndex) -> Path:
@@ -470,7 +495,9 @@ def load_index(store: Store, *, mmap: bool = True) -> VectorIndex | None:
 def refresh_index(store: Store, kind: str = "auto", *, seed: int = 0) -> VectorIndex:
     """What `artenc index` saves: the saved ``ivfpq`` index extended with the store's new
     rows when `kind` is "auto" or "ivfpq" and it can be (no rebuild), else a new index
-    (`build_store_index`; "auto" over a saved ``ivfpq`` index rebuilds an ``ivfpq`` one)."""
+    (`build_store_index`; "auto" over a saved ``ivfpq`` index rebuilds an ``ivfpq`` one). A
+    saved index with flat codes (`ivf_params`) is rebuilt with PQ codes once the store holds
+    IVF_PQ_MIN_ROWS vectors or more."""
     if kind in ("auto", "ivfpq") and saved_kind(store) == "ivfpq":
         kind = "ivfpq"  # a rebuild keeps the kind
         try:
@@ -478,7 +505,9 @@ def refresh_index(store: Store, kind: str = "auto", *, seed: int = 0) -> VectorI
         except StaleIndexError as exc:
             log.info("%s; rebuilding", exc)
         else:
-            if saved is not None and saved.row_of_id is not None:
+            flat_outgrown = saved is not None and saved.params.get("codes") == "flat" \
+                and len(store) >= IVF_PQ_MIN_ROWS
+            if saved is not None and saved.row_of_id is not None and not flat_outgrown:
                 return saved
     return build_store_index(store, kind, seed=seed)
 

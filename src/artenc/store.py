@@ -125,6 +125,7 @@ BLOCK_ROWS = 65536  # default rows per block of `Store.vector_blocks`
 # COMPACT_MAX_SEGMENTS; otherwise a run leaves the committed segments alone
 COMPACT_DEAD_FRACTION = 0.25
 COMPACT_MAX_SEGMENTS = 32
+INDEX_META_FILE = "index.json"  # in `Store.index_dir`: the saved index's kind, parameters and coverage
 COMPACT_SMALL_ROWS = 10_000  # a store with at most this many rows is always kept in one segment (cheap)
 
 
@@ -828,21 +829,42 @@ class Store:
         more than `max_segments` segments, the newest run of small ones (going back from the
         newest, a segment joins while it holds at most twice the rows gathered so far), so each
         row is rewritten O(log n) times over a store's life and a big segment is left alone.
+
+        A saved ``ivfpq`` index covering the oldest segments (`indexed_segments`) grows with
+        new segments only while those stay (`artenc.index.update_index`), so then the
+        `small_rows` rule is skipped and the newest run never reaches a covered segment: only
+        more than `dead_fraction` dead rows rewrite them (and the index is rebuilt).
         """
         lay = self._layout
         ids = list(lay.segments)
         if len(ids) <= 1:
             return []
         total = int(lay.seg_rows.sum())
-        if total <= small_rows or total - len(lay.live_seq) > dead_fraction * total:
+        covered = len(self.indexed_segments())
+        if total - len(lay.live_seq) > dead_fraction * total or (total <= small_rows and not covered):
             return ids
         if len(ids) <= max_segments:
             return []
         gathered, start = int(lay.seg_rows[-1]), len(ids) - 1
-        while start > 0 and lay.seg_rows[start - 1] <= 2 * max(gathered, 1):
+        while start > max(covered, 0) and lay.seg_rows[start - 1] <= 2 * max(gathered, 1):
             start -= 1
             gathered += int(lay.seg_rows[start])
+        if covered:
+            return ids[start:] if len(ids) - start >= 2 else []
         return ids[start:] if len(ids) - start >= 2 else ids
+
+    def indexed_segments(self) -> list[int]:
+        """The segments a saved ``ivfpq`` index covers (its ``index.json`` in `index_dir`, written
+        by `artenc.index.save_index`) when they are still the store's oldest segments; [] when
+        there is no such index."""
+        try:
+            meta = json.loads((self.index_dir / INDEX_META_FILE).read_text())
+        except (OSError, ValueError):
+            return []
+        segments = meta.get("segments") if isinstance(meta, dict) and meta.get("kind") == "ivfpq" else None
+        if not isinstance(segments, list) or not segments:
+            return []
+        return segments if self.segment_ids()[:len(segments)] == segments else []
 
     @_locked
     def compact_if_worth_it(self, **bounds) -> list[int]:
