@@ -11,7 +11,8 @@ Kinds (the `kind` argument):
 - ``hnsw``: HNSW graph, M=16, efConstruction=64, efSearch=32 (recall@10 0.988 on
   100k clustered 1280-d vectors, ~40x sklearn's brute force; efSearch 64: 0.998, ~25x), memory ~n*(dim*4 + 128) bytes.
 - ``ivfpq``: the index for millions of works. IVF (nlist ~ sqrt(n) coarse cells) + product
-  quantiser (`ivf_params`: dim/16 bytes per vector at dim >= 256), built within a memory
+  quantiser (`ivf_params`: 8-bit codes, about dim/16 bytes per vector at dim >= 256, `pq_m`;
+  exact flat codes below IVF_PQ_MIN_ROWS vectors), built within a memory
   budget: trained on a sample (`vectors_at`), vectors added block by block (`vector_blocks`),
   never the whole matrix in memory. A query scans nprobe cells with PQ estimates, then the
   top `rerank` candidates are re-scored exactly from the (memory-mapped) stored vectors
