@@ -28,6 +28,7 @@ from artenc.backbones import save_encoder
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 from artenc.labels import read_labels_table
 from artenc.layers import FeatureWrapper
+from artenc.models.logged_metrics import logged_metrics
 from artenc.runtime import EmbeddingModule
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def build(cfg: DictConfig):
     except Exception as exc:  # Hydra wraps the module's ValueError (e.g. too many stages)
         cause = exc.__cause__ if isinstance(exc.__cause__, ValueError) else None
         if cause is not None and "trainable" in str(cause):
-            raise ParameterError("backbone.trainable", str(cause)) from None
+            raise ParameterError("backbone.trainable", str(cause).removeprefix("trainable ")) from None
         raise
     return backbone, datamodule, model
 
@@ -215,6 +216,46 @@ def _labels_columns(data: DictConfig) -> list[str]:
         raise ParameterError("data.labels", exc.problem) from None
 
 
+def _label_fields(cfg: DictConfig) -> list[str]:
+    """The label fields the LightningModule gets (`model.label_fields`, else `data.label_fields`)."""
+    from omegaconf import OmegaConf
+
+    for key in ("model.label_fields", "data.label_fields"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            return [str(f) for f in value]
+    return []
+
+
+def _uses_classifier(cfg: DictConfig) -> bool:
+    """Whether the loss's class trains a classifier (`uses_classifier`, e.g. loss=ce); False when
+    the class cannot be imported here (instantiating it will say why)."""
+    from hydra.utils import get_class
+
+    target = cfg.get("loss", {}).get("_target_") if cfg.get("loss") is not None else None
+    if target is None:
+        return False
+    try:
+        return bool(getattr(get_class(str(target)), "uses_classifier", False))
+    except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
+        return False
+
+
+def _check_monitors(cfg: DictConfig, logged: list[str]) -> None:
+    """Each callback's `monitor` (checkpoint, early stopping) must be a metric the run logs;
+    Lightning would otherwise stop with an error after the first epoch."""
+    from omegaconf import DictConfig
+
+    callbacks = cfg.get("callbacks")
+    for name, node in (callbacks.items() if isinstance(callbacks, DictConfig) else []):
+        if not isinstance(node, DictConfig) or "_target_" not in node or node.get("monitor") is None:
+            continue
+        if str(node.monitor) not in logged:
+            kind = "labelled" if any(m.startswith("val/") for m in logged) else "unlabelled (no label field)"
+            raise ParameterError(f"callbacks.{name}.monitor", f"{node.monitor!r} is not logged by this {kind} run; "
+                                                              f"it logs {', '.join(logged)}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Refuse, before any heavy work, a training config that would fail late: one error
     naming the setting, in the order the run would meet them.
@@ -225,6 +266,8 @@ def validate_config(cfg: DictConfig) -> None:
             unlabelled folder) with no data.label_fields.
         data.label_fields: a non-empty list of columns of that CSV.
         data.include (keys), data.split.column: columns of that CSV.
+        loss: a classifier loss (e.g. loss=ce) needs a label field.
+        callbacks.<name>.monitor: a metric the run logs (`artenc.models.logged_metrics`).
         ckpt_path: null or an existing file.
 
     Raises:
@@ -265,6 +308,14 @@ def validate_config(cfg: DictConfig) -> None:
         column = OmegaConf.select(data, "split.column", default=None)
         if column is not None and column not in columns:
             raise ParameterError("data.split.column", f"{column!r}: no such column {listed}")
+    fields = _label_fields(cfg)
+    classifier = _uses_classifier(cfg)
+    if classifier and not fields:
+        raise ParameterError("loss", f"{cfg.loss._target_.rsplit('.', 1)[-1]} is a classifier: it needs a label field "
+                                     "(its classes), and data.label_fields is empty (an unlabelled folder): set "
+                                     "data.labels=... and data.label_fields=[...], or a self-supervised loss "
+                                     "(loss=ntxent)")
+    _check_monitors(cfg, logged_metrics(fields, classifier))
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).is_file():
         raise ParameterError("ckpt_path", f"file {ckpt} not found (a Lightning checkpoint to resume from, "
