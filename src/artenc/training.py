@@ -51,7 +51,8 @@ class TrainResult:
             or on non-zero DDP ranks.
         metrics: final scalar metrics of the validation of the best checkpoint (and the
             last training values), e.g. ``{"val/p_at_k": 0.47, ...}``; plain floats.
-        best_checkpoint: the best Lightning checkpoint by `val/p_at_k`, or None when
+        best_checkpoint: the best Lightning checkpoint by `callbacks.model_checkpoint.monitor`
+            (`val/p_at_k` by default), or None when
             checkpointing is off (e.g. `trainer.fast_dev_run=true`, `callbacks=none`).
     """
 
@@ -322,6 +323,22 @@ def validate_config(cfg: DictConfig) -> None:
                                           "e.g. <run folder>/checkpoints/last.ckpt)")
 
 
+def validate_jobs(configs: list[DictConfig]) -> None:
+    """`validate_config` on each job's composed config of a launch that runs no job (the SLURM
+    launcher's `dry_run=true` preview), so the preview refuses what the run would refuse.
+
+    Raises:
+        ParameterError: as `validate_config`, for the first job it refuses; with several
+            jobs, the message starts with the job's number ("job 1: data.root ...")."""
+    for num, cfg in enumerate(configs):
+        try:
+            validate_config(cfg)
+        except ParameterError as exc:
+            if len(configs) == 1:
+                raise
+            raise ParameterError(exc.param, f"{exc.problem} (job {num})") from None
+
+
 def _scalars(metrics: dict) -> dict[str, float]:
     """Lightning's logged metrics as plain floats (one-element tensors only)."""
     return {k: float(v) for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1}
@@ -399,10 +416,14 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     Returns:
         `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
         preprocessing, a `model` for `artenc.embed`; not written under `fast_dev_run`),
-        `checkpoints/` (`last.ckpt` and the best by `val/p_at_k`: trainable weights only), the
+        `checkpoints/` (`last.ckpt` and the best by `callbacks.model_checkpoint.monitor`:
+        `val/p_at_k`, `val/classifier_accuracy` with loss=ce, `train/loss_epoch` for
+        experiment=simclr; trainable weights only), the
         logger's files, `embedding_map.png`, `config.yaml` (the resolved config, written and
         printed at the start), `split.csv` (which rows validated; read back on resume) and
-        `metrics.json` (the final metrics and the validation size); the encoder path; the
+        `metrics.json` (the final metrics, the validation size, `epochs` trained, and the
+        0-based epochs the values come from: `train_epoch` for train/*, the last, and
+        `val_epoch` for val/*, the best checkpoint's); the encoder path; the
         final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
         `val/linear_probe_accuracy`, leave-one-out within the validation split); the best
         checkpoint.
@@ -470,9 +491,12 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     metrics = {**fitted, **_scalars(trainer.callback_metrics)}  # last training values, best checkpoint's validation
     if trainer.is_global_zero:
         n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
+        epochs = int(trainer.current_epoch)  # epochs trained; train/* values are the last one's
+        val_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else epochs - 1
         atomic_write_json(run_dir / "metrics.json", {
             "metrics": metrics, "n_validation": n_val, "label_fields": list(datamodule.label_fields),
-            "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", ""))})
+            "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", "")),
+            "epochs": epochs, "train_epoch": epochs - 1, "val_epoch": val_epoch})
 
     encoder = None
     if trainer.fast_dev_run:
@@ -585,7 +609,8 @@ def main() -> Any:
     (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`);
     `--cfg` with `-m`, and `--cfg hydra|all --resolve`, are printed by `preview_config`.
 
-    A config error exits with code 2 and one message, no traceback: Hydra's own
+    A config error exits with code 2 and one message, no traceback (also one a launcher
+    raises, e.g. the SLURM preview's `validate_jobs`): Hydra's own
     (`CompactHydraException`: an unknown config group, option or key, a malformed override,
     a config that cannot be instantiated) and artenc's (`ArtencError`, e.g. `validate_config`
     naming the setting, through `_hydra_job`). Hydra would print its own and exit 1: while the
@@ -605,6 +630,9 @@ def main() -> Any:
             print(preview, end="")
             return None
         return app()
+    except ArtencError as exc:  # raised outside a job, e.g. by the SLURM launcher's dry_run (validate_jobs)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except CompactHydraException as exc:
         cause = exc.__cause__
         print(f"{exc}\n{cause}" if isinstance(cause, OmegaConfBaseException) else str(exc), file=sys.stderr)
