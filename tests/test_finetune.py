@@ -88,6 +88,15 @@ def test_unknown_architecture_and_bad_settings_are_refused(tiny_art, tmp_path):
         build(config(tiny_art, tmp_path / "r", tmp_path / "c", "backbone.trainable=1", "backbone.bn=maybe"))
 
 
+def test_too_many_trainable_stages_message_names_the_setting_once(tiny_art, tmp_path):
+    from artenc.errors import ParameterError
+    from artenc.training import build
+
+    with pytest.raises(ParameterError, match=r"^backbone.trainable must be 1\.\.\d+ ") as exc:
+        build(config(tiny_art, tmp_path / "r", tmp_path / "c", "backbone.trainable=12"))
+    assert "trainable trainable" not in str(exc.value) and exc.value.problem.startswith("must be")
+
+
 @pytest.mark.parametrize(("mode", "trainable", "extra"), [
     ("cache", 1, []),
     ("cache", 2, TEXTURE),

@@ -144,6 +144,61 @@ def test_labels_null_with_label_fields_is_refused_early(unlabelled):
     validate_config(compose_config(["experiment=simclr", f"data.root={unlabelled}"]))  # no error
 
 
+def test_classifier_loss_and_monitors_are_checked_before_any_heavy_work(unlabelled, labelled, tmp_path, capsys):
+    """A classifier loss needs a label field, and every callback's monitor must be a metric the
+    run logs (train/loss_epoch only, unlabelled): one ParameterError naming the setting, exit 2
+    from the CLI, instead of an IndexError in setup or Lightning's error after epoch 0."""
+    from artenc.errors import ParameterError
+    from artenc.training import compose_config, validate_config
+
+    simclr = ["experiment=simclr", f"data.root={unlabelled}"]
+    with pytest.raises(ParameterError, match=r"^loss CrossEntropyLoss is a classifier: .*data.label_fields") as exc:
+        validate_config(compose_config([*simclr, "loss=ce"]))
+    assert exc.value.param == "loss"
+    assert cli_main(["train", *simclr, "loss=ce", f"hydra.run.dir={tmp_path / 'r'}"]) == 2
+    captured = capsys.readouterr()  # Hydra's job logging prints to stdout
+    assert "error: loss CrossEntropyLoss is a classifier" in captured.out + captured.err
+
+    stopping = compose_config([*simclr, "callbacks=early_stopping"])  # follows the checkpoint criterion
+    assert (stopping.callbacks.early_stopping.monitor, stopping.callbacks.early_stopping.mode) == ("train/loss_epoch",
+                                                                                                   "min")
+    validate_config(stopping)
+    with pytest.raises(ParameterError, match=r"'val/p_at_k' is not logged by this unlabelled .*train/loss_epoch$"):
+        validate_config(compose_config([*simclr, "callbacks=early_stopping",
+                                        "callbacks.early_stopping.monitor=val/p_at_k"]))
+    labelled_run = [f"data.root={labelled}", "callbacks=early_stopping"]
+    validate_config(compose_config([*labelled_run, "callbacks.early_stopping.monitor=val/knn_accuracy"]))
+    with pytest.raises(ParameterError, match=r"'val/knn_acc' is not logged .*val/knn_accuracy") as exc:
+        validate_config(compose_config([*labelled_run, "callbacks.early_stopping.monitor=val/knn_acc"]))
+    assert exc.value.param == "callbacks.early_stopping.monitor"
+    with pytest.raises(ParameterError, match="val/classifier_accuracy' is not logged"):  # supcon: no classifier
+        validate_config(compose_config([*labelled_run, "callbacks.early_stopping.monitor=val/classifier_accuracy"]))
+    ce = compose_config([f"data.root={labelled}", "loss=ce"])  # M11: the best checkpoint by classifier accuracy
+    assert (ce.callbacks.model_checkpoint.monitor, ce.callbacks.model_checkpoint.mode) == ("val/classifier_accuracy",
+                                                                                           "max")
+    validate_config(ce)
+
+
+def test_simclr_early_stopping_and_ce_checkpoints_follow_their_criterion(unlabelled, labelled, tmp_path):
+    """simclr with callbacks=early_stopping trains past epoch 0 (it watches train/loss_epoch);
+    loss=ce keeps the checkpoint with the best val/classifier_accuracy, and metrics.json says
+    which epoch its val/* values come from."""
+    from artenc.training import train
+
+    run = tmp_path / "simclr"
+    result = train(["experiment=simclr", "callbacks=early_stopping",
+                    *_args(unlabelled, run, tmp_path / "cache", "trainer.max_epochs=2")])
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2 and result.best_checkpoint is not None
+
+    run = tmp_path / "ce"
+    result = train(["loss=ce", *_args(labelled, run, tmp_path / "cache", "trainer.max_epochs=3")])
+    doc = json.loads((run / "metrics.json").read_text())
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+    assert doc["epochs"] == 3 and doc["train_epoch"] == 2 and doc["val_epoch"] == best["epoch"]
+    (state,) = [v for k, v in best["callbacks"].items() if "val/classifier_accuracy" in k]
+    assert state["best_model_score"] == pytest.approx(doc["metrics"]["val/classifier_accuracy"])
+
+
 def test_checkpoints_hold_trainable_weights_and_a_backbone_reference(labelled, tmp_path):
     """Item 6: a frozen-backbone checkpoint holds the head only (far smaller than the
     backbone) and names the backbone; the best checkpoint loads back for validation and
@@ -243,7 +298,7 @@ def test_lightning_requeues_under_slurm(monkeypatch):
     assert isinstance(env, SLURMEnvironment) and env.auto_requeue
 
 
-def test_slurm_launcher_resolves_and_previews_the_batch_script(tmp_path, capsys):
+def test_slurm_launcher_resolves_and_previews_the_batch_script(labelled, tmp_path, capsys):
     """Item 4: `--cfg hydra --resolve` with `-m` and the SLURM launcher resolves every field
     (no InterpolationKeyError 'trainer.devices'); `dry_run=true` prints submitit's sbatch
     script for the sweep and submits nothing."""
@@ -263,7 +318,7 @@ def test_slurm_launcher_resolves_and_previews_the_batch_script(tmp_path, capsys)
     sweep = tmp_path / "sweep"
     assert cli_main(["train", "-m", "hydra/launcher=slurm", "trainer=ddp", "hydra.launcher.partition=gpu",
                      "hydra.launcher.setup=[module load cuda]", "loss.temperature=0.05,0.1", "dry_run=true",
-                     f"hydra.sweep.dir={sweep}"]) == 0
+                     f"hydra.sweep.dir={sweep}", f"data.root={labelled}"]) == 0
     out = capsys.readouterr().out
     script = out[out.index("#!/bin/bash"):]
     for line in ("#SBATCH --array=0-1%2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
@@ -271,6 +326,15 @@ def test_slurm_launcher_resolves_and_previews_the_batch_script(tmp_path, capsys)
                  "-m submitit.core._submit"):
         assert line in script, line
     assert "# job 1: " in out and not list(sweep.glob("*/encoder.pt"))
+
+
+def test_slurm_dry_run_validates_each_job_like_a_run(tmp_path, capsys):
+    """B3: the SLURM preview refuses (exit 2, one line, no script) what a run would refuse."""
+    code = cli_main(["train", "-m", "hydra/launcher=slurm", "trainer=ddp", "loss.temperature=0.05,0.1",
+                     "dry_run=true", f"data.root={tmp_path / 'nowhere'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    captured = capsys.readouterr()
+    assert code == 2 and "#!/bin/bash" not in captured.out
+    assert f"error: data.root folder {tmp_path / 'nowhere'} not found (job 0)" in captured.err
 
 
 def test_multirun_cfg_job_prints_each_job(capsys):

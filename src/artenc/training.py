@@ -28,6 +28,7 @@ from artenc.backbones import save_encoder
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 from artenc.labels import read_labels_table
 from artenc.layers import FeatureWrapper
+from artenc.models.logged_metrics import logged_metrics
 from artenc.runtime import EmbeddingModule
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class TrainResult:
             or on non-zero DDP ranks.
         metrics: final scalar metrics of the validation of the best checkpoint (and the
             last training values), e.g. ``{"val/p_at_k": 0.47, ...}``; plain floats.
-        best_checkpoint: the best Lightning checkpoint by `val/p_at_k`, or None when
+        best_checkpoint: the best Lightning checkpoint by `callbacks.model_checkpoint.monitor`
+            (`val/p_at_k` by default), or None when
             checkpointing is off (e.g. `trainer.fast_dev_run=true`, `callbacks=none`).
     """
 
@@ -199,7 +201,7 @@ def build(cfg: DictConfig):
     except Exception as exc:  # Hydra wraps the module's ValueError (e.g. too many stages)
         cause = exc.__cause__ if isinstance(exc.__cause__, ValueError) else None
         if cause is not None and "trainable" in str(cause):
-            raise ParameterError("backbone.trainable", str(cause)) from None
+            raise ParameterError("backbone.trainable", str(cause).removeprefix("trainable ")) from None
         raise
     return backbone, datamodule, model
 
@@ -215,6 +217,46 @@ def _labels_columns(data: DictConfig) -> list[str]:
         raise ParameterError("data.labels", exc.problem) from None
 
 
+def _label_fields(cfg: DictConfig) -> list[str]:
+    """The label fields the LightningModule gets (`model.label_fields`, else `data.label_fields`)."""
+    from omegaconf import OmegaConf
+
+    for key in ("model.label_fields", "data.label_fields"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            return [str(f) for f in value]
+    return []
+
+
+def _uses_classifier(cfg: DictConfig) -> bool:
+    """Whether the loss's class trains a classifier (`uses_classifier`, e.g. loss=ce); False when
+    the class cannot be imported here (instantiating it will say why)."""
+    from hydra.utils import get_class
+
+    target = cfg.get("loss", {}).get("_target_") if cfg.get("loss") is not None else None
+    if target is None:
+        return False
+    try:
+        return bool(getattr(get_class(str(target)), "uses_classifier", False))
+    except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
+        return False
+
+
+def _check_monitors(cfg: DictConfig, logged: list[str]) -> None:
+    """Each callback's `monitor` (checkpoint, early stopping) must be a metric the run logs;
+    Lightning would otherwise stop with an error after the first epoch."""
+    from omegaconf import DictConfig
+
+    callbacks = cfg.get("callbacks")
+    for name, node in (callbacks.items() if isinstance(callbacks, DictConfig) else []):
+        if not isinstance(node, DictConfig) or "_target_" not in node or node.get("monitor") is None:
+            continue
+        if str(node.monitor) not in logged:
+            kind = "labelled" if any(m.startswith("val/") for m in logged) else "unlabelled (no label field)"
+            raise ParameterError(f"callbacks.{name}.monitor", f"{node.monitor!r} is not logged by this {kind} run; "
+                                                              f"it logs {', '.join(logged)}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Refuse, before any heavy work, a training config that would fail late: one error
     naming the setting, in the order the run would meet them.
@@ -225,6 +267,8 @@ def validate_config(cfg: DictConfig) -> None:
             unlabelled folder) with no data.label_fields.
         data.label_fields: a non-empty list of columns of that CSV.
         data.include (keys), data.split.column: columns of that CSV.
+        loss: a classifier loss (e.g. loss=ce) needs a label field.
+        callbacks.<name>.monitor: a metric the run logs (`artenc.models.logged_metrics`).
         ckpt_path: null or an existing file.
 
     Raises:
@@ -265,10 +309,34 @@ def validate_config(cfg: DictConfig) -> None:
         column = OmegaConf.select(data, "split.column", default=None)
         if column is not None and column not in columns:
             raise ParameterError("data.split.column", f"{column!r}: no such column {listed}")
+    fields = _label_fields(cfg)
+    classifier = _uses_classifier(cfg)
+    if classifier and not fields:
+        raise ParameterError("loss", f"{cfg.loss._target_.rsplit('.', 1)[-1]} is a classifier: it needs a label field "
+                                     "(its classes), and data.label_fields is empty (an unlabelled folder): set "
+                                     "data.labels=... and data.label_fields=[...], or a self-supervised loss "
+                                     "(loss=ntxent)")
+    _check_monitors(cfg, logged_metrics(fields, classifier))
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).is_file():
         raise ParameterError("ckpt_path", f"file {ckpt} not found (a Lightning checkpoint to resume from, "
                                           "e.g. <run folder>/checkpoints/last.ckpt)")
+
+
+def validate_jobs(configs: list[DictConfig]) -> None:
+    """`validate_config` on each job's composed config of a launch that runs no job (the SLURM
+    launcher's `dry_run=true` preview), so the preview refuses what the run would refuse.
+
+    Raises:
+        ParameterError: as `validate_config`, for the first job it refuses; with several
+            jobs, the message starts with the job's number ("job 1: data.root ...")."""
+    for num, cfg in enumerate(configs):
+        try:
+            validate_config(cfg)
+        except ParameterError as exc:
+            if len(configs) == 1:
+                raise
+            raise ParameterError(exc.param, f"{exc.problem} (job {num})") from None
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -348,10 +416,14 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     Returns:
         `TrainResult`: the run folder, which holds `encoder.pt` (backbone + head +
         preprocessing, a `model` for `artenc.embed`; not written under `fast_dev_run`),
-        `checkpoints/` (`last.ckpt` and the best by `val/p_at_k`: trainable weights only), the
+        `checkpoints/` (`last.ckpt` and the best by `callbacks.model_checkpoint.monitor`:
+        `val/p_at_k`, `val/classifier_accuracy` with loss=ce, `train/loss_epoch` for
+        experiment=simclr; trainable weights only), the
         logger's files, `embedding_map.png`, `config.yaml` (the resolved config, written and
         printed at the start), `split.csv` (which rows validated; read back on resume) and
-        `metrics.json` (the final metrics and the validation size); the encoder path; the
+        `metrics.json` (the final metrics, the validation size, `epochs` trained, and the
+        0-based epochs the values come from: `train_epoch` for train/*, the last, and
+        `val_epoch` for val/*, the best checkpoint's); the encoder path; the
         final metrics (`val/p_at_k`, `val/map_at_k`, `val/r_at_k`, `val/knn_accuracy`,
         `val/linear_probe_accuracy`, leave-one-out within the validation split); the best
         checkpoint.
@@ -419,9 +491,12 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     metrics = {**fitted, **_scalars(trainer.callback_metrics)}  # last training values, best checkpoint's validation
     if trainer.is_global_zero:
         n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
+        epochs = int(trainer.current_epoch)  # epochs trained; train/* values are the last one's
+        val_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else epochs - 1
         atomic_write_json(run_dir / "metrics.json", {
             "metrics": metrics, "n_validation": n_val, "label_fields": list(datamodule.label_fields),
-            "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", ""))})
+            "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", "")),
+            "epochs": epochs, "train_epoch": epochs - 1, "val_epoch": val_epoch})
 
     encoder = None
     if trainer.fast_dev_run:
@@ -534,7 +609,8 @@ def main() -> Any:
     (overrides, multirun, config preview, help, config dir, `hydra/launcher=...`);
     `--cfg` with `-m`, and `--cfg hydra|all --resolve`, are printed by `preview_config`.
 
-    A config error exits with code 2 and one message, no traceback: Hydra's own
+    A config error exits with code 2 and one message, no traceback (also one a launcher
+    raises, e.g. the SLURM preview's `validate_jobs`): Hydra's own
     (`CompactHydraException`: an unknown config group, option or key, a malformed override,
     a config that cannot be instantiated) and artenc's (`ArtencError`, e.g. `validate_config`
     naming the setting, through `_hydra_job`). Hydra would print its own and exit 1: while the
@@ -554,6 +630,9 @@ def main() -> Any:
             print(preview, end="")
             return None
         return app()
+    except ArtencError as exc:  # raised outside a job, e.g. by the SLURM launcher's dry_run (validate_jobs)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except CompactHydraException as exc:
         cause = exc.__cause__
         print(f"{exc}\n{cause}" if isinstance(cause, OmegaConfBaseException) else str(exc), file=sys.stderr)

@@ -20,6 +20,7 @@ from torch import nn
 from artenc.evaluate import retrieval_metrics
 from artenc.layers.stages import BatchNormPolicy, PartlyTrainableBackbone
 from artenc.models.checkpointing import frozen_reference, trainable_state_dict, with_frozen_weights
+from artenc.models.logged_metrics import CLASSIFIER_ACCURACY, RETRIEVAL_METRICS
 from artenc.models.schedules import warmup_cosine
 
 __all__ = ["ContrastiveModule", "FrozenBackbone", "warmup_cosine"]
@@ -157,8 +158,7 @@ class ContrastiveModule(L.LightningModule):
             ids = np.nonzero(known)[0]
             m = retrieval_metrics(z_np[known], y_np[known, f], z_np[known], y_np[known, f], self.k, ids, ids,
                                   linear_probe=final)
-            values = {"p_at_k": m.p_at_k, "map_at_k": m.map_at_k, "r_at_k": m.r_at_k,
-                      "knn_accuracy": m.knn_accuracy}
+            values = {name: getattr(m, name) for name in RETRIEVAL_METRICS}
             if final and m.linear_probe_accuracy is not None and np.isfinite(m.linear_probe_accuracy):
                 values["linear_probe_accuracy"] = m.linear_probe_accuracy
             if final and self.trainer.is_global_zero:
@@ -176,6 +176,8 @@ class ContrastiveModule(L.LightningModule):
         """Build the classifier over the first label field's classes when the loss uses one."""
         if not getattr(self.loss, "uses_classifier", False) or self.classifier is not None:
             return
+        if not self.label_fields:
+            raise ValueError("the classifier loss needs a label field (its classes): label_fields is empty")
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         classes = getattr(datamodule, "classes", {}).get(self.label_fields[0])
         if not classes:
@@ -211,7 +213,7 @@ class ContrastiveModule(L.LightningModule):
         known = y[:, 0] >= 0
         if known.any():
             accuracy = (logits.argmax(1)[known] == y[known, 0]).float().mean()
-            self.log("val/classifier_accuracy", float(accuracy), rank_zero_only=True)
+            self.log(CLASSIFIER_ACCURACY, float(accuracy), rank_zero_only=True)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         classes = checkpoint.get("artenc_classes")

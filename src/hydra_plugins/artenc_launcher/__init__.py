@@ -3,8 +3,10 @@
 A Hydra plugin (Hydra loads launchers only from the `hydra_plugins` namespace package, so it
 lives here rather than in `artenc`). `hydra/launcher=slurm` (artenc/configs/hydra/launcher/slurm.yaml) targets `SlurmLauncher`: the
 launcher of hydra-submitit-launcher (submitit's executor, one array job per sweep) that, when
-the run config has `dry_run=true`, prints the sbatch script submitit would submit, rendered by
-submitit's own `_make_sbatch_string` with the launcher's parameters, and submits nothing.
+the run config has `dry_run=true`, checks each job's config as a run would
+(`artenc.training.validate_jobs`: one error, exit 2), then prints the sbatch script submitit
+would submit, rendered by submitit's own `_make_sbatch_string` with the launcher's parameters,
+and submits nothing.
 
 
 Requeue: submitit sends the job a signal `signal_delay_s` before its time limit, resubmits it
@@ -23,6 +25,8 @@ import submitit
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
+
+from artenc.training import validate_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if not (self.config is not None and self.config.get("dry_run")):
             return super().launch(job_overrides, initial_job_idx)
+        # the checks of a run, on each job's config, before the script is shown (B3)
+        loader = self.hydra_context.config_loader
+        validate_jobs([loader.load_sweep_config(self.config, list(overrides)) for overrides in job_overrides])
 
         def preview(executor: submitit.AutoExecutor, fn: Any, *iterables: Sequence) -> list:  # noqa: ARG001
             n = len(iterables[0]) if iterables else 1
