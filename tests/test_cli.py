@@ -63,3 +63,37 @@ def test_building_the_cli_imports_no_heavy_library():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`artenc info STORE | head -0`: the reader is gone before anything is written; the run
+    ends with 141 (128 + SIGPIPE) and no BrokenPipeError traceback on stderr."""
+    import os
+
+    import numpy as np
+
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    store = Store.create(tmp_path / "s", SIGNATURE)
+    with store.writing():
+        store.append_segment(toy_rows("a", 3), np.eye(3, 4, dtype=np.float32))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "artenc.cli", "info", str(tmp_path / "s")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+def test_loading_timm_does_not_import_wandb() -> None:
+    """timm's `timm.utils.summary` tries `import wandb` (a second, console hooks); commands that
+    load an encoder go through `import_timm`, which hides it. Training still imports wandb."""
+    code = ("import sys; from artenc.backbones.timm_any import import_timm; import_timm(); "
+            "print('wandb' in sys.modules); import importlib.util; "
+            "print(importlib.util.find_spec('wandb') is None or __import__('wandb') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]

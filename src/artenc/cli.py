@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -65,6 +66,9 @@ FLAG_OF = {
 }
 
 
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
+
+
 def user_message(exc: ArtencError) -> str:
     """The message the CLI prints for a library error: parameter names become flags."""
     if isinstance(exc, ParameterError):
@@ -122,7 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`artenc ... | head`): quiet exit, as a SIGPIPE-killed program
+        # would. Python's recipe (docs, "Note on SIGPIPE"): point stdout at devnull so the
+        # flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
     except ArtencError as exc:
         log.error("error: %s", user_message(exc))
         return exc.exit_code
