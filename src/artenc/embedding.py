@@ -56,7 +56,7 @@ from artenc.labels import match_labels, read_labels_table
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.quality import SCORE_COLUMNS
-from artenc.runtime import Encoder, create_encoder
+from artenc.runtime import Encoder, create_encoder, runtime_for_store
 from artenc.shards import Shard, parse_shard
 from artenc.store import BASE_COLUMNS, ITEM_COLUMNS, OPTIONAL_COLUMNS, Store
 
@@ -348,7 +348,8 @@ def embed_folders(
         labels: a CSV with a `path` column (relative to a root, or absolute) and label columns.
         batch_size: images per model call; workers: decoding processes (0: in this process);
             device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx" | "onnx-int8" (INT8 ONNX
-            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both).
+            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both:
+            "auto" adopts an existing store's, `runtime.runtime_for_store`).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
         flush_every: images per committed segment (a kill loses at most this many).
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).
@@ -395,6 +396,8 @@ def embed_folders(
         _check_label_columns(read_labels_table(labels), labels)  # a bad labels file fails before any work
 
     start = time.monotonic()
+    if encoder is None and (Path(out) / "meta.json").is_file():  # an existing store: its quantization rules
+        runtime, device = runtime_for_store(Store.open(out).meta, runtime, device, where=str(out))
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature, dtype=dtype)
     store.start_writing()  # no other process compacts the store until this run ends
