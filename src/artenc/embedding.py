@@ -403,6 +403,7 @@ def embed_folders(
     store.start_writing()  # no other process compacts the store until this run ends
     try:
         if shard is not None:
+            store.check_shard_count(shard)
             store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
                                        "started": time.time()})
         plan = _plan(root_paths, store, shard)
