@@ -300,3 +300,10 @@ def test_a_shard_of_another_count_is_refused_until_merged(tmp_path: Path, lite0_
     Store.open(out).merge()
     r = embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard=(1, 3))
     assert r.embedded == 0  # every file is already in the store
+
+
+def test_negative_looking_shard_reaches_the_check(tmp_path: Path, caplog) -> None:
+    """M8: `--shard -1/2` is the value -1/2 (argparse alone says "expected one argument")."""
+    assert cli_main(["embed", str(tmp_path), "--out", str(tmp_path / "s"), "--shard", "-1/2"]) == 2
+    assert "--shard needs 0 <= I < N" in caplog.text and "expected one argument" not in caplog.text
+    assert not (tmp_path / "s").exists()

@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import re
 import sys
 
 import artenc.commands as commands_pkg
@@ -109,9 +110,30 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# flags whose values may look like options: argparse takes "--shard -1/2" for two flags
+# ("expected one argument"); joined as "--shard=-1/2" the value reaches the library's check
+_DASH_VALUES = {"--shard": re.compile(r"-\d+/-?\d+")}
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """`argv` with "FLAG VALUE" written "FLAG=VALUE" where VALUE starts with "-" and has the
+    form of FLAG's values (`_DASH_VALUES`), so that argparse does not take it for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        pattern = _DASH_VALUES.get(argv[i])
+        if pattern and i + 1 < len(argv) and pattern.fullmatch(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = join_dash_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     # a sub-command with `pass_through=True` (train: Hydra's command line) gets the arguments
     # it does not declare, in order, as `args.passed_on`; for the others they are an error
