@@ -351,7 +351,9 @@ def embed_folders(
             Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both:
             "auto" adopts an existing store's, `runtime.runtime_for_store`).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
-        flush_every: images per committed segment (a kill loses at most this many).
+        flush_every: a segment is committed at the end of the batch that brings the uncommitted
+            images to flush_every or more (segments are whole batches: one per batch when
+            flush_every <= batch_size); a kill loses at most flush_every - 1 + batch_size images.
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).
         trim_borders: crop uniform letterbox bars before the centre crop (None: the model's choice).
         quality: measure each image's quality scores while decoding it (`artenc.quality`:
