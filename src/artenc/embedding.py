@@ -2,8 +2,8 @@
 
 Only new or changed files are embedded (same size and mtime: unchanged; same content
 hash as a stored vector: copied, not recomputed). Results are committed to the store
-in segments every `flush_every` images, so a killed run loses at most one segment of
-work and a re-run finishes the job with no lost and no duplicated rows.
+in segments of whole batches once `flush_every` images are pending, so a killed run loses
+at most one segment of work and a re-run finishes the job with no lost and no duplicated rows.
 
 Accounting: every file found under the roots (`images.scan_images`; hidden files aside) has
 exactly one outcome: embedded, reused, unchanged, skipped (with a reason) or not an image, so
