@@ -237,3 +237,15 @@ def test_planted_wrong_styles_on_wikiart(tmp_path: Path) -> None:
     store = bench.build_store(tmp_path, 800, 0, bench.RECIPE_MODEL)
     found = [bench.planted_in_top(store, flips=20, seed=seed, top=50) for seed in range(5)]
     assert min(found) >= 5 and np.mean(found) >= 9, found
+
+
+def test_unmeasured_quality_is_reported_not_counted_as_clean(tmp_path: Path, capsys) -> None:
+    """M3: a store without quality scores (embedded with quality=False) has NaN scores; the
+    audit's pixel flags count 0 there, and a note says the works were not measured."""
+    x, groups = clustered(2, 6, dim=8, seed=1)
+    store = vector_store(tmp_path / "s", x, {"style": [f"s{g}" for g in groups]})
+    report = artenc.Collection(store).audit()
+    assert not report.quality["computed"].any()
+    assert f"image quality: {len(x)} of {len(x)} works not measured" in " ".join(report.notes)
+    assert main(["audit", str(store.root)]) == 0
+    assert "note: image quality: 12 of 12 works not measured" in capsys.readouterr().out

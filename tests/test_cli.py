@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,67 @@ def test_building_the_cli_imports_no_heavy_library():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`artenc info STORE | head -0`: the reader is gone before anything is written; the run
+    ends with 141 (128 + SIGPIPE) and no BrokenPipeError traceback on stderr."""
+    import numpy as np
+
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    store = Store.create(tmp_path / "s", SIGNATURE)
+    with store.writing():
+        store.append_segment(toy_rows("a", 3), np.eye(3, 4, dtype=np.float32))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "artenc.cli", "info", str(tmp_path / "s")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+def test_loading_timm_does_not_import_wandb() -> None:
+    """timm's `timm.utils.summary` tries `import wandb` (a second, console hooks); commands that
+    load an encoder go through `import_timm`, which hides it. Training still imports wandb."""
+    code = ("import sys; from artenc.backbones.timm_any import import_timm; import_timm(); "
+            "print('wandb' in sys.modules); import importlib.util; "
+            "print(importlib.util.find_spec('wandb') is None or __import__('wandb') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+
+def test_info_shows_quantization_and_tells_running_from_stopped_shards(tmp_path: Path, capsys) -> None:
+    """M5: `info` names an int8 store's quantization (text; --json gains the key only then).
+    M6: an unfinished shard whose process holds a live writer mark is "still running"; one
+    whose process is gone "stopped unfinished"; one never started "has not started"."""
+    import dataclasses
+    import socket
+
+    import numpy as np
+
+    from artenc.shards import Shard
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    plain = Store.create(tmp_path / "plain", SIGNATURE)
+    plain.append_segment(toy_rows("p", 2), np.eye(2, 4, dtype=np.float32))
+    assert main(["info", str(tmp_path / "plain"), "--json"]) == 0
+    assert "quantization" not in json.loads(capsys.readouterr().out)
+    int8 = Store.create(tmp_path / "int8", dataclasses.replace(SIGNATURE, quantization="int8"))
+    int8.record_shard(Shard(0, 3), {"state": "running", "host": socket.gethostname(), "pid": os.getpid()})
+    int8.record_shard(Shard(1, 3), {"state": "running", "host": socket.gethostname(), "pid": 2**22 + 7})
+    assert main(["info", str(tmp_path / "int8"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["quantization"] == "int8"
+    with int8.writing():  # shard 0's process (this one) is alive and writing
+        assert Store.open(tmp_path / "int8").running_shards() == [0]
+        assert main(["info", str(tmp_path / "int8")]) == 0
+        out = capsys.readouterr().out
+    assert "quantization int8" in out
+    assert ("incomplete: shard 0 is still running; shard 1 stopped unfinished (run it again); "
+            "shard 2 has not started") in out
+    assert Store.open(tmp_path / "int8").running_shards() == []  # the writer ended

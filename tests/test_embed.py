@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from artenc.cli import main
 from artenc.embedding import embed_folders, encode_files
@@ -247,3 +248,18 @@ def test_kill_and_resume_matches_clean_run(tmp_path: Path) -> None:
     assert a.items["path"].tolist() == b.items["path"].tolist()
     assert a.items["sha256"].tolist() == b.items["sha256"].tolist()
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size,flush_every,sizes", [(2, 1, [2, 2, 1]), (2, 3, [4, 1]), (64, 8, [5])])
+def test_flush_every_commits_whole_batches(tmp_path: Path, lite0_torch_encoder, batch_size, flush_every,
+                                           sizes) -> None:
+    """M4: a segment is committed at the end of the batch that brings the uncommitted images
+    to flush_every or more: below the batch size, one segment per batch (a shard run keeps its
+    segments: it does not compact)."""
+    write_gallery(tmp_path / "g", 5, size=(64, 64))
+    embed_folders([tmp_path / "g"], tmp_path / "s", encoder=lite0_torch_encoder, workers=0, progress=False,
+                  batch_size=batch_size, flush_every=flush_every, shard=(0, 1))
+    store = Store.open(tmp_path / "s")
+    assert len(store) == 5
+    segments = [np.load(store.segment_dir / f"seg-{s:06d}.npy", mmap_mode="r").shape[0] for s in store.segment_ids()]
+    assert segments == sizes

@@ -76,3 +76,21 @@ def test_int8_and_float32_never_share_a_store(tmp_path: Path, lite0_encoder, int
         encoder_for_store(meta, runtime="onnx")
     with pytest.raises(ParameterError, match="runtime"):
         encoder_for_store(json.loads((fp32_store / "meta.json").read_text()), runtime="onnx-int8")
+
+
+def test_plain_rerun_adopts_the_int8_store_runtime(tmp_path: Path, int8_encoder) -> None:
+    """runtime left at "auto" on an int8 store embeds with onnx-int8 (as dtype=None adopts the
+    store's dtype); an explicit other runtime is a one-line ParameterError, not the signature dump."""
+    from artenc.cli import user_message
+
+    write_gallery(tmp_path / "g", 3)
+    store = tmp_path / "int8"
+    embed_folders([tmp_path / "g"], store, encoder=int8_encoder, workers=0, progress=False)
+    write_gallery(tmp_path / "g", 1, start=10)
+    again = embed_folders([tmp_path / "g"], store, workers=0, progress=False)  # runtime="auto"
+    assert again.runtime == "onnx-int8" and again.unchanged == 3 and again.embedded == 1
+    with pytest.raises(ParameterError) as info:
+        embed_folders([tmp_path / "g"], store, runtime="onnx", workers=0, progress=False)
+    message = user_message(info.value)
+    assert message.startswith("--runtime must be onnx-int8") and "int8-quantised" in message
+    assert "preprocess" not in message and str(store) in message

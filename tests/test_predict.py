@@ -79,3 +79,18 @@ def test_predict_json_shape(toy_store):
     [r] = [p.to_dict() for p in predict_vectors(toy_store, _unit([95]), ["style"], k=2)]
     doc = json.loads(json.dumps(r))
     assert doc["fields"]["style"]["label"] == "b" and doc["fields"]["style"]["confidence"] == 1.0
+
+
+def test_text_of_a_classifier_prediction_names_both_methods():
+    """B5: the classifier's probability is not a share of votes: the text says which is which."""
+    from artenc.backbones import EncoderClassifier
+    from artenc.commands.predict import describe_field
+    from artenc.predict import classifier_vote
+    from artenc.vote import field_vote
+
+    clf = EncoderClassifier("style", ["Art Nouveau", "Expressionism"], np.array([[0.0, 0.0], [1.0, 0.0]],
+                            np.float32), np.zeros(2, np.float32))
+    knn = field_vote(["Art Nouveau"] * 4 + ["Expressionism"], [0.9, 0.8, 0.7, 0.6, 0.5])
+    vote = classifier_vote(clf, np.array([1.0, 0.0]), knn)  # p(Expressionism) = e / (1 + e)
+    assert describe_field(vote) == "Expressionism (classifier p=0.73; kNN vote: Art Nouveau 4/5)"
+    assert describe_field(knn) == "Art Nouveau (80% of votes)"

@@ -284,3 +284,26 @@ def test_a_shard_writes_the_labels_of_every_image(tmp_path: Path, lite0_torch_en
     # the other shard has not run: its images are not in the store, yet their label rows match
     assert report.discovered < 6 and report.unmatched_labels == 0
     assert sorted(Store.open(tmp_path / "s").labels["path"]) == sorted(map(str, paths))
+
+
+def test_a_shard_of_another_count_is_refused_until_merged(tmp_path: Path, lite0_torch_encoder) -> None:
+    """M7: shards 0/2 then 1/3 on one store would miss or repeat files; the second is refused
+    (StoreError naming the other count) until the 2-way run is merged."""
+    images = tmp_path / "images"
+    write_gallery(images, 4, 0, size=(64, 64))
+    out = tmp_path / "s"
+    embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard=(0, 2))
+    with pytest.raises(StoreError, match="unmerged records of shards of 2 jobs"):
+        embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard=(1, 3))
+    assert [r["count"] for r in Store.open(out).shard_records()] == [2]  # nothing recorded for 1/3
+    embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard=(1, 2))
+    Store.open(out).merge()
+    r = embed_folders([images], out, encoder=lite0_torch_encoder, workers=0, progress=False, shard=(1, 3))
+    assert r.embedded == 0  # every file is already in the store
+
+
+def test_negative_looking_shard_reaches_the_check(tmp_path: Path, caplog) -> None:
+    """M8: `--shard -1/2` is the value -1/2 (argparse alone says "expected one argument")."""
+    assert cli_main(["embed", str(tmp_path), "--out", str(tmp_path / "s"), "--shard", "-1/2"]) == 2
+    assert "--shard needs 0 <= I < N" in caplog.text and "expected one argument" not in caplog.text
+    assert not (tmp_path / "s").exists()

@@ -651,6 +651,10 @@ def audit_store(store, fields: Sequence[str] | None = None, *, k: int = AUDIT_K,
         log.info("audit: duplicate links (identical files, cosine >= the unverified threshold)")
         duplicates = find_duplicates(store, verify=False)
     quality = quality_flags(items).reset_index(drop=True)  # scores stored at embed time: no image opened
+    unmeasured = int((~quality["computed"].astype(bool)).sum())
+    if unmeasured:  # NaN scores flag nothing: say so rather than let zero counts read as "no issue"
+        notes.append(f"image quality: {unmeasured} of {len(quality)} works not measured (embedded without "
+                     "quality scores): only their size flags are counted")
     return AuditReport(store=str(store.root), paths=items["path"].astype(str).to_numpy(),
                        relpaths=items["relpath"].astype(str).to_numpy(), k=k, folds=int(folds), top=int(top),
                        seed=seed, fields=audits, outliers=outliers, duplicates=duplicates, notes=notes,

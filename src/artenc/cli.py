@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
+import re
 import sys
 
 import artenc.commands as commands_pkg
@@ -65,6 +67,9 @@ FLAG_OF = {
 }
 
 
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
+
+
 def user_message(exc: ArtencError) -> str:
     """The message the CLI prints for a library error: parameter names become flags."""
     if isinstance(exc, ParameterError):
@@ -105,9 +110,30 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# flags whose values may look like options: argparse takes "--shard -1/2" for two flags
+# ("expected one argument"); joined as "--shard=-1/2" the value reaches the library's check
+_DASH_VALUES = {"--shard": re.compile(r"-\d+/-?\d+")}
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """`argv` with "FLAG VALUE" written "FLAG=VALUE" where VALUE starts with "-" and has the
+    form of FLAG's values (`_DASH_VALUES`), so that argparse does not take it for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        pattern = _DASH_VALUES.get(argv[i])
+        if pattern and i + 1 < len(argv) and pattern.fullmatch(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = join_dash_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     # a sub-command with `pass_through=True` (train: Hydra's command line) gets the arguments
     # it does not declare, in order, as `args.passed_on`; for the others they are an error
@@ -122,7 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`artenc ... | head`): quiet exit, as a SIGPIPE-killed program
+        # would. Python's recipe (docs, "Note on SIGPIPE"): point stdout at devnull so the
+        # flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
     except ArtencError as exc:
         log.error("error: %s", user_message(exc))
         return exc.exit_code

@@ -2,8 +2,8 @@
 
 Only new or changed files are embedded (same size and mtime: unchanged; same content
 hash as a stored vector: copied, not recomputed). Results are committed to the store
-in segments every `flush_every` images, so a killed run loses at most one segment of
-work and a re-run finishes the job with no lost and no duplicated rows.
+in segments of whole batches once `flush_every` images are pending, so a killed run loses
+at most one segment of work and a re-run finishes the job with no lost and no duplicated rows.
 
 Accounting: every file found under the roots (`images.scan_images`; hidden files aside) has
 exactly one outcome: embedded, reused, unchanged, skipped (with a reason) or not an image, so
@@ -56,7 +56,7 @@ from artenc.labels import match_labels, read_labels_table
 from artenc.preprocess import PreprocessConfig
 from artenc.progress import Progress
 from artenc.quality import SCORE_COLUMNS
-from artenc.runtime import Encoder, create_encoder
+from artenc.runtime import Encoder, create_encoder, runtime_for_store
 from artenc.shards import Shard, parse_shard
 from artenc.store import BASE_COLUMNS, ITEM_COLUMNS, OPTIONAL_COLUMNS, Store
 
@@ -348,9 +348,12 @@ def embed_folders(
         labels: a CSV with a `path` column (relative to a root, or absolute) and label columns.
         batch_size: images per model call; workers: decoding processes (0: in this process);
             device: "auto" | "cpu" | "cuda"; runtime: "auto" | "torch" | "onnx" | "onnx-int8" (INT8 ONNX
-            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both).
+            Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both:
+            "auto" adopts an existing store's, `runtime.runtime_for_store`).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
-        flush_every: images per committed segment (a kill loses at most this many).
+        flush_every: a segment is committed at the end of the batch that brings the uncommitted
+            images to flush_every or more (segments are whole batches: one per batch when
+            flush_every <= batch_size); a kill loses at most flush_every - 1 + batch_size images.
         encoder: an already built `Encoder` (overrides model/weights/device/runtime).
         trim_borders: crop uniform letterbox bars before the centre crop (None: the model's choice).
         quality: measure each image's quality scores while decoding it (`artenc.quality`:
@@ -395,11 +398,14 @@ def embed_folders(
         _check_label_columns(read_labels_table(labels), labels)  # a bad labels file fails before any work
 
     start = time.monotonic()
+    if encoder is None and (Path(out) / "meta.json").is_file():  # an existing store: its quantization rules
+        runtime, device = runtime_for_store(Store.open(out).meta, runtime, device, where=str(out))
     encoder = encoder or create_encoder(model, weights, device=device, runtime=runtime, trim_borders=trim_borders)
     store = Store.create(out, encoder.signature, dtype=dtype)
     store.start_writing()  # no other process compacts the store until this run ends
     try:
         if shard is not None:
+            store.check_shard_count(shard)
             store.record_shard(shard, {"state": "running", "host": socket.gethostname(), "pid": os.getpid(),
                                        "started": time.time()})
         plan = _plan(root_paths, store, shard)

@@ -319,6 +319,29 @@ def encoder_from_backbone(
     return Encoder(backbone, signature, "torch", device, module, None)
 
 
+def runtime_for_store(meta: dict, runtime: str = "auto", device: str = "auto",
+                      where: str = "the store") -> tuple[str, str]:
+    """The (runtime, device) whose vectors fit a store with meta.json `meta`.
+
+    A store holds float32 or int8-quantised vectors (meta `quantization` "int8", written by
+    `runtime="onnx-int8"`), never both. `runtime` "auto" adopts an int8 store's onnx-int8
+    (on the CPU when `device` is "auto"), as `dtype=None` adopts the store's dtype; otherwise
+    the arguments come back unchanged. Raises ParameterError("runtime") when an explicit
+    runtime does not fit (another runtime for an int8 store, onnx-int8 for a float32 one);
+    `where` names the store in that message.
+    """
+    int8 = meta.get("quantization") == "int8"
+    if int8 and runtime == "auto":
+        return "onnx-int8", "cpu" if device == "auto" else device
+    if int8 and runtime != "onnx-int8":
+        raise ParameterError("runtime", f"must be onnx-int8 for {where}: it holds int8-quantised vectors "
+                                        f"(or use another store)")
+    if not int8 and runtime == "onnx-int8":
+        raise ParameterError("runtime", f"onnx-int8 does not fit {where}: it holds float32 vectors "
+                                        f"(leave the runtime at auto, or use another store)")
+    return runtime, device
+
+
 def encoder_for_store(
     meta: dict, *, device: str = "auto", runtime: str = "auto", threads: int | None = None
 ) -> Encoder:
@@ -329,13 +352,7 @@ def encoder_for_store(
     ParameterError("runtime").
     """
     trim = bool(meta.get("preprocess", {}).get("trim_borders", False))
-    int8 = meta.get("quantization") == "int8"
-    if int8 and runtime == "auto":
-        runtime, device = "onnx-int8", "cpu" if device == "auto" else device
-    if int8 != (runtime == "onnx-int8"):
-        held = "int8 (onnx-int8)" if int8 else "float32"
-        raise ParameterError("runtime", f"the store holds {held} vectors; {runtime!r} would embed queries "
-                                        f"in another space (use {'onnx-int8' if int8 else 'auto'})")
+    runtime, device = runtime_for_store(meta, runtime, device)
     encoder = create_encoder(meta["model"], meta.get("weights"), device=device, runtime=runtime, threads=threads,
                              trim_borders=trim)
     if encoder.signature.fingerprint != meta.get("fingerprint"):

@@ -774,10 +774,14 @@ class Store:
     def other_writers(self) -> int:
         """How many other processes (or other Store objects) are inside `writing` now; the
         marks of writers that died are removed on the way."""
+        return len(self._live_marks())
+
+    def _live_marks(self) -> list[Path]:
+        """The writer marks (`start_writing`) of other writers alive now; dead ones are removed."""
         folder = self.root / _WRITERS_DIR
         if not folder.is_dir():
-            return 0
-        active = 0
+            return []
+        active = []
         for path in sorted(folder.glob("*.lock")):
             if path == self._writer:
                 continue
@@ -785,11 +789,22 @@ class Store:
             try:
                 probe.acquire(timeout=0)
             except Timeout:
-                active += 1
+                active.append(path)
                 continue
             path.unlink(missing_ok=True)  # its writer is gone
             probe.release()
         return active
+
+    def running_shards(self) -> list[int]:
+        """Indices of the unfinished shards (`shard_status`) whose process (recorded host and
+        pid) holds a live writer mark now: still running, where the others stopped unfinished
+        (killed, failed). Marks are named HOST-PID-TOKEN.lock (`start_writing`)."""
+        status = self.shard_status()
+        if not status:
+            return []
+        live = {tuple(p.stem.rsplit("-", 2)[:2]) for p in self._live_marks()}
+        return [r["index"] for r in status["per_shard"]
+                if r["index"] in status["unfinished"] and (str(r.get("host")), str(r.get("pid"))) in live]
 
     # ----- maintenance ---------------------------------------------------------------
     @_locked
@@ -937,6 +952,18 @@ class Store:
         atomic_write_json(self._shard_record_path(shard),
                           {"index": shard.index, "count": shard.count, **record})
 
+    def check_shard_count(self, shard: Shard) -> None:
+        """Refuse to start `shard` (I of N) when the store holds records of shards of another
+        count M written since the last `merge`: shards of two splits would each miss or repeat
+        files and their merge would count them wrong. Raises StoreError naming M."""
+        merged = self.shards_dir / _MERGED_FILE
+        since = merged.stat().st_mtime if merged.is_file() else float("-inf")
+        pending = sorted({r["count"] for r in self.shard_records() if r["count"] != shard.count and r["_mtime"] > since})
+        if pending:
+            raise StoreError(f"{self.root}: holds unmerged records of shards of {pending[0]} jobs; refusing shard "
+                             f"{shard} (another count). Finish and merge those (Store.merge, `artenc store merge`), "
+                             f"or shard this run of {pending[0]} too")
+
     def shard_records(self) -> list[dict]:
         """Every readable shard record (`record_shard`) with its file's `_mtime`, by (N, index)."""
         if not self.shards_dir.is_dir():
@@ -1039,6 +1066,8 @@ class Store:
             ],
             "last_embed": self.last_embed(),
         }
+        if self.meta.get("quantization"):  # only quantised stores (runtime onnx-int8) have the key
+            summary["quantization"] = self.meta["quantization"]
         shards = self.shard_status()
         if shards is not None:  # only stores written by sharded runs have the key
             summary["shards"] = shards

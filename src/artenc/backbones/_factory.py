@@ -51,7 +51,7 @@ def load_exported_encoder(path: str | Path) -> Backbone:
     Its `dim` is the head's output size. Raises UsageError for a missing or foreign file or
     weights that do not match the config.
     """
-    import timm  # heavy (about 2 s): only when an encoder is loaded
+    timm = timm_any.import_timm()  # heavy (about 2 s): only when an encoder is loaded
 
     path, config, state = read_encoder(path)
     name = config["backbone"]

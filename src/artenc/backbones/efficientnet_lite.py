@@ -13,6 +13,7 @@ import re
 import torch
 
 from artenc.backbones._registry import Backbone, register_backbone
+from artenc.backbones.timm_any import import_timm
 from artenc.backbones.weights import load_into, load_state_dict_file
 from artenc.errors import WeightsUnavailableError
 from artenc.preprocess import PreprocessConfig
@@ -66,7 +67,7 @@ def packaged_weights_path(variant: int) -> str:
 
 
 def _create(variant: int, weights: str | None) -> Backbone:
-    import timm  # only when a model is built (see timm_any.is_timm_model)
+    timm = import_timm()  # only when a model is built (see timm_any.is_timm_model)
 
     name = f"tf_efficientnet_lite{variant}"
     model = timm.create_model(name, pretrained=False)

@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from types import ModuleType
+
 from artenc.backbones._registry import Backbone
 from artenc.backbones.weights import load_into, load_state_dict_file
 from artenc.errors import WeightsUnavailableError
 from artenc.preprocess import PreprocessConfig
 
 
+def import_timm() -> ModuleType:
+    """Import `timm` (with `timm.data`) without importing Weights & Biases.
+
+    timm's `timm.utils.summary` runs `try: import wandb` at import time, for its own training
+    scripts' `update_summary(log_wandb=True)`, which artenc never calls; with wandb installed
+    (the `train` extra) that costs about a second and wandb's console hooks on every command
+    that loads an encoder (similar, predict, embed). The name is hidden while timm is imported
+    (`sys.modules["wandb"] = None` makes that import fail as if wandb were absent) and then
+    restored, so training's own `import wandb` (models/loggers.py) still works. Returns the
+    `timm` module. Source: timm/utils/summary.py (timm >= 0.9).
+    """
+    if "timm" in sys.modules:
+        return sys.modules["timm"]
+    hide = "wandb" not in sys.modules
+    if hide:
+        sys.modules["wandb"] = None  # type: ignore[assignment]
+    try:
+        timm = importlib.import_module("timm")
+        importlib.import_module("timm.data")
+    finally:
+        if hide and sys.modules.get("wandb", 0) is None:
+            del sys.modules["wandb"]
+    return timm
+
+
 def is_timm_model(name: str) -> bool:
     # timm (and torchvision under it) is imported only when a model is built or looked up:
     # the registry is imported by every query path (artenc.runtime), most never need it
-    import timm
+    timm = import_timm()
 
     return timm.is_model(name.split(".")[0]) if "." in name else timm.is_model(name)
 
 
 def preprocess_from_timm(model) -> PreprocessConfig:
     """timm's resolved eval data config as a PreprocessConfig."""
-    import timm.data
+    timm = import_timm()
 
     cfg = timm.data.resolve_data_config({}, model=model)
     return PreprocessConfig(
@@ -31,7 +60,7 @@ def preprocess_from_timm(model) -> PreprocessConfig:
 
 
 def create(name: str, weights: str | None) -> Backbone:
-    import timm
+    timm = import_timm()
 
     if weights:
         model = timm.create_model(name, pretrained=False)

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trim-borders", action="store_true", default=None,
                    help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
-                   help="commit results to the store every N images (a killed run loses at most N)")
+                   help="commit results to the store at the end of the batch that brings the uncommitted images "
+                        "to N or more (segments are whole batches: below --batch-size, one per batch; a killed "
+                        "run loses at most N - 1 + --batch-size images; default: %(default)s)")
     p.add_argument("--shard", metavar="I/N",
                    help="embed only job I's share of N (0 <= I < N; by a hash of each file's relative "
                         "path), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT, or 'auto' in a SLURM "

@@ -12,6 +12,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _shards(indices: list[int], one: str, many: str) -> str:
+    """ "shard 1 has" / "shards 1, 2 have": `one` and `many` are the verb for each number."""
+    if len(indices) == 1:
+        return f"shard {indices[0]} {one}"
+    return f"shards {', '.join(map(str, indices))} {many}"
+
+
+def _unfinished(shards: dict, running: list[int]) -> str:
+    """Why a sharded run is incomplete, in words: shards still running (a live writer mark),
+    stopped unfinished (killed or failed: run them again) and not started."""
+    stopped = sorted(set(shards["unfinished"]) - set(running))
+    parts = []
+    if running:
+        parts.append(_shards(sorted(running), "is still running", "are still running"))
+    if stopped:
+        again = "run it again" if len(stopped) == 1 else "run them again"
+        parts.append(_shards(stopped, f"stopped unfinished ({again})", f"stopped unfinished ({again})"))
+    if shards["not_started"]:
+        parts.append(_shards(shards["not_started"], "has not started", "have not started"))
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from artenc.commands._output import emit_json
     from artenc.store import Store
@@ -25,16 +47,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"vectors      {summary['count']} x {summary['dim']} ({store.dtype}, L2-normalised)")
     print(f"model        {summary['model']} (weights {summary['fingerprint']})")
     print(f"preprocess   {summary['preprocess']}")
+    if summary.get("quantization"):
+        print(f"quantization {summary['quantization']} (runtime onnx-{summary['quantization']})")
     print(f"labels       {', '.join(summary['label_columns']) or '-'}")
     print(f"skipped      {summary['skipped']}")
     for s in summary["skipped_files"]:
         print(f"  {s['path']}: {s['reason']}")
     shards = summary.get("shards")
     if shards:
-        left = shards["unfinished"] + shards["not_started"]
         state = "merged" if shards["merged"] else (
             "not merged: run `artenc store merge STORE`" if shards["complete"]
-            else f"incomplete: shards {', '.join(map(str, sorted(left)))} have not finished (run them again)")
+            else "incomplete: " + _unfinished(shards, store.running_shards()))
         print(f"shards       {len(shards['finished'])} of {shards['count']} finished; {state}")
     last = summary.get("last_embed")
     if last:

@@ -22,6 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def describe_field(p: dict) -> str:
+    """One field's prediction in words: "Cubism (80% of votes)" for a kNN vote, and for the
+    store encoder's classifier (`predict.classifier_vote`, method "classifier") its probability
+    beside the neighbours' vote: "Expressionism (classifier p=0.28; kNN vote: Art Nouveau 4/5)"."""
+    if p.get("method") != "classifier":
+        return f"{p['label']} ({p['confidence']:.0%} of votes)"
+    votes = p.get("votes") or {}
+    if votes:
+        top = max(votes, key=votes.get)  # the first of the most voted (votes come most first)
+        knn = f"{top} {votes[top]}/{sum(votes.values())}"
+    else:
+        knn = "no labelled neighbours"
+    return f"{p['label']} (classifier p={p['confidence']:.2f}; kNN vote: {knn})"
+
+
 def run(args: argparse.Namespace) -> int:
     from artenc.collection import Collection
     from artenc.commands._output import emit_json
@@ -38,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  error: {r['error']}")
                 continue
             for field, p in r["fields"].items():
-                print(f"  {field}: {p['label']} ({p['confidence']:.0%} of votes)")
+                print(f"  {field}: {describe_field(p)}")
             for n in r["neighbors"][: args.show]:
                 print(f"    {n['similarity']:.3f}  {n['relpath']}")
     return 0 if any(r["error"] is None for r in results) else 2
