@@ -291,12 +291,16 @@ class Store:
         if not (root / _META_FILE).exists():
             # several jobs may create the store at once: the first one to hold the lock writes
             # meta.json, the others find it; what a creator leaves meanwhile is not "foreign"
+            # (checked under the lock: once meta.json exists, a creator adds its writer mark)
             ours = {_LOCK_FILE, _SEGMENTS_DIR, _META_FILE}
-            if root.exists() and any(p.name not in ours and not is_temp_file(p) for p in root.iterdir()):
+            foreign = root.exists() and any(p.name not in ours and not is_temp_file(p) for p in root.iterdir())
+            if foreign and not (root / _META_FILE).exists():  # a user's folder: leave no lock file in it
                 raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
             root.mkdir(parents=True, exist_ok=True)
             with FileLock(str(root / _LOCK_FILE)):
                 if not (root / _META_FILE).exists():
+                    if any(p.name not in ours and not is_temp_file(p) for p in root.iterdir()):
+                        raise StoreError(f"{root}: folder exists, is not empty and is not an artenc store")
                     cls._write_meta(root, signature, extra, dtype)
         store = cls.open(root)
         store.check_signature(signature)
