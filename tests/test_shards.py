@@ -185,10 +185,12 @@ def _committed_shards(store: Path, n: int, seen: dict[str, set[int]]) -> set[int
 
 def test_four_shard_processes_two_killed_then_rerun_equal_one_run(tmp_path: Path, lite0_torch_encoder) -> None:
     images = tmp_path / "images"
-    write_gallery(images / "a", 24, 0, size=(72, 64))
-    write_gallery(images / "b", 24, 24, size=(64, 72), fmt="PNG")
-    n = 48
-    cmd = [sys.executable, "-m", "artenc.cli", "embed", str(images), "--batch-size", "2", "--flush-every", "2",
+    # ~30 files a shard, one committed segment per file: a shard is killed at its first segment,
+    # long before its last, however fast the machine
+    write_gallery(images / "a", 60, 0, size=(72, 64))
+    write_gallery(images / "b", 60, 60, size=(64, 72), fmt="PNG")
+    n = 120
+    cmd = [sys.executable, "-m", "artenc.cli", "embed", str(images), "--batch-size", "1", "--flush-every", "1",
            "--workers", "0", "--runtime", "torch", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     sharded, single = tmp_path / "sharded", tmp_path / "single"
@@ -227,7 +229,7 @@ def test_four_shard_processes_two_killed_then_rerun_equal_one_run(tmp_path: Path
 
     # the single run: in this process (saves starting torch once more; the vectors of the torch
     # runtime do not depend on the batch or the thread count beyond ~3e-7)
-    embed_folders([images], single, encoder=lite0_torch_encoder, batch_size=2, workers=0, progress=False)
+    embed_folders([images], single, encoder=lite0_torch_encoder, batch_size=8, workers=0, progress=False)
     a, b = Store.open(sharded), Store.open(single)
     assert len(a) == len(b) == n and a.items["path"].is_unique and len(a.segment_ids()) == 1
     assert a.items["path"].tolist() == b.items["path"].tolist()
