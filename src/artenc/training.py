@@ -399,6 +399,16 @@ def _is_rank_zero() -> bool:
     return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
+def _checkpoint_epoch(path: str) -> int | None:
+    """The epoch a Lightning checkpoint was saved at, read with `torch.load(weights_only=True)`
+    (no arbitrary unpickling); None when the file holds objects that loader refuses."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception as exc:  # noqa: BLE001 - an unreadable epoch only leaves val_epoch unknown
+        log.warning("%s: epoch not read (%s)", path, type(exc).__name__)
+        return None
+
+
 def train(overrides: list[str] | None = None, *, config: DictConfig | None = None,
           output_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train a projection head on a frozen backbone and export the encoder.
@@ -492,7 +502,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     if trainer.is_global_zero:
         n_val = len(datamodule.val_set) if datamodule.val_set is not None else 0
         epochs = int(trainer.current_epoch)  # epochs trained; train/* values are the last one's
-        val_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else epochs - 1
+        val_epoch = _checkpoint_epoch(best) if best else epochs - 1
         atomic_write_json(run_dir / "metrics.json", {
             "metrics": metrics, "n_validation": n_val, "label_fields": list(datamodule.label_fields),
             "k": int(cfg.model.get("k", 10)), "backbone": str(cfg.backbone.get("name", "")),
