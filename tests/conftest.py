@@ -81,3 +81,19 @@ def lite0_torch_encoder():
     from artenc.runtime import create_encoder
 
     return create_encoder("tf_efficientnet_lite0", runtime="torch", device="cpu")
+
+
+def write_colour_classes(root: Path, *, artist: bool = False) -> Path:
+    """3 colour classes x 6 images (48 px) under root/images and root/labels.csv with the columns
+    `path`, `style`, `split` (one holdout each) and, when `artist`, `artist` (a0..a2); returns root."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = ["path,style,split" + (",artist" if artist else "")]
+    for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
+        for i in range(6):
+            pixels = (np.array(colour) * 0.7 + rng.integers(0, 80, (48, 48, 3))).clip(0, 255).astype(np.uint8)
+            path = f"images/c{c}_{i}.jpg"
+            Image.fromarray(pixels).save(root / path)
+            rows.append(f"{path},s{c},{'holdout' if i == 5 else 'dev'}" + (f",a{i % 3}" if artist else ""))
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from artenc.cli import main as cli_main
+from tests.conftest import write_colour_classes
 
 TEXTURE = ["backbone=lite0_texture", "head.input_batch_norm=true", "head.dims=[16,8]"]
 
@@ -20,18 +20,7 @@ TEXTURE = ["backbone=lite0_texture", "head.input_batch_norm=true", "head.dims=[1
 @pytest.fixture(scope="module")
 def tiny_art(tmp_path_factory) -> Path:
     """3 colour classes x 6 images (48 px), labels `style`, `split` (one holdout each)."""
-    root = tmp_path_factory.mktemp("tiny_finetune")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["path,style,split"]
-    for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
-        for i in range(6):
-            pixels = (np.array(colour) * 0.7 + rng.integers(0, 80, (48, 48, 3))).clip(0, 255).astype(np.uint8)
-            path = f"images/c{c}_{i}.jpg"
-            Image.fromarray(pixels).save(root / path)
-            rows.append(f"{path},s{c},{'holdout' if i == 5 else 'dev'}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_colour_classes(tmp_path_factory.mktemp("tiny_finetune"))
 
 
 def config(root: Path, run: Path, cache: Path, *extra: str):

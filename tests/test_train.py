@@ -12,23 +12,13 @@ import torch
 from PIL import Image
 
 from artenc.cli import main as cli_main
+from tests.conftest import write_colour_classes
 
 
 @pytest.fixture(scope="module")
 def tiny_images(tmp_path_factory) -> Path:
     """3 colour classes x 6 images (48 px) with labels `style`, `split` (one holdout each)."""
-    root = tmp_path_factory.mktemp("tiny_art")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["path,style,split,artist"]
-    for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
-        for i in range(6):
-            pixels = (np.array(colour) * 0.7 + rng.integers(0, 80, (48, 48, 3))).clip(0, 255).astype(np.uint8)
-            path = f"images/c{c}_{i}.jpg"
-            Image.fromarray(pixels).save(root / path)
-            rows.append(f"{path},s{c},{'holdout' if i == 5 else 'dev'},a{i % 3}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_colour_classes(tmp_path_factory.mktemp("tiny_art"), artist=True)
 
 
 def overrides(root: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
