@@ -951,14 +951,7 @@ class ClusterReport:
         sizes = result.sizes
         if result.method != CLUSTER_METHOD:
             return self._method_dict()
-        clusters = []
-        for c, m in enumerate(result.medoids):
-            members = np.flatnonzero(result.labels == c)
-            entry = {"cluster": c, "medoid": str(self.paths[m]), "size": int(sizes[c]),
-                     "mean_distance": round(float(result.distances[members].mean()), 6)}
-            if self.label_summaries[c] is not None:
-                entry["labels"] = self.label_summaries[c]
-            clusters.append(entry)
+        clusters = self._cluster_entries(result, sizes)
         doc = {
             "k": result.k,
             "count": self.count,
@@ -976,12 +969,9 @@ class ClusterReport:
             doc["plots"] = self.plots
         return doc
 
-    def _method_dict(self) -> dict:
-        """`to_dict` for methods other than kmedoids: the same keys plus method, rule, params,
-        silhouette and noise; distances summed over the clustered works only."""
-        result = self.clustering
-        sizes = result.sizes
-        clustered = result.distances[result.labels >= 0]
+    def _cluster_entries(self, result, sizes) -> list[dict]:
+        """One JSON entry per cluster: its number, medoid path, size, mean distance to the
+        medoid and (when labelled) its label summary."""
         clusters = []
         for c, m in enumerate(result.medoids):
             entry = {"cluster": c, "medoid": str(self.paths[m]), "size": int(sizes[c]),
@@ -989,6 +979,15 @@ class ClusterReport:
             if self.label_summaries[c] is not None:
                 entry["labels"] = self.label_summaries[c]
             clusters.append(entry)
+        return clusters
+
+    def _method_dict(self) -> dict:
+        """`to_dict` for methods other than kmedoids: the same keys plus method, rule, params,
+        silhouette and noise; distances summed over the clustered works only."""
+        result = self.clustering
+        sizes = result.sizes
+        clustered = result.distances[result.labels >= 0]
+        clusters = self._cluster_entries(result, sizes)
         doc = {
             "method": result.method,
             "k": result.k,
