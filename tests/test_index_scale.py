@@ -1,5 +1,5 @@
 """The IVF-PQ path for millions of works, at small N (issue 13): recall with exact re-ranking,
-incremental adds, memory-mapped reload, index-based duplicate pairs, streamed clustering."""
+incremental adds, memory-mapped reload, streamed duplicate pairs and clustering."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artenc.cells import cell_pairs
 from artenc.cli import main
 from artenc.cluster import cluster_store, cluster_vectors
-from artenc.dedup import candidate_pairs, find_duplicates, uses_index
+from artenc.dedup import candidate_pairs, find_duplicates
 from artenc.index import (
     build_store_index,
-    index_pairs,
     load_index,
     refresh_index,
     save_index,
@@ -75,9 +75,10 @@ def test_memory_mapped_reload_gives_the_same_results(built, data):
         np.testing.assert_array_equal(a, b)
 
 
-def test_index_pairs_find_every_planted_pair(built, data):
-    store, vindex = built
-    pairs = index_pairs(vindex, 0.95)
+def test_streamed_cell_pairs_equal_the_exact_pairs(built, data):
+    store, _ = built
+    pairs = cell_pairs(store.reload(), 0.95, progress=False)
+    assert "_vectors" not in store.__dict__  # read by blocks and rows, never whole
     found = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
     exact = candidate_pairs(data[0], 0.95, exact=True)
     assert data[1] <= found
@@ -85,13 +86,13 @@ def test_index_pairs_find_every_planted_pair(built, data):
     np.testing.assert_allclose(pairs.sim, np.einsum("nd,nd->n", data[0][pairs.i], data[0][pairs.j]), atol=1e-5)
 
 
-def test_dedup_uses_the_saved_index_with_the_same_groups(built, data):
+def test_streamed_dedup_gives_the_exact_groups(built, data):
     store, _ = built
-    assert uses_index(store)
-    via_index = find_duplicates(store, 0.95, verify=False)
+    streamed = find_duplicates(store.reload(), 0.95, verify=False, exact=False)
+    assert "_vectors" not in store.__dict__
     exact = find_duplicates(store, 0.95, verify=False, exact=True)
-    assert [g.rows for g in via_index.groups] == [g.rows for g in exact.groups]
-    assert len(via_index.groups) >= PLANTED - 5  # a copy of a copy may join a group of three
+    assert [g.rows for g in streamed.groups] == [g.rows for g in exact.groups]
+    assert len(streamed.groups) >= PLANTED - 5  # a copy of a copy may join a group of three
 
 
 def test_incremental_add_finds_new_works_without_a_rebuild(tmp_path, data):

@@ -5,14 +5,12 @@ Pipeline (`find_duplicates`):
 1. Candidate pairs (i < j, cosine >= threshold) by range search, never an n x n
    matrix: exact blocked products of the upper triangle up to AUTO_EXACT_MAX vectors
    (at most ~256 MB of scores at a time); above that exact products within spherical
-   k-means cells (`_cell_pairs`: each vector listed in its 2 nearest of sqrt(2n) cells; a
-   pair whose works share no cell can be missed); above AUTO_HNSW_MAX works, or when the
-   store has a saved ``ivfpq`` index and at least IVF_PQ_MIN_ROWS works (`uses_index`;
-   smaller stores are searched exactly whatever index is saved), through that index, block by block
-   from the store without loading every vector (`artenc.index.index_pairs`: PQ range search
-   with a measured margin, then exact cosines). With verification, each work's top_m
-   nearest neighbours with cosine >= floor are candidates too (`artenc.defaults`:
-   DUPLICATE_TOP_M, DUPLICATE_FLOOR).
+   k-means cells, streamed from the store's files (`artenc.cells.cell_pairs`: a vector near
+   a cell boundary is also listed in the cells a partner could be in, so no pair above the
+   threshold is missed; SemDeDup's k-means join made exact). With verification, each
+   work's top_m nearest neighbours with cosine >= floor are candidates too
+   (`artenc.defaults`: DUPLICATE_TOP_M, DUPLICATE_FLOOR; above AUTO_EXACT_MAX among the
+   works its cells compare it with).
 2. Optional geometric verification (`artenc.verify`, on by default in the CLI): a
    candidate is a duplicate only with >= min_inliers inliers, found directly or against
    the mirror image of one of the two (then the pair is `mirrored`).
@@ -53,6 +51,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from artenc.cells import cell_pairs
 from artenc.defaults import (
     DUPLICATE_FLOOR,
     DUPLICATE_TOP_M,
@@ -61,26 +60,16 @@ from artenc.defaults import (
     duplicate_threshold,
 )
 from artenc.errors import ParameterError, UsageError
-from artenc.index import (
-    AUTO_EXACT_MAX,
-    AUTO_HNSW_MAX,
-    IVF_PQ_MIN_ROWS,
-    index_for_store,
-    index_pairs,
-    load_faiss,
-    saved_kind,
-)
+from artenc.index import AUTO_EXACT_MAX
 from artenc.labels import is_missing
 from artenc.search import (
     SCORE_BYTES,
+    ArrayRows,
     Pairs,
     as_unit_matrix,
-    block_range_pairs,
-    block_top_m_pairs,
     check_pair_count,
     check_threshold,
     check_top_m,
-    iter_blocks,
     similar_pairs,
 )
 from artenc.verify import COPIES, VerifySettings, verify_pairs
@@ -91,63 +80,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PAIRS = 20_000_000  # 20M pairs = 320 MB of (i, j, sim); a lower threshold is refused
-CELL_PROBE = 2  # large n: each vector is listed in its 2 nearest k-means cells
-CELL_TRAIN_PER_LIST = 32
-CELL_ITERATIONS = 8
-CELL_MIN_SIZE = 256
-
-
-def _cell_pairs(x: np.ndarray, threshold: float, top_m: int = 0, floor: float = 1.0, seed: int = 0) -> Pairs:
-    """Approximate range search for large n: exact BLAS products within k-means cells.
-
-    Spherical k-means (nlist = sqrt(CELL_PROBE * n) cells, trained on a sample) puts every
-    vector in its nearest cell and lists it in its CELL_PROBE nearest cells; each cell's
-    own vectors are compared exactly (one matrix product) with every vector listed there.
-    A pair (i, j) is found when i's cell is among j's CELL_PROBE nearest or vice versa;
-    near-duplicates (cosine >= 0.9) nearly always share cells. Cost ~ n * d * (nlist +
-    CELL_PROBE * n / nlist) * 2 flops, all in BLAS: ~1/20 of an exact all-pairs search at
-    n = 100k, and ~4x less than the IVF-Flat range search it replaces (whose list scans are
-    not BLAS). Similarities are exact inner products.
-    """
-    faiss = load_faiss()
-    n, d = x.shape
-    nlist = int(max(1, min(np.sqrt(CELL_PROBE * n), n // CELL_MIN_SIZE)))  # cells big enough for BLAS
-    probe = min(CELL_PROBE, nlist)
-    rng = np.random.default_rng(seed)
-    train = x[rng.choice(n, size=min(n, CELL_TRAIN_PER_LIST * nlist), replace=False)]
-    km = faiss.Kmeans(d, nlist, niter=CELL_ITERATIONS, spherical=True, seed=seed,
-                      max_points_per_centroid=CELL_TRAIN_PER_LIST, min_points_per_centroid=1)
-    km.train(train)
-    cells = np.empty((n, probe), dtype=np.int64)
-    for rows in iter_blocks(n, 16384):
-        _, cells[rows] = km.index.search(x[rows], probe)
-    primary = cells[:, 0]
-    by_primary = np.argsort(primary, kind="stable")
-    p_bounds = np.searchsorted(primary[by_primary], np.arange(nlist + 1))
-    listed = np.argsort(cells.ravel(), kind="stable")
-    l_bounds = np.searchsorted(cells.ravel()[listed], np.arange(nlist + 1))
-    listed //= probe  # row of each listing
-    parts, count = [], 0
-    for c in range(nlist):
-        own = by_primary[p_bounds[c]:p_bounds[c + 1]]
-        cols = listed[l_bounds[c]:l_bounds[c + 1]]
-        if len(own) == 0 or len(cols) < 2:
-            continue
-        xc = x[cols]
-        step = int(max(16, SCORE_BYTES // (4 * len(cols))))
-        for sub in iter_blocks(len(own), step):
-            rows = own[sub]
-            scores = x[rows] @ xc.T
-            part = block_range_pairs(scores, rows, cols, threshold, upper=False)
-            parts.append(part)
-            count += len(part[0])
-            check_pair_count(count // 2, threshold, MAX_PAIRS)
-            if top_m:
-                scores[rows[:, None] == cols[None, :]] = -np.inf
-                top = block_top_m_pairs(scores, rows, cols, top_m, floor)
-                if top is not None:
-                    parts.append(top)
-    return Pairs.concat(parts).unique(n)  # a pair can be found from both ends
 
 
 def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None = None,
@@ -161,7 +93,8 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
         vectors: (n, dim) float unit vectors (float32 used).
         threshold, floor: cosine similarities in [-1, 1] (floor is capped at threshold).
         exact: exact blockwise search (`artenc.search.similar_pairs`), or k-means cells
-            (`_cell_pairs`, approximate); None: exact up to AUTO_EXACT_MAX vectors.
+            (`artenc.cells.cell_pairs`: the same range pairs, fewer products; top-m pairs
+            among the cells compared); None: exact up to AUTO_EXACT_MAX vectors.
         top_m: nearest neighbours per work that become candidates (0: off).
 
     Returns:
@@ -178,18 +111,7 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, *, exact: bool | None
     exact = len(x) <= AUTO_EXACT_MAX if exact is None else exact
     if exact:
         return similar_pairs(x, threshold, top_m=top_m, floor=floor, max_pairs=MAX_PAIRS, score_bytes=SCORE_BYTES)
-    return _cell_pairs(x, threshold, top_m, floor)
-
-
-def uses_index(store: Store) -> bool:
-    """Whether `find_duplicates` (without top-m candidates, `exact` None) finds its range
-    pairs through an ``ivfpq`` index (`artenc.index.index_pairs`: blocks of rows against the
-    index, exact re-scoring, memory bounded by blocks; approximate): above AUTO_HNSW_MAX works,
-    or when the store has a saved ``ivfpq`` index and at least IVF_PQ_MIN_ROWS works. A smaller
-    store is searched exactly (`candidate_pairs`) even with a saved ``ivfpq`` index, so saving
-    one never makes a small store miss pairs (newcomer report B4)."""
-    n = len(store)
-    return n > AUTO_HNSW_MAX or (n >= IVF_PQ_MIN_ROWS and saved_kind(store) == "ivfpq")
+    return cell_pairs(ArrayRows(x), threshold, top_m=top_m, floor=floor, max_pairs=MAX_PAIRS, progress=False)
 
 
 def identical_pairs(sha256: Sequence[str | None] | np.ndarray, max_pairs: int | None = MAX_PAIRS) -> Pairs:
@@ -524,8 +446,9 @@ def find_duplicates(
         verify: keep only candidates with >= `min_inliers` inliers (`artenc.verify`: SIFT
             + MAGSAC++ homography, mirror-aware; Lowe 2004, Barath et al. 2020).
         across: a label column; only groups spanning several of its values (leakage).
-        workers: verification processes; exact: exact range search (default: up to
-            AUTO_EXACT_MAX works); top_m, floor: the verified mode's extra candidates.
+        workers: verification processes; exact: all-pairs products in memory (default: up to
+            AUTO_EXACT_MAX works; above, `artenc.cells.cell_pairs` streamed from the store);
+            top_m, floor: the verified mode's extra candidates.
         verify_settings: `artenc.verify.VerifySettings` (image size, keypoints, estimator,
             mirrors): COPIES by default; `artenc.verify.LEGACY` verifies as before issue 15.
 
@@ -549,12 +472,10 @@ def find_duplicates(
         top_m = DUPLICATE_TOP_M if verify else 0
     if floor is None:
         floor = DUPLICATE_FLOOR
-    if exact is None and top_m == 0 and uses_index(store):
-        log.info("candidate pairs through the saved ivfpq index (approximate: a pair can be missed; "
-                 "exact=True searches every pair)")
-        pairs = index_pairs(index_for_store(store, "ivfpq"), threshold, max_pairs=MAX_PAIRS)
-    else:
-        pairs = candidate_pairs(store.vectors, threshold, exact=exact, top_m=top_m, floor=floor)
+    if (len(store) <= AUTO_EXACT_MAX if exact is None else exact):
+        pairs = candidate_pairs(store.vectors, threshold, exact=True, top_m=top_m, floor=floor)
+    else:  # streamed from the store's files, never every vector in memory
+        pairs = cell_pairs(store, threshold, top_m=top_m, floor=min(floor, threshold), max_pairs=MAX_PAIRS)
     pairs, identical = _with_identical(pairs, identical_pairs(store.items["sha256"].to_numpy()), len(store))
     n_candidates = len(pairs)
     log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",

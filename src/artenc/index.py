@@ -11,13 +11,13 @@ Kinds (the `kind` argument):
 - ``hnsw``: HNSW graph, M=16, efConstruction=64, efSearch=32 (recall@10 0.988 on
   100k clustered 1280-d vectors, ~40x sklearn's brute force; efSearch 64: 0.998, ~25x), memory ~n*(dim*4 + 128) bytes.
 - ``ivfpq``: the index for millions of works. IVF (nlist ~ sqrt(n) coarse cells) + product
-  quantiser (`ivf_params`: 8-bit codes, about dim/16 bytes per vector at dim >= 256, `pq_m`;
+  quantiser (`ivf_params`: 8-bit codes, about dim/8 bytes per vector, `pq_m`;
   exact flat codes below IVF_PQ_MIN_ROWS vectors), built within a memory
   budget: trained on a sample (`vectors_at`), vectors added block by block (`vector_blocks`),
   never the whole matrix in memory. A query scans nprobe cells with PQ estimates, then the
   top `rerank` candidates are re-scored exactly from the (memory-mapped) stored vectors
   (`Store.vectors_at`); the re-ranking is what makes recall@10 >= 0.95 reachable. Memory:
-  n*(dim/16 + 8) bytes of codes and ids (1M x 1280: 88 MB). Saved indexes are loaded with
+  n*(dim/8 + 8) bytes of codes and ids (1M x 1280: 168 MB). Saved indexes are loaded with
   ``faiss.IO_FLAG_MMAP`` (inverted lists mapped from the file, not read) and never need the
   vectors to load. Incremental: new segments of the store join the index (`update_index`).
 - ``lsh``: random-rotation sign hashes (2*dim bits), re-ranked exactly; for comparison.
@@ -58,14 +58,10 @@ from artenc.atomic import atomic_path, atomic_write_json
 from artenc.errors import UsageError
 from artenc.search import (
     ArrayRows,
-    Pairs,
     as_unit_matrix,
     cap_cosine,
     check_k,
-    check_pair_count,
-    check_threshold,
     iter_blocks,
-    similarity_at_least,
     top_k,
     top_k_of_candidates,
 )
@@ -87,11 +83,8 @@ IVF_PQ_MIN_ROWS = 256 * IVF_TRAIN_PER_LIST  # 8-bit PQ codebooks need this many 
 # below it an ``ivfpq`` index stores exact (flat) codes and `dedup.uses_index` searches exactly
 IVF_NITER = 10  # k-means iterations of the cells and of the PQ codebooks (FAISS default 25)
 IVF_NPROBE = 16
-IVF_RERANK = 1024  # candidates re-scored exactly per query (1M x 1280 clustered: recall@10 >= 0.95)
+IVF_RERANK = 2048  # candidates re-scored exactly per query (see `pq_m`: recall@10 0.995 at 5,000 works per cluster)
 RERANK_GATHER_BYTES = 32 * 2**20  # one (queries, candidates, dim) float32 gather of the re-ranking
-PAIRS_NPROBE = 2  # cells scanned per work by `index_pairs` (near-duplicates share a cell or the next)
-PAIRS_K = 8  # first candidates per work in `index_pairs` (more when the 8th is still a duplicate)
-PAIRS_K_MAX = 2048
 
 
 class StaleIndexError(UsageError):
@@ -139,15 +132,20 @@ def ivf_params(n: int, dim: int) -> dict:
 
 def pq_m(dim: int) -> int:
     """The number of PQ sub-quantisers for `dim`-d vectors: the divisor of `dim` nearest (by
-    ratio) to dim/16 (dim/8 below dim 256), i.e. about dim/16 bytes per vector with 8-bit codes
-    (FAISS needs m to divide dim); on a tie the larger (more bytes, better recall). A dim with
-    few divisors gets the nearest one rather than a tiny m: 32,492 = 4 x 8123 gets 8123 (4
-    dims per code, dim/4 bytes, still 16x smaller than float32), not 4 (8123 dims per code,
-    useless). The simpler-looking alternatives were rejected: an OPQ or PCA to a multiple of 16
-    ("OPQ{m}_{d'},IVF..,PQ{m}") trains a dim x d' matrix (4.2 GB at 32,492-d), and padding
+    ratio) to dim/8, i.e. 8 dimensions per 8-bit code and about dim/8 bytes per vector (FAISS
+    needs m to divide dim); on a tie the larger (more bytes, better recall). Why dim/8 and not
+    FAISS's common dim/16: on the bench_scale clusters at 5 M works (5,000 works per cluster,
+    cosine 0.64 between cluster-mates, neighbours 2-10 within 0.01 of each other) the PQ
+    estimates must order a cluster finely enough for the exact re-ranking to see the true top 10:
+    300k vectors with the same cluster size, nprobe 16, recall@10 with 1,024 / 2,048 re-ranked:
+    dim/16 0.795 / -, dim/10 0.916 / 0.976, dim/8 0.968 / 0.996, dim/4 1.0 (2x the bytes).
+    A dim with few divisors gets the nearest one rather than a tiny m: 32,492 = 4 x 8123 gets
+    8123 (4 dims per code, dim/4 bytes, still 16x smaller than float32), not 4 (8123 dims per
+    code, useless). The simpler-looking alternatives were rejected: an OPQ or PCA to a multiple
+    of 8 ("OPQ{m}_{d'},IVF..,PQ{m}") trains a dim x d' matrix (4.2 GB at 32,492-d), and padding
     would change every vector the index is given.
     """
-    target = dim / (16 if dim >= 256 else 8)
+    target = dim / 8
     divisors = [m for m in range(1, dim + 1) if dim % m == 0]
     return min(divisors, key=lambda m: (abs(np.log(m / max(target, 1.0))), -m))
 
@@ -524,67 +522,3 @@ def index_for_store(store: Store, kind: str | None = None) -> VectorIndex:
     if saved is not None and kind in (None, "auto", saved.kind):
         return saved
     return build_store_index(store, kind or "auto")
-
-
-def index_pairs(vindex: VectorIndex, threshold: float, *, max_pairs: int | None = None,
-                nprobe: int = PAIRS_NPROBE, k: int = PAIRS_K, block_rows: int = IVF_BLOCK) -> Pairs:
-    """Pairs of rows i < j with cosine >= `threshold`, found through an ``ivfpq`` index:
-    every row's `k` nearest rows by PQ estimate (`nprobe` cells) are re-scored exactly
-    (`vectors_at`) and kept when their cosine reaches `threshold` (`similarity_at_least`);
-    a row whose k-th candidate still reaches it is searched again with 4 k candidates (up to
-    PAIRS_K_MAX), so a large group of copies is found whole.
-
-    Args:
-        vindex: an ``ivfpq`` `VectorIndex` (`build_store_index`, `load_index`).
-        threshold: cosine similarity in [-1, 1] (near-duplicates: 0.9 and above).
-        max_pairs: refuse (ParameterError("threshold")) beyond this many pairs.
-        nprobe: coarse cells scanned per row; k: first candidates per row; block_rows: rows
-            searched at once.
-
-    Returns:
-        `artenc.search.Pairs` (int64 i < j, float32 exact similarities), sorted by (i, j).
-
-    Raises:
-        ParameterError: a threshold outside [-1, 1], or too many pairs; UsageError: not an
-        ``ivfpq`` index.
-
-    Approximate: a pair is missed when neither row's `nprobe` nearest cells hold the other,
-    or when PQ estimates put more than the candidates fetched ahead of it (for
-    near-duplicates, cosine >= 0.9 among neighbours far below, they rank first).
-    A PQ estimate q.x_hat of a near-copy is biased low by about |x - x_hat|^2 (0.1-0.2 at
-    dim/16 bytes), which rules out a range search on the estimates: its radius would admit
-    whole clusters. Memory: one block of rows, its (block_rows, k) candidates and one column
-    of candidate vectors at a time. Cost ~ n * nprobe * (n / nlist) code scans + n * k dot products.
-    """
-    threshold = check_threshold(threshold)
-    if vindex.kind != "ivfpq":
-        raise UsageError(f"index_pairs needs an ivfpq index, got {vindex.kind}")
-    faiss = load_faiss()
-    n = vindex.ntotal
-    ivf = faiss.extract_index_ivf(vindex.index)
-    before, ivf.nprobe = ivf.nprobe, int(max(1, min(nprobe, ivf.nlist)))
-    parts, count = [], 0
-    try:
-        for offset, block in vindex.source.vector_blocks(block_rows=block_rows):
-            block = np.ascontiguousarray(block, dtype=np.float32)
-            todo, kk = np.arange(len(block)), max(2, int(k))
-            while len(todo):
-                _, cand = vindex.index.search(block[todo], min(kk, int(vindex.index.ntotal)))
-                cand = vindex._rows_of(cand)
-                sims = np.full(cand.shape, -np.inf, dtype=np.float32)
-                for col in range(cand.shape[1]):  # one column of candidate vectors at a time
-                    ok = np.flatnonzero(cand[:, col] >= 0)
-                    uniq, pos = np.unique(cand[ok, col], return_inverse=True)
-                    sims[ok, col] = np.einsum("nd,nd->n", block[todo[ok]], vindex.vectors_at(uniq)[pos])
-                hit = similarity_at_least(sims, threshold) & (cand != (todo + offset)[:, None])
-                a = np.broadcast_to((todo + offset)[:, None], cand.shape)[hit]
-                b = cand[hit]
-                parts.append((np.minimum(a, b), np.maximum(a, b), cap_cosine(sims[hit])))
-                count += len(a)
-                check_pair_count(count // 2, threshold, max_pairs)
-                more = similarity_at_least(sims[:, -1], threshold) & (cand.shape[1] < min(PAIRS_K_MAX, vindex.index.ntotal))
-                todo, kk = todo[more], kk * 4
-    finally:
-        ivf.nprobe = before
-    pairs = Pairs.concat(parts).unique(max(n, 1))  # a pair is found from both ends
-    return pairs.select(np.lexsort((pairs.j, pairs.i)))

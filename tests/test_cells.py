@@ -1,0 +1,74 @@
+"""`artenc.cells`: the k-means cell join finds exactly the pairs an all-pairs search finds,
+because of its boundary-listing rule (without it, pairs split by a boundary are lost)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from artenc.cells import assign_cells, boundary_reach, cell_pairs, train_cells
+from artenc.search import ArrayRows, similar_pairs
+from artenc.store import l2_normalize
+from tests.helpers_search import vector_store
+
+
+def as_set(pairs) -> set[tuple[int, int]]:
+    return set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+
+
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int) -> np.ndarray:
+    """n unit vectors around `clusters` centres, with many near pairs across cell boundaries."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.standard_normal((clusters, dim)))
+    x = centres[rng.integers(0, clusters, n)] + spread * rng.standard_normal((n, dim))
+    return l2_normalize(x).astype(np.float32)
+
+
+@pytest.mark.parametrize("threshold,spread", [(0.5, 0.5), (0.8, 0.3), (0.95, 0.15)])
+def test_cell_pairs_equal_all_pairs(threshold, spread):
+    x = clustered(3000, 16, 4, spread, seed=1)  # few clusters, many cells: boundaries cut through clusters
+    exact = similar_pairs(x, threshold)
+    found = cell_pairs(ArrayRows(x), threshold, nlist=24, max_listed=24, progress=False)
+    assert len(exact) > 50
+    assert as_set(found) == as_set(exact)
+    np.testing.assert_allclose(found.sim, np.einsum("pd,pd->p", x[found.i], x[found.j]), atol=1e-5)
+    assert np.all(found.i < found.j)
+
+
+def test_without_the_boundary_listing_pairs_are_lost():
+    x = clustered(3000, 16, 4, 0.5, seed=1)
+    exact = as_set(similar_pairs(x, 0.8))
+    own_cell_only = as_set(cell_pairs(ArrayRows(x), 0.8, nlist=24, max_listed=0, progress=False))
+    assert own_cell_only < exact  # SemDeDup's plain join misses pairs split by a boundary
+    cells = assign_cells(ArrayRows(x), train_cells(ArrayRows(x), 24), 0.8, max_listed=0, progress=False)
+    assert cells.capped > 0 and len(cells.listed_rows) == 0  # and says how many vectors it capped
+
+
+def test_listing_follows_the_threshold():
+    x = ArrayRows(clustered(3000, 16, 4, 0.5, seed=2))
+    centroids = train_cells(x, 24)
+    loose = assign_cells(x, centroids, 0.5, max_listed=24, progress=False)
+    tight = assign_cells(x, centroids, 0.99, max_listed=24, progress=False)
+    assert len(tight.listed_rows) < len(loose.listed_rows)  # a higher threshold lists fewer
+    np.testing.assert_array_equal(tight.own, loose.own)  # the own cell is the nearest centroid
+    np.testing.assert_array_equal(tight.own, np.argmax(x.vectors @ centroids.T, axis=1))
+    assert boundary_reach(1.0) == 0.0 and boundary_reach(0.5) == pytest.approx(1.0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), threshold=st.floats(0.3, 0.99), nlist=st.integers(1, 12),
+       spread=st.floats(0.05, 1.0))
+def test_cell_pairs_equal_all_pairs_for_any_data(seed, threshold, nlist, spread):
+    x = clustered(300, 8, 3, spread, seed)
+    found = cell_pairs(ArrayRows(x), threshold, nlist=nlist, max_listed=nlist, seed=seed % 7, progress=False)
+    assert as_set(found) == as_set(similar_pairs(x, threshold))
+
+
+def test_a_store_is_joined_by_rows_and_blocks_only(tmp_path):
+    x = clustered(2000, 32, 5, 0.3, seed=3)
+    store = vector_store(tmp_path, x)
+    found = cell_pairs(store.reload(), 0.9, nlist=16, progress=False)
+    assert "_vectors" not in store.__dict__  # the whole matrix was never materialised
+    assert as_set(found) == as_set(similar_pairs(store.vectors, 0.9))
