@@ -42,13 +42,13 @@ def test_without_the_boundary_listing_pairs_are_lost():
     exact = as_set(similar_pairs(x, 0.8))
     own_cell_only = as_set(cell_pairs(ArrayRows(x), 0.8, nlist=24, max_listed=0, progress=False))
     assert own_cell_only < exact  # SemDeDup's plain join misses pairs split by a boundary
-    cells = assign_cells(ArrayRows(x), train_cells(ArrayRows(x), 24), 0.8, max_listed=0, progress=False)
+    cells = assign_cells(ArrayRows(x), train_cells(ArrayRows(x), 24)[0], 0.8, max_listed=0, progress=False)
     assert cells.capped > 0 and len(cells.listed_rows) == 0  # and says how many vectors it capped
 
 
 def test_listing_follows_the_threshold():
     x = ArrayRows(clustered(3000, 16, 4, 0.5, seed=2))
-    centroids = train_cells(x, 24)
+    centroids, _ = train_cells(x, 24)
     loose = assign_cells(x, centroids, 0.5, max_listed=24, progress=False)
     tight = assign_cells(x, centroids, 0.99, max_listed=24, progress=False)
     assert len(tight.listed_rows) < len(loose.listed_rows)  # a higher threshold lists fewer

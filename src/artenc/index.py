@@ -80,7 +80,7 @@ HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> re
 IVF_BLOCK = 16_384  # rows added (or range-searched) per block: ~4 x 84 MB of FAISS buffers at dim 1280
 IVF_TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per cell
 IVF_PQ_MIN_ROWS = 256 * IVF_TRAIN_PER_LIST  # 8-bit PQ codebooks need this many training points;
-# below it an ``ivfpq`` index stores exact (flat) codes and `dedup.uses_index` searches exactly
+# below it an ``ivfpq`` index stores exact (flat) codes
 IVF_NITER = 10  # k-means iterations of the cells and of the PQ codebooks (FAISS default 25)
 IVF_NPROBE = 16
 IVF_RERANK = 2048  # candidates re-scored exactly per query (see `pq_m`: recall@10 0.995 at 5,000 works per cluster)
