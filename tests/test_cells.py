@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from artenc.cells import assign_cells, boundary_reach, cell_pairs, train_cells
+from artenc.cells import assign_cells, boundary_reach, cell_pairs, error_margin, train_cells
 from artenc.search import ArrayRows, similar_pairs
 from artenc.store import l2_normalize
 from tests.helpers_search import vector_store
@@ -72,3 +72,25 @@ def test_a_store_is_joined_by_rows_and_blocks_only(tmp_path):
     found = cell_pairs(store.reload(), 0.9, nlist=16, progress=False)
     assert "_vectors" not in store.__dict__  # the whole matrix was never materialised
     assert as_set(found) == as_set(similar_pairs(store.vectors, 0.9))
+
+
+def test_the_error_margin_bounds_every_quantised_cosine():
+    x = ArrayRows(clustered(2000, 24, 6, 0.4, seed=5))
+    _, sq = train_cells(x, 4)
+    y = np.vstack([x.vectors, np.eye(24, dtype=np.float32)])  # one-hot rows: far outside the trained ranges
+    approx = sq.decode(sq.compute_codes(y))
+    err = np.linalg.norm(y - approx, axis=1)
+    exact, quantised = y @ y.T, approx @ approx.T
+    assert err[-24:].min() > 10 * err[:-24].max()  # clipped: large errors, which the bound must cover
+    assert np.all(exact <= quantised + error_margin(err[:, None], err[None, :]) + 1e-5)
+
+
+def test_vectors_outside_the_quantiser_range_keep_their_pairs():
+    rng = np.random.default_rng(6)
+    x = clustered(1500, 24, 6, 0.4, seed=6)
+    spikes = np.eye(24, dtype=np.float32)[:10]
+    copies = l2_normalize(spikes + 0.05 * rng.standard_normal(spikes.shape)).astype(np.float32)
+    y = np.vstack([x, spikes, copies])
+    found = cell_pairs(ArrayRows(y), 0.9, nlist=8, max_listed=8, progress=False)
+    assert as_set(found) == as_set(similar_pairs(y, 0.9))
+    assert {(1500 + k, 1510 + k) for k in range(10)} <= as_set(found)
