@@ -37,6 +37,7 @@ SCORE_BYTES = 256 * 2**20  # one block of float32 scores (pair search); top-k us
 TOPK_SCORE_BYTES = SCORE_BYTES // 4  # + a negated copy and int64 argpartition indices: peak ~4x this
 QUERY_BLOCK = 4096  # at most this many query rows per block
 MATRIX_BLOCK = 65536  # at most this many matrix rows per block (top-k)
+STREAM_BYTES = 32 * 2**20  # rows read at once from a row source (a `Store`): one float32 block of this size
 SIM_TOLERANCE = 16 * float(np.finfo(np.float32).eps)  # 1.9e-6: float32 rounding of unit dots
 # measured: self-products of random float32 unit vectors (dim 32..1280) are off from 1 by
 # at most 6e-7 (5 eps); 16 eps leaves room for longer vectors.
@@ -207,11 +208,19 @@ def _row_source(matrix) -> bool:
     return hasattr(matrix, "vector_blocks")
 
 
+def _stream_rows(matrix, block_rows: int) -> int:
+    """Rows per block of `matrix`: `block_rows`, at most STREAM_BYTES of a row source's vectors."""
+    if _row_source(matrix):
+        return max(1, min(int(block_rows), STREAM_BYTES // (4 * max(1, int(matrix.dim)))))
+    return max(1, int(block_rows))
+
+
 def _matrix_blocks(matrix, block_rows: int) -> Iterator[tuple[slice, np.ndarray]]:
     """(rows, float32 block) of `matrix`, `block_rows` rows at a time: slices of an array, or
-    blocks read from a row source (`_row_source`), each read once."""
+    blocks read from a row source (`_row_source`), each read once, of at most STREAM_BYTES
+    (the block being scored and the next one being read are both alive: 2 x STREAM_BYTES)."""
     if _row_source(matrix):
-        for start, block in matrix.vector_blocks(block_rows=block_rows):
+        for start, block in matrix.vector_blocks(block_rows=_stream_rows(matrix, block_rows)):
             yield slice(start, start + len(block)), block
     else:
         for cols in iter_blocks(len(matrix), block_rows):
@@ -282,7 +291,7 @@ def top_k(
     kk = min(k, n)
     if m == 0 or kk == 0:
         return sims, ids
-    nb = max(1, min(n, int(matrix_block)))
+    nb = max(1, min(n, _stream_rows(matrix, matrix_block)))
     qb = query_block or max(1, min(QUERY_BLOCK, TOPK_SCORE_BYTES // (4 * nb)))
     col_ids = np.arange(n, dtype=np.int64)
     for rows in iter_blocks(m, qb):
