@@ -93,6 +93,26 @@ def test_info_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert version.returncode == 0 and version.stdout == f"artenc {artenc.__version__}\n"
 
 
+def test_similar_of_a_stored_work_imports_no_torch(tmp_path: Path) -> None:
+    """A stored path needs no encoder: `artenc similar` (and everything importing
+    `artenc.collection`) leaves torch and the encoder runtime unimported (~1.4 s of CPU and
+    ~450 MB of memory per command); a new image file would import them."""
+    import numpy as np
+
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    store = Store.create(tmp_path / "s", SIGNATURE)
+    with store.writing():
+        store.append_segment(toy_rows("a", 4), np.eye(4, 4, dtype=np.float32) + 0.1)
+    code = ("import sys, artenc.cli; code = artenc.cli.main(['similar', sys.argv[1], '/x/a/000.jpg', '-k', '2', "
+            "'--json']); print([m for m in ('torch', 'onnxruntime', 'artenc.runtime', 'artenc.embedding') "
+            "if m in sys.modules], file=sys.stderr); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, check=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    assert [n["path"] for n in json.loads(proc.stdout)["results"][0]["neighbors"]] == ["/x/a/001.jpg", "/x/a/002.jpg"]
+
+
 def test_one_command_builds_only_its_own_parser() -> None:
     assert list(next(a for a in build_parser("info")._actions if a.dest == "command").choices) == ["info"]
     every = next(a for a in build_parser()._actions if a.dest == "command").choices

@@ -47,19 +47,19 @@ from artenc.defaults import (
     VERIFY_DUPLICATES,
     VERIFY_TOP,
 )
-from artenc.embedding import encode_files
 from artenc.errors import ParameterError
 from artenc.evaluate import EvaluationReport, evaluate_store
 from artenc.index import VectorIndex, index_for_store, load_index
 from artenc.labels import SPLIT_COLUMN
 from artenc.neighbors import PairResult, SimilarResult, pair_similarity, similar
-from artenc.predict import PredictionReport, predict_images
 from artenc.quality import QualityReport, QualityThresholds, quality_report
-from artenc.runtime import Encoder, encoder_for_store
 from artenc.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch (the encoder runtime, embedding, prediction) is imported only to embed
     from pathlib import Path
+
+    from artenc.predict import PredictionReport
+    from artenc.runtime import Encoder
 
 
 class Collection:
@@ -137,6 +137,8 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         """The store's own model (same weights and preprocessing), loaded on first use."""
+        from artenc.runtime import encoder_for_store  # torch: only when new images are embedded
+
         with self._lock:
             if self._encoder is None:
                 self._encoder = encoder_for_store(self.store.meta, device=self.device, runtime=self.runtime)
@@ -159,6 +161,8 @@ class Collection:
     def encode(self, images: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str | None]]:
         """Embed image files with the store's model: ((n, dim) float32 unit rows, per-file
         error or None; a failed file gets a zero row)."""
+        from artenc.embedding import encode_files  # torch: only when new images are embedded
+
         return encode_files([str(p) for p in images], self.encoder)
 
     # ----- jobs -------------------------------------------------------------------------
@@ -333,6 +337,8 @@ class Collection:
         the votes in [0, 1], the neighbours). An unreadable image gets `error` and no votes.
         Raises UsageError for a missing file, ParameterError for an unknown field or k < 1.
         """
+        from artenc.predict import predict_images  # torch: the images are embedded
+
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         fields = [fields] if isinstance(fields, str) else fields
         return predict_images(self.store, images, fields, k, encoder=self.encoder)

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.defaults import MIN_INLIERS, SIMILAR_K, SIMILAR_LIMIT, VERIFY_TOP
-from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
 from artenc.index import VectorIndex, load_index
 from artenc.labels import plain
-from artenc.runtime import Encoder, encoder_for_store
 from artenc.search import cap_cosine, check_k, check_threshold, range_search, top_k
 from artenc.verify import verify_queries
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch (the encoder runtime) is imported only when a query is a new image
+    from artenc.runtime import Encoder
     from artenc.store import Store
 
-EncoderSource = Encoder | Callable[[], Encoder] | None
+    # an encoder, or a zero-argument callable returning one (called only when some query is a new file)
+    EncoderSource = Encoder | Callable[[], Encoder] | None
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,10 @@ def resolve_queries(store: Store, queries: list[str], encoder: EncoderSource = N
         if not Path(q).is_file():
             raise UsageError(f"{q}: not in the store and no such image file")
     new_vectors: dict[str, np.ndarray] = {}
-    if new:
+    if new:  # torch and the encoder runtime only when a new image is embedded
+        from artenc.embedding import encode_files
+        from artenc.runtime import Encoder, encoder_for_store
+
         if encoder is None:
             encoder = encoder_for_store(store.meta)
         elif callable(encoder) and not isinstance(encoder, Encoder):
