@@ -499,13 +499,37 @@ class Store:
             total += md.num_rows
         return total
 
+    def _rows_table(self, seq: np.ndarray, columns: Sequence[str]) -> pa.Table:
+        """`columns` of the concatenated segment rows `seq` (int64 indices), in that order, as an
+        Arrow table: one segment read at a time and its rows taken (so beside the result only one
+        segment's columns are in memory, not every segment's), then put in `seq` order (no copy
+        when `seq` visits the segments in turn, as for segments of disjoint sorted paths)."""
+        lay = self._layout
+        seq = np.asarray(seq, dtype=np.int64)
+        if len(seq) == 0:
+            return self._segment_tables([], columns)
+        ends = np.cumsum(lay.seg_rows)
+        seg_pos = np.searchsorted(ends, seq, side="right")
+        order = np.argsort(seg_pos, kind="stable")
+        by_seg = seg_pos[order]
+        parts = []
+        for pos in np.unique(by_seg).tolist():
+            lo, hi = np.searchsorted(by_seg, pos), np.searchsorted(by_seg, pos, side="right")
+            rows = seq[order[lo:hi]] - (ends[pos] - lay.seg_rows[pos])
+            part = self._segment_tables([lay.segments[pos]], columns)
+            whole = len(rows) == part.num_rows and bool(np.all(rows == np.arange(len(rows))))
+            parts.append(part if whole else part.take(pa.array(rows)))
+            del part
+        table = pa.concat_tables(parts, promote_options="permissive")
+        if np.any(order != np.arange(len(order))):
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            table = table.take(pa.array(inverse))
+        return table
+
     def _take(self, seq: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
         """`columns` of the concatenated segment rows `seq` (int64 indices), as a DataFrame."""
-        if len(seq) == 0:
-            table = self._segment_tables([], columns)
-        else:
-            table = self._segment_tables(self._layout.segments, columns).take(pa.array(seq))
-        frame = table.to_pandas()
+        frame = self._rows_table(seq, columns).to_pandas()
         frame.attrs.clear()  # the segments' marker (`_sorted_unique`) is no item data
         return frame
 
@@ -762,7 +786,7 @@ class Store:
         """The items' paths (large_string, strictly increasing), read once when needed."""
         lay = self._layout
         if lay.paths is None:
-            table = self._segment_tables(lay.segments, ["path"]).take(pa.array(lay.item_seq))
+            table = self._rows_table(lay.item_seq, ["path"])
             lay.paths = table["path"].combine_chunks().cast(pa.large_string())
         return lay.paths
 
@@ -1083,7 +1107,7 @@ class Store:
         count = self._footer_count()
         if count is None:
             count, lay = len(self), self._layout
-            skipped = self._segment_tables(lay.segments, ["path", "error"]).take(pa.array(lay.skip_seq)).to_pylist()
+            skipped = self._rows_table(lay.skip_seq, ["path", "error"]).to_pylist()
         else:
             skipped = []
         summary = {
