@@ -342,7 +342,7 @@ def pair_similarity(store: Store, a: str, b: str, encoder: EncoderSource = None)
     qa, qb = resolve_queries(store, [a, b], encoder)
     sim = cap_cosine(float(np.dot(qa.vector, qb.vector)))
     if qa.item is not None and qb.item is not None:
-        sha = store.items["sha256"].to_numpy()
+        sha = store.item_columns(["sha256"])["sha256"].to_numpy()  # this column only
         if isinstance(sha[qa.item], str) and sha[qa.item] == sha[qb.item]:
             sim = 1.0
     return PairResult(qa.path, qb.path, sim, (qa.item, qb.item))
