@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -202,20 +203,33 @@ def _block_top(scores: np.ndarray, col_ids: np.ndarray, k: int) -> tuple[np.ndar
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def _row_source(matrix) -> bool:
+class VectorRows(Protocol):
+    """What `top_k` and `range_search` also search: unit vectors read in blocks (a `Store`,
+    streamed from its segment files; an `ArrayRows`)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def vector_blocks(self, rows: np.ndarray | None = None, block_rows: int = MATRIX_BLOCK
+                      ) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
+def _row_source(matrix: np.ndarray | VectorRows) -> bool:
     """True for a row source read in blocks (a `Store`, `ArrayRows`: `vector_blocks`, `dim`,
     `len`), False for an in-memory array."""
     return hasattr(matrix, "vector_blocks")
 
 
-def _stream_rows(matrix, block_rows: int) -> int:
+def _stream_rows(matrix: np.ndarray | VectorRows, block_rows: int) -> int:
     """Rows per block of `matrix`: `block_rows`, at most STREAM_BYTES of a row source's vectors."""
     if _row_source(matrix):
         return max(1, min(int(block_rows), STREAM_BYTES // (4 * max(1, int(matrix.dim)))))
     return max(1, int(block_rows))
 
 
-def _matrix_blocks(matrix, block_rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+def _matrix_blocks(matrix: np.ndarray | VectorRows, block_rows: int) -> Iterator[tuple[slice, np.ndarray]]:
     """(rows, float32 block) of `matrix`, `block_rows` rows at a time: slices of an array, or
     blocks read from a row source (`_row_source`), each read once, of at most STREAM_BYTES
     (the block being scored and the next one being read are both alive: 2 x STREAM_BYTES)."""
@@ -227,7 +241,7 @@ def _matrix_blocks(matrix, block_rows: int) -> Iterator[tuple[slice, np.ndarray]
             yield cols, matrix[cols]
 
 
-def _searched(matrix, check_matrix: bool):
+def _searched(matrix: np.ndarray | VectorRows, check_matrix: bool) -> tuple[np.ndarray | VectorRows, int]:
     """(matrix, dim) of what `top_k` / `range_search` search: a row source as it is (its
     vectors are unit rows, checked when stored), an array checked by `as_unit_matrix` (or,
     with `check_matrix` False, only for being a float32 (n, dim) array)."""
@@ -242,7 +256,7 @@ def _searched(matrix, check_matrix: bool):
 
 def top_k(
     queries: np.ndarray,
-    matrix,
+    matrix: np.ndarray | VectorRows,
     k: int,
     *,
     exclude: Sequence[int] | np.ndarray | None = None,
@@ -343,7 +357,7 @@ def top_k_of_candidates(
 
 def range_search(
     query: np.ndarray,
-    matrix,
+    matrix: np.ndarray | VectorRows,
     threshold: float,
     *,
     limit: int | None = None,

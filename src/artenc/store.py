@@ -46,7 +46,11 @@ which segment row holds each item as int arrays (`len`, `summary` never open a .
 read from the segment files in blocks by positioned reads (`vector_blocks`, `vectors_at`: only
 the rows asked for; the pages stay in the OS page cache, outside the process's resident memory,
 where a memory map would count them, up to a large folio per random row); `items` reads its
-columns from the Parquet files only when asked (`item_columns` reads only some).
+columns from the Parquet files only when asked (`item_columns` reads only some), one segment at
+a time. `summary` (`artenc info`) counts from the Parquet footers alone when the segments'
+statistics settle it (`_footer_count`), and this module reads and writes through pyarrow, so
+opening a store and summarising it never import pandas (Arrow's `to_pandas` does, for the
+DataFrame views).
 
 Several writers (the shards of one embed job, on one machine or many sharing the folder) can
 add to one store at once: a segment id is chosen and the segment written under `Store.lock`
