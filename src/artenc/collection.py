@@ -108,7 +108,7 @@ class Collection:
     @property
     def paths(self) -> list[str]:
         """Absolute paths of the works, in store-row order."""
-        return self.store.items["path"].astype(str).tolist()
+        return self.store.item_columns(["path"])["path"].astype(str).tolist()
 
     @property
     def items(self) -> pd.DataFrame:
