@@ -18,7 +18,7 @@ memory), then runs each step as a child process and measures its wall time, CPU 
 It prints a markdown table, the growth exponent of time and peak RSS of each step from the
 smallest to the largest N (log ratio / log ratio of N), and the load average. A failing or timed
 out step is a row of the table, not a crash (--timeout per step). With --baseline-src DIR the
-info and similar steps also run with another checkout's sources (DIR/src first on PYTHONPATH),
+info, similar and cluster steps also run with another checkout's sources (DIR/src first on PYTHONPATH),
 in the same run, for a before/after comparison.
 
     python scripts/bench_scale.py --sizes 100000 --steps build,info,index,query,similar
@@ -215,7 +215,7 @@ def detail_of(step: str, res: dict, root: Path) -> str:
         name = lambda i: f"/bench/w{int(i):09d}.jpg"  # noqa: E731
         found = sum(1 for a, b in planted if group_of.get(name(a), -1) == group_of.get(name(b), -2))
         return f"{found}/{len(planted)} planted pairs found; {doc['duplicate_pairs']} pairs, {len(doc['groups'])} groups"
-    if step == "cluster":
+    if step.startswith("cluster"):
         return f"k = {doc.get('k')}" if "k" in doc else ", ".join(f"{k}" for k in list(doc)[:4])
     return ""
 
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segment-rows", type=int, default=100_000, help="rows per segment (and per built chunk)")
     ap.add_argument("--clusters", type=int, default=1000, help="centres of the synthetic clusters")
     ap.add_argument("--float16-above", type=int, default=1_000_000, help="float16 storage for larger N")
-    ap.add_argument("--baseline-src", type=Path, help="also run info/similar with DIR/src (before/after)")
+    ap.add_argument("--baseline-src", type=Path, help="also run info/similar/cluster with DIR/src (before/after)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             if step == "build":
                 continue
             variants = [(step, env)]
-            if args.baseline_src and step in ("info", "similar"):
+            if args.baseline_src and step in ("info", "similar", "cluster"):
                 variants.insert(0, (f"{step} (baseline)", child_env(args.baseline_src / "src")))
             for name, e in variants:
                 res = run_child(step_command(step, root, args), args.timeout, e)

@@ -66,6 +66,60 @@ def test_building_the_cli_imports_no_heavy_library():
     assert out.strip() == "[]"
 
 
+def test_info_imports_only_what_it_needs(tmp_path: Path) -> None:
+    """`artenc info --json` counts from Parquet footers and meta.json: it imports no other
+    command's module, neither pandas nor torch nor FAISS, not even importlib.metadata (the
+    version is read only for --version), and prints the same document as `Store.summary`."""
+    import numpy as np
+
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    store = Store.create(tmp_path / "s", SIGNATURE)
+    with store.writing():
+        store.append_segment(toy_rows("a", 3), np.eye(3, 4, dtype=np.float32))
+        store.append_segment(toy_rows("b", 2), np.eye(2, 4, dtype=np.float32))
+    code = ("import sys, artenc.cli; code = artenc.cli.main(['info', sys.argv[1], '--json']); "
+            "heavy = ('pandas', 'torch', 'faiss', 'onnxruntime', 'importlib.metadata', 'artenc.index', "
+            "'artenc.commands.embed', 'artenc.commands.similar'); "
+            "print([m for m in heavy if m in sys.modules], file=sys.stderr); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, check=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    assert json.loads(proc.stdout) == json.loads(json.dumps(Store.open(store.root).reload().summary()))
+    assert json.loads(proc.stdout)["count"] == 5
+    version = subprocess.run([sys.executable, "-m", "artenc.cli", "--version"], capture_output=True, text=True)
+    import artenc
+
+    assert version.returncode == 0 and version.stdout == f"artenc {artenc.__version__}\n"
+
+
+def test_similar_of_a_stored_work_imports_no_torch(tmp_path: Path) -> None:
+    """A stored path needs no encoder: `artenc similar` (and everything importing
+    `artenc.collection`) leaves torch and the encoder runtime unimported (~1.4 s of CPU and
+    ~450 MB of memory per command); a new image file would import them."""
+    import numpy as np
+
+    from artenc.store import Store
+    from tests.helpers_store import SIGNATURE, toy_rows
+
+    store = Store.create(tmp_path / "s", SIGNATURE)
+    with store.writing():
+        store.append_segment(toy_rows("a", 4), np.eye(4, 4, dtype=np.float32) + 0.1)
+    code = ("import sys, artenc.cli; code = artenc.cli.main(['similar', sys.argv[1], '/x/a/000.jpg', '-k', '2', "
+            "'--json']); print([m for m in ('torch', 'onnxruntime', 'artenc.runtime', 'artenc.embedding') "
+            "if m in sys.modules], file=sys.stderr); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, check=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    assert [n["path"] for n in json.loads(proc.stdout)["results"][0]["neighbors"]] == ["/x/a/001.jpg", "/x/a/002.jpg"]
+
+
+def test_one_command_builds_only_its_own_parser() -> None:
+    assert list(next(a for a in build_parser("info")._actions if a.dest == "command").choices) == ["info"]
+    every = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"info", "similar", "embed", "index", "store"} <= set(every)
+    assert list(next(a for a in build_parser("no-such")._actions if a.dest == "command").choices) == list(every)
+
+
 def test_closed_stdout_pipe_exits_quietly(tmp_path: Path) -> None:
     """`artenc info STORE | head -0`: the reader is gone before anything is written; the run
     ends with 141 (128 + SIGPIPE) and no BrokenPipeError traceback on stderr."""

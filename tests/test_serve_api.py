@@ -379,3 +379,31 @@ def test_engine_runs_at_most_workers_queries_and_survives_errors(lite0_encoder) 
 def test_cli_refuses_bad_arguments(served, tmp_path, argv) -> None:
     argv = [a.format(tmp=tmp_path, store=served[0]) for a in argv]
     assert cli_main(argv) == 2
+
+
+def test_queries_by_id_read_only_the_rows_they_need(served, lite0_encoder, tmp_path) -> None:
+    """With an index that keeps no vectors in memory (a saved ivfpq index), a query by stored
+    work and a radius query read that work's row and stream the store's vectors block by block:
+    the store's vectors are never materialised (at a million works: 5 GB for one request)."""
+    import shutil
+
+    from artenc.index import build_store_index, save_index
+    from artenc.store import Store
+
+    shutil.copytree(served[0], tmp_path / "store")
+    store = Store.open(tmp_path / "store")
+    save_index(store, build_store_index(store, "ivfpq"))
+    settings = ServeSettings(max_upload_bytes=LIMIT, thumbnail_dir=str(tmp_path / "thumbs"), clusters="3",
+                             allowed_hosts=(TESTSERVER,))
+    with TestClient(create_app(str(tmp_path / "store"), settings, encoder=lite0_encoder)) as c:
+        state = state_of(c)
+        assert state.index.kind == "ivfpq"
+        nearest = c.get("/api/items/0/similar", params={"k": 3}).json()
+        within = c.get("/api/items/0/similar", params={"k": 5, "radius": 0.5}).json()
+        assert "_vectors" not in state.store.__dict__ and state.index._vectors is None
+    vectors = Store.open(served[0]).vectors
+    sims = vectors @ vectors[0]
+    order = [int(i) for i in np.lexsort((np.arange(len(sims)), -sims)) if i != 0]
+    assert [n["id"] for n in nearest["neighbors"]] == order[:3]
+    assert [n["id"] for n in within["neighbors"]] == [i for i in order if sims[i] >= 0.5][:5]
+    assert within["within"] == sum(1 for i in order if sims[i] >= 0.5)

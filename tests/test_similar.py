@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -160,3 +161,28 @@ def test_bad_radius_exit_2(store, caplog, args, message):
     assert main(["similar", str(store.root), "p00.png", *args]) == 2
     assert message in caplog.text
 
+
+
+def test_without_a_saved_index_similar_searches_the_store_exactly(store, tmp_path):
+    """No saved index: `Collection.similar` builds none (one call at a million works would pay
+    for a whole index build) and returns the exact top k, read from the store block by block;
+    a saved index is loaded once and kept."""
+    from artenc.collection import Collection
+    from artenc.index import build_store_index, save_index
+    from artenc.search import top_k
+    from artenc.store import Store
+
+    c = Collection(Store.open(store.root))
+    query = c.store.items["path"][2]
+    res = c.similar(query, k=5)
+    assert c._index is None
+    sims, ids = top_k(c.store.vectors[[2]], c.store.vectors, 5, exclude=[2])
+    assert res[0].rows.tolist() == ids[0].tolist()
+    assert [n.similarity for n in res[0].neighbors] == pytest.approx(sims[0].tolist(), abs=1e-6)
+    copy = tmp_path / "indexed"
+    shutil.copytree(store.root, copy)
+    indexed = Store.open(copy)
+    save_index(indexed, build_store_index(indexed, "flat"))
+    c = Collection(indexed)
+    assert c.similar(query, k=5)[0].rows.tolist() == ids[0].tolist()
+    assert c._index is not None and c._index.kind == "flat"

@@ -70,6 +70,9 @@ def _assert_views_equal(store: Store, block_rows: int, rng: np.random.Generator)
     whole = np.concatenate([b for _, b in got]) if got else np.zeros((0, DIM), np.float32)
     np.testing.assert_array_equal(whole, vectors)
     np.testing.assert_array_equal(store.vectors, vectors)
+    # `summary` of a store just opened (from the Parquet footers when they settle the counts)
+    # equals the one from the row layout
+    assert Store.open(store.root).summary() == store.summary() and store.summary()["count"] == len(items)
     if len(items):
         pick = rng.integers(0, len(items), size=min(3 * len(items), 40))
         np.testing.assert_array_equal(store.vectors_at(pick), vectors[pick])
@@ -314,3 +317,53 @@ def test_embed_dtype_float16_from_the_cli(tmp_path: Path, capsys, caplog) -> Non
     assert main([*argv, "--dtype", "float32"]) == 2
     assert f"{out}: store keeps its vectors as float16" in caplog.text and "refusing dtype 'float32'" in caplog.text
     assert main(["info", str(out)]) == 0 and "(float16, L2-normalised)" in capsys.readouterr().out
+
+
+def test_summary_counts_from_the_footers_when_they_settle_them(tmp_path: Path) -> None:
+    """Disjoint sorted segments without skipped files or tombstones are counted from their
+    Parquet footers alone (no column read, no layout built); a skipped file, a tombstone or
+    overlapping segments need the `row` column, with the same counts."""
+    rng = np.random.default_rng(9)
+    store = Store.create(tmp_path / "s", SIG)
+    assert Store.open(store.root).summary()["count"] == 0  # no segment yet
+    _append(store, [f"/b/{i}" for i in (3, 1, 2)], rng)
+    _append(store, ["/a/1", "/a/0"], rng)
+    opened = Store.open(store.root)
+    assert opened._footer_count() == 5
+    doc = opened.summary()
+    assert doc["count"] == 5 and doc["skipped"] == 0 and "_layout" not in opened.__dict__
+    assert doc == Store.open(store.root).reload().summary() == {**doc, "count": len(Store.open(store.root))}
+    _append(store, ["/c/0", "/c/1"], rng, {"/c/1"})  # a skipped file: row -1 in the statistics
+    opened = Store.open(store.root)
+    assert opened._footer_count() is None
+    assert opened.summary()["count"] == 6 and opened.summary()["skipped_files"] == [
+        {"path": "/c/1", "reason": "not an image"}]
+    store = Store.create(tmp_path / "t", SIG)
+    _append(store, ["/a", "/b"], rng)
+    _append(store, ["/b", "/c"], rng)  # overlapping paths: /b superseded
+    opened = Store.open(store.root)
+    assert opened._footer_count() is None and opened.summary()["count"] == 3
+
+
+def test_exact_search_streams_a_store_like_its_matrix(tmp_path: Path) -> None:
+    """`top_k` and `range_search` given the Store read its vectors block by block and return
+    what they return for the materialised matrix (ties by smaller row, own row excluded)."""
+    from artenc.search import range_search, top_k
+
+    rng = np.random.default_rng(11)
+    store = Store.create(tmp_path / "s", SIG)
+    _append(store, [f"/w/{i:03d}" for i in range(40)], rng, {"/w/007"})
+    _append(store, [f"/w/{i:03d}" for i in range(30, 70)], rng)  # supersedes 30..39
+    store.append_segment(_rows(["/x/0", "/x/1"]), np.tile(store.vectors_at([3]), (2, 1)))  # exact ties
+    opened = Store.open(store.root)
+    matrix = opened.vectors
+    queries = matrix[[0, 3, 50]]
+    for block in (1, 7, 1000):
+        got = top_k(queries, opened, 6, exclude=[0, -1, 50], matrix_block=block)
+        want = top_k(queries, matrix, 6, exclude=[0, -1, 50], matrix_block=block)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+        got_r = range_search(queries[1], opened, 0.2, limit=4, exclude=3, matrix_block=block)
+        want_r = range_search(queries[1], matrix, 0.2, limit=4, exclude=3, matrix_block=block)
+        assert got_r[2] == want_r[2] and got_r[1].tolist() == want_r[1].tolist()
+    assert top_k(queries[1:2], opened, 3)[1][0].tolist()[:3] == sorted([3, *opened.index_of(["/x/0", "/x/1"])])

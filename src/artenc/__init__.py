@@ -17,16 +17,11 @@ The public API, one import away::
     artenc.create_backbone("tf_efficientnet_lite0"), artenc.list_models()
 
 Every result has `.to_dict()`, the JSON document the matching command prints. Names are
-imported on first use (PEP 562), so `import artenc` stays light.
+imported on first use (PEP 562), so `import artenc` stays light; so is `__version__` read
+(from the installed package's metadata: importlib.metadata costs ~40 ms of CPU per process).
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("artenc")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+local"
 
 _EXPORTS = {
     "embed": ("artenc.embedding", "embed_folders"),
@@ -57,7 +52,20 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("artenc")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+local"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        value = _version()
+        globals()[name] = value
+        return value
     try:
         module, attr = _EXPORTS[name]
     except KeyError:
@@ -68,4 +76,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})

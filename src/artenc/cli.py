@@ -10,8 +10,8 @@ import pkgutil
 import re
 import sys
 
+import artenc
 import artenc.commands as commands_pkg
-from artenc import __version__
 from artenc.errors import ArtencError, ParameterError
 
 log = logging.getLogger("artenc")
@@ -85,18 +85,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the parser with every sub-command found in `artenc.commands`."""
+class _VersionAction(argparse.Action):
+    """`--version`: print "artenc VERSION" on stdout and exit 0, as argparse's "version" action
+    does, with the version looked up only then (`artenc.__version__` reads the package metadata)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"artenc {artenc.__version__}")
+        parser.exit()
+
+
+def command_names() -> list[str]:
+    """The sub-commands: one module of `artenc.commands` each, named as the command."""
+    return sorted(m.name for m in pkgutil.iter_modules(commands_pkg.__path__) if not m.name.startswith("_"))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser with every sub-command found in `artenc.commands`, or with `command`
+    alone when it names one (`main` does so for the command it runs: no other command's
+    module is imported, and `artenc info` pays for no other command's imports)."""
     parser = _Parser(prog="artenc", description="Fine-art images to vectors, and what to do with them.")
-    parser.add_argument("--version", action="version", version=f"artenc {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="show artenc's version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"artenc.commands.{info.name}")
-        module.register(sub)
+    names = command_names()
+    for name in [command] if command in names else names:
+        importlib.import_module(f"artenc.commands.{name}").register(sub)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The sub-command `argv` names: its first argument that is not an option (the options
+    before a command, -h, -v and --version, take no value); None when there is none."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -134,7 +157,7 @@ def join_dash_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = join_dash_values(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = build_parser(command_of(argv))
     # a sub-command with `pass_through=True` (train: Hydra's command line) gets the arguments
     # it does not declare, in order, as `args.passed_on`; for the others they are an error
     args, passed_on = parser.parse_known_args(argv)

@@ -874,7 +874,7 @@ def _cluster_density(x, sample, reps, inverse, xd, weights, among: str, *, metho
 
 def label_summary(store: Store, labels: np.ndarray, k: int, top: int = 3) -> list[dict]:
     """Per cluster and label column: the most frequent values with counts and the purity."""
-    items = store.items
+    items = store.item_columns(store.label_columns)  # the label columns only
     out = []
     for c in range(k):
         members = items.iloc[np.flatnonzero(labels == c)]
@@ -1016,7 +1016,7 @@ def same_picture_labels(store: Store, keepers: np.ndarray | None = None) -> np.n
     one kept work by `keepers` ((n,) row of the work standing for each row, e.g.
     `artenc.dedup.DuplicateReport.representatives`); joins are transitive."""
     n = len(store)
-    codes = pd.factorize(store.items["sha256"].astype(object))[0]
+    codes = pd.factorize(store.item_columns(["sha256"])["sha256"].astype(object))[0]  # this column only
     codes = np.where(codes < 0, n + np.arange(n), codes)  # a missing hash equals nothing
     a, b = _label_edges(codes)
     if keepers is not None:
@@ -1061,7 +1061,7 @@ def cluster_store(store: Store, k: int | str = "auto", *, k_range: str | list[in
     plots = None
     if plots_dir is not None:
         plots = [str(p) for p in draw_cluster_plots(store, result, plots_dir)]
-    return ClusterReport(result, store.items["path"].to_numpy(), summaries, len(store), plots)
+    return ClusterReport(result, store.item_columns(["path"])["path"].to_numpy(), summaries, len(store), plots)
 
 
 def draw_cluster_plots(store: Store, result: Clustering, out_dir: str | os.PathLike,
@@ -1069,7 +1069,7 @@ def draw_cluster_plots(store: Store, result: Clustering, out_dir: str | os.PathL
     """elbow.png and silhouette.png (after a sweep), medoids.png, cluster_NNN.png per cluster,
     noise.png (the first `per_cluster` noise works, hdbscan/dbscan, when there are some)."""
     out = Path(out_dir)
-    paths = store.items["path"].to_numpy()
+    paths = store.item_columns(["path"])["path"].to_numpy()
     written = plot_k_sweep(result.sweep, result.k, out, method=result.method) if result.sweep else []
     if result.k:
         written.append(draw_medoid_strip([paths[m] for m in result.medoids], result.sizes.tolist(),

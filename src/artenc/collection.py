@@ -47,19 +47,19 @@ from artenc.defaults import (
     VERIFY_DUPLICATES,
     VERIFY_TOP,
 )
-from artenc.embedding import encode_files
 from artenc.errors import ParameterError
 from artenc.evaluate import EvaluationReport, evaluate_store
-from artenc.index import VectorIndex, index_for_store
+from artenc.index import VectorIndex, index_for_store, load_index
 from artenc.labels import SPLIT_COLUMN
 from artenc.neighbors import PairResult, SimilarResult, pair_similarity, similar
-from artenc.predict import PredictionReport, predict_images
 from artenc.quality import QualityReport, QualityThresholds, quality_report
-from artenc.runtime import Encoder, encoder_for_store
 from artenc.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch (the encoder runtime, embedding, prediction) is imported only to embed
     from pathlib import Path
+
+    from artenc.predict import PredictionReport
+    from artenc.runtime import Encoder
 
 
 class Collection:
@@ -67,8 +67,10 @@ class Collection:
 
     Args:
         store: an opened `Store`.
-        index_kind: FAISS index kind when none is saved (`artenc.index.KINDS`; default
-            "auto": exact up to 50,000 works, HNSW above).
+        index_kind: FAISS index kind built once when none is given (`artenc.index.KINDS`);
+            None (default): `similar` searches the saved index, or without one the stored
+            vectors exactly, block by block; `.index` then builds "auto" (exact up to 50,000
+            works, HNSW up to 200,000, IVF-PQ above) unless one is saved.
         device, runtime: where new images are embedded ("auto", "cpu", "cuda";
             "auto", "torch", "onnx", "onnx-int8"; "auto" takes the store's own: onnx-int8 for a
             store of INT8 vectors, see `runtime.encoder_for_store`).
@@ -106,7 +108,7 @@ class Collection:
     @property
     def paths(self) -> list[str]:
         """Absolute paths of the works, in store-row order."""
-        return self.store.items["path"].astype(str).tolist()
+        return self.store.item_columns(["path"])["path"].astype(str).tolist()
 
     @property
     def items(self) -> pd.DataFrame:
@@ -135,10 +137,23 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         """The store's own model (same weights and preprocessing), loaded on first use."""
+        from artenc.runtime import encoder_for_store  # torch: only when new images are embedded
+
         with self._lock:
             if self._encoder is None:
                 self._encoder = encoder_for_store(self.store.meta, device=self.device, runtime=self.runtime)
             return self._encoder
+
+    def _search_index(self) -> VectorIndex | None:
+        """The index `similar` searches: the one given or built before, else one of
+        `index_kind` built once when that was given, else the saved one (kept); None when the
+        store has none saved: `similar` then searches the stored vectors exactly, block by
+        block (building an index costs far more than a few queries at a million works)."""
+        with self._lock:
+            if self._index is None:
+                self._index = (index_for_store(self.store, self.index_kind) if self.index_kind is not None
+                               else load_index(self.store))
+            return self._index
 
     def _load_encoder(self) -> Encoder:
         return self.encoder
@@ -146,6 +161,8 @@ class Collection:
     def encode(self, images: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str | None]]:
         """Embed image files with the store's model: ((n, dim) float32 unit rows, per-file
         error or None; a failed file gets a zero row)."""
+        from artenc.embedding import encode_files  # torch: only when new images are embedded
+
         return encode_files([str(p) for p in images], self.encoder)
 
     # ----- jobs -------------------------------------------------------------------------
@@ -175,16 +192,16 @@ class Collection:
         Returns:
             `SimilarResult`: per query its store row (None for a new file) and `Neighbor`s
             (row, path, cosine similarity in [-1, 1] of the float32 unit vectors, labels,
-            inliers), nearest first. Search: exact blockwise inner products up to 50,000 works,
-            FAISS HNSW above (Malkov & Yashunin 2018), scores always exact; radius queries
-            are always exact.
+            inliers), nearest first. Search: the saved index (`artenc index`; `index_kind`: one
+            of that kind built once), else exact blockwise inner products over the vectors
+            read from the store block by block; radius queries are always exact.
 
         Raises:
             UsageError: an empty store, or a query that is neither stored nor a readable image.
             ParameterError: k < 1, radius outside [-1, 1] or with verify, limit < 1.
         """
         queries = [queries] if isinstance(queries, (str, os.PathLike)) else [str(q) for q in queries]
-        return similar(self.store, [str(q) for q in queries], k, None if radius is not None else self.index,
+        return similar(self.store, [str(q) for q in queries], k, None if radius is not None else self._search_index(),
                        verify=verify, verify_top=verify_top, min_inliers=min_inliers, workers=workers,
                        encoder=self._load_encoder, radius=radius, limit=limit)
 
@@ -320,6 +337,8 @@ class Collection:
         the votes in [0, 1], the neighbours). An unreadable image gets `error` and no votes.
         Raises UsageError for a missing file, ParameterError for an unknown field or k < 1.
         """
+        from artenc.predict import predict_images  # torch: the images are embedded
+
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         fields = [fields] if isinstance(fields, str) else fields
         return predict_images(self.store, images, fields, k, encoder=self.encoder)

@@ -67,6 +67,10 @@ MAX_K = 100  # most neighbours one query may ask for (count)
 # ----- image quality (artenc.quality; `Collection.quality`, the audit) ----------------------
 # Scores are measured while embedding (artenc.quality: definitions and units); a work is flagged
 # when its score passes the threshold. README "Image quality" says what each flag means.
+# The pixel scores stored with the items, in this order (float item columns of every store, read by
+# the store without the quality module; definitions and units in artenc.quality's docstring).
+SCORE_COLUMNS = ("brightness", "darkness", "overexposure", "sharpness", "entropy", "colourfulness", "hue",
+                 "hue_spread", "tone_residual", "border_share")
 QUALITY_DARK_SHARE = 0.9  # dark: share of near-black pixels (luma < 0.1) at least this (0..1)
 QUALITY_OVEREXPOSED_SHARE = 0.25  # overexposed: share of near-white pixels (luma > 0.95) at least this (0..1)
 QUALITY_OVEREXPOSED_BRIGHTNESS = 0.8  # ... and mean luma at least this (0..1; ink on white paper stays below)

@@ -16,20 +16,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.defaults import MIN_INLIERS, SIMILAR_K, SIMILAR_LIMIT, VERIFY_TOP
-from artenc.embedding import encode_files
 from artenc.errors import ParameterError, UsageError
 from artenc.images import absolute
-from artenc.index import index_for_store
+from artenc.index import VectorIndex, load_index
 from artenc.labels import plain
-from artenc.runtime import Encoder, encoder_for_store
-from artenc.search import cap_cosine, check_k, check_threshold, range_search
+from artenc.search import cap_cosine, check_k, check_threshold, range_search, top_k
 from artenc.verify import verify_queries
 
-if TYPE_CHECKING:
-    from artenc.index import VectorIndex
+if TYPE_CHECKING:  # torch (the encoder runtime) is imported only when a query is a new image
+    from artenc.runtime import Encoder
     from artenc.store import Store
 
-EncoderSource = Encoder | Callable[[], Encoder] | None
+    # an encoder, or a zero-argument callable returning one (called only when some query is a new file)
+    EncoderSource = Encoder | Callable[[], Encoder] | None
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,10 @@ def resolve_queries(store: Store, queries: list[str], encoder: EncoderSource = N
         if not Path(q).is_file():
             raise UsageError(f"{q}: not in the store and no such image file")
     new_vectors: dict[str, np.ndarray] = {}
-    if new:
+    if new:  # torch and the encoder runtime only when a new image is embedded
+        from artenc.embedding import encode_files
+        from artenc.runtime import Encoder, encoder_for_store
+
         if encoder is None:
             encoder = encoder_for_store(store.meta)
         elif callable(encoder) and not isinstance(encoder, Encoder):
@@ -97,11 +99,13 @@ def labels_of(store: Store, rows: np.ndarray) -> list[dict]:
     return [{c: plain(v) for c, v in rec.items()} for rec in frame.to_dict("records")]
 
 
-def nearest(index: VectorIndex, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query: (ids, similarities) of its k nearest stored works, itself excluded."""
+def nearest(index: VectorIndex | Store, queries: list[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query: (ids, similarities) of its k nearest stored works, itself excluded; searched
+    in `index`, or, given the `Store` itself, by an exact blockwise search of its vectors read
+    from the segment files block by block (`artenc.search.top_k`; never all in memory)."""
     k = check_k(k)
     matrix = np.stack([q.vector for q in queries])
-    sims, ids = index.search(matrix, k + 1)
+    sims, ids = index.search(matrix, k + 1) if isinstance(index, VectorIndex) else top_k(matrix, index, k + 1)
     out = []
     for q, s, i in zip(queries, sims, ids, strict=True):
         keep = (i >= 0) & (i != (q.item if q.item is not None else -1))
@@ -114,12 +118,13 @@ def within_radius(store: Store, queries: list[Query], radius: float,
     """Per query: (ids, similarities, total) of the stored works with cosine >= `radius`.
 
     Exact blockwise range search over the stored vectors (`artenc.search.range_search`,
-    compared by `similarity_at_least`), the query's own row excluded; at most `limit` works,
+    compared by `similarity_at_least`; the vectors read block by block from the segment files,
+    once per query, never all in memory), the query's own row excluded; at most `limit` works,
     the most similar first (ties by smaller row); `total` counts every work within the radius.
     """
     out = []
     for q in queries:
-        sims, ids, total = range_search(q.vector, store.vectors, radius, limit=limit, exclude=q.item)
+        sims, ids, total = range_search(q.vector, store, radius, limit=limit, exclude=q.item)
         out.append((ids, sims, total))
     return out
 
@@ -253,8 +258,9 @@ def similar(
         queries: stored paths (absolute, or relative to the embedded folder) or new image
             files (embedded with the store's model, or `encoder` when given).
         k: neighbours per query (>= 1).
-        index: a `VectorIndex` over the store (default: the saved one if fresh, else an
-            exact one built in memory).
+        index: a `VectorIndex` over the store (default: the saved one, `artenc index`; without
+            one, an exact blockwise search of the vectors read from the store block by block:
+            no index is built for one call, and memory stays at one block).
         verify: re-rank the top `verify_top` candidates by geometric verification (SIFT +
             RANSAC, `artenc.verify`); candidates with >= `min_inliers` inliers come first.
         workers: verification processes (default: one per core).
@@ -291,8 +297,8 @@ def similar(
                            total)
             for q, (ids, sims, total) in zip(resolved, within_radius(store, resolved, radius, limit), strict=True)
         ], radius, limit)
-    index = index or index_for_store(store)
-    found = nearest(index, resolved, max(k, verify_top) if verify else k)
+    index = index if index is not None else load_index(store)
+    found = nearest(index if index is not None else store, resolved, max(k, verify_top) if verify else k)
     inliers: list[np.ndarray | None] = [None] * len(found)
     if verify:
         counts = verify_queries(store, [q.path for q in resolved], [ids for ids, _ in found], workers,
@@ -336,7 +342,7 @@ def pair_similarity(store: Store, a: str, b: str, encoder: EncoderSource = None)
     qa, qb = resolve_queries(store, [a, b], encoder)
     sim = cap_cosine(float(np.dot(qa.vector, qb.vector)))
     if qa.item is not None and qb.item is not None:
-        sha = store.items["sha256"].to_numpy()
+        sha = store.item_columns(["sha256"])["sha256"].to_numpy()  # this column only
         if isinstance(sha[qa.item], str) and sha[qa.item] == sha[qb.item]:
             sim = 1.0
     return PairResult(qa.path, qb.path, sim, (qa.item, qb.item))

@@ -137,9 +137,9 @@ def predict_vectors(
     """
     k = check_k(k)
     classifier = store_classifier(store)
-    items = store.items
+    items = store.item_columns(["path", "relpath", *fields])  # only the columns shown
     exclude = None if query_rows is None else np.array([-1 if r is None else r for r in query_rows], dtype=np.int64)
-    sims, idx = top_k(vectors, store.vectors, k, exclude=exclude)
+    sims, idx = top_k(vectors, store, k, exclude=exclude)  # the store's vectors streamed block by block
     out = []
     for q, (srow, irow) in enumerate(zip(sims, idx, strict=True)):
         ok = irow >= 0

@@ -70,6 +70,7 @@ from artenc.defaults import (
     QUALITY_SEPIA_HUE_SPREAD,
     QUALITY_SEPIA_TONE_RESIDUAL,
     QUALITY_UNIFORM_BORDER_SHARE,
+    SCORE_COLUMNS,
 )
 from artenc.errors import ParameterError
 from artenc.preprocess import BAR_LEVEL
@@ -83,9 +84,6 @@ COLOUR_MIN_SIDE = 16  # colour scores use the thumbnail halved when its short si
 MIN_CHROMA = 8.0  # pixels with less chroma (max - min of R, G, B; 0..255) carry no hue
 NOT_COMPUTED = "not computed (re-embed)"  # the note of works whose pixel scores are not stored
 
-# the pixel scores stored with the items, in this order (see the module docstring for units)
-SCORE_COLUMNS = ("brightness", "darkness", "overexposure", "sharpness", "entropy", "colourfulness", "hue",
-                 "hue_spread", "tone_residual", "border_share")
 FLAGS = ("dark", "overexposed", "blurry", "low_information", "odd_aspect_ratio", "odd_size", "grayscale",
          "sepia", "uniform_borders")
 # per flag: the score that ranks its works and whether high values are worse

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -37,6 +38,7 @@ SCORE_BYTES = 256 * 2**20  # one block of float32 scores (pair search); top-k us
 TOPK_SCORE_BYTES = SCORE_BYTES // 4  # + a negated copy and int64 argpartition indices: peak ~4x this
 QUERY_BLOCK = 4096  # at most this many query rows per block
 MATRIX_BLOCK = 65536  # at most this many matrix rows per block (top-k)
+STREAM_BYTES = 32 * 2**20  # rows read at once from a row source (a `Store`): one float32 block of this size
 SIM_TOLERANCE = 16 * float(np.finfo(np.float32).eps)  # 1.9e-6: float32 rounding of unit dots
 # measured: self-products of random float32 unit vectors (dim 32..1280) are off from 1 by
 # at most 6e-7 (5 eps); 16 eps leaves room for longer vectors.
@@ -201,9 +203,60 @@ def _block_top(scores: np.ndarray, col_ids: np.ndarray, k: int) -> tuple[np.ndar
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
+class VectorRows(Protocol):
+    """What `top_k` and `range_search` also search: unit vectors read in blocks (a `Store`,
+    streamed from its segment files; an `ArrayRows`)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def vector_blocks(self, rows: np.ndarray | None = None, block_rows: int = MATRIX_BLOCK
+                      ) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
+def _row_source(matrix: np.ndarray | VectorRows) -> bool:
+    """True for a row source read in blocks (a `Store`, `ArrayRows`: `vector_blocks`, `dim`,
+    `len`), False for an in-memory array."""
+    return hasattr(matrix, "vector_blocks")
+
+
+def _stream_rows(matrix: np.ndarray | VectorRows, block_rows: int) -> int:
+    """Rows per block of `matrix`: `block_rows`, at most STREAM_BYTES of a row source's vectors."""
+    if _row_source(matrix):
+        return max(1, min(int(block_rows), STREAM_BYTES // (4 * max(1, int(matrix.dim)))))
+    return max(1, int(block_rows))
+
+
+def _matrix_blocks(matrix: np.ndarray | VectorRows, block_rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, float32 block) of `matrix`, `block_rows` rows at a time: slices of an array, or
+    blocks read from a row source (`_row_source`), each read once, of at most STREAM_BYTES
+    (the block being scored and the next one being read are both alive: 2 x STREAM_BYTES)."""
+    if _row_source(matrix):
+        for start, block in matrix.vector_blocks(block_rows=_stream_rows(matrix, block_rows)):
+            yield slice(start, start + len(block)), block
+    else:
+        for cols in iter_blocks(len(matrix), block_rows):
+            yield cols, matrix[cols]
+
+
+def _searched(matrix: np.ndarray | VectorRows, check_matrix: bool) -> tuple[np.ndarray | VectorRows, int]:
+    """(matrix, dim) of what `top_k` / `range_search` search: a row source as it is (its
+    vectors are unit rows, checked when stored), an array checked by `as_unit_matrix` (or,
+    with `check_matrix` False, only for being a float32 (n, dim) array)."""
+    if _row_source(matrix):
+        return matrix, int(matrix.dim)
+    if check_matrix:
+        matrix = as_unit_matrix(matrix, "matrix")
+    elif matrix.ndim != 2 or matrix.dtype != np.float32:
+        raise ParameterError("matrix", f"must be a float32 (n, dim) array, got {matrix.dtype} {matrix.shape}")
+    return matrix, int(matrix.shape[1])
+
+
 def top_k(
     queries: np.ndarray,
-    matrix: np.ndarray,
+    matrix: np.ndarray | VectorRows,
     k: int,
     *,
     exclude: Sequence[int] | np.ndarray | None = None,
@@ -215,7 +268,9 @@ def top_k(
 
     Args:
         queries: (m, dim) float vectors (cast to float32).
-        matrix: (n, dim) float vectors (cast to float32); n may be 0.
+        matrix: (n, dim) float vectors (cast to float32); n may be 0. Or a row source read in
+            blocks (a `Store`: its vectors are streamed from the segment files, never all in
+            memory; read once per block of queries).
         k: neighbours per query (>= 1; k > n is allowed and padded).
         exclude: (m,) int64, a row of `matrix` to leave out of query i's neighbours
             (its own row: leave-one-out), -1 for none.
@@ -232,15 +287,13 @@ def top_k(
         ParameterError: bad `queries` / `matrix` (see `as_unit_matrix`), `k` < 1, or an
         `exclude` of the wrong length.
 
-    Memory: one (query_block, matrix_block) block of scores plus the running top-k.
+    Memory: one (query_block, matrix_block) block of scores plus the running top-k (and one
+    block of the row source's vectors).
     Source: faiss ``contrib/exhaustive_search.knn_ground_truth`` (database in blocks,
     merged top-k).
     """
-    if check_matrix:
-        matrix = as_unit_matrix(matrix, "matrix")
-    elif matrix.ndim != 2 or matrix.dtype != np.float32:
-        raise ParameterError("matrix", f"must be a float32 (n, dim) array, got {matrix.dtype} {matrix.shape}")
-    queries = as_unit_matrix(queries, "queries", matrix.shape[1])
+    matrix, dim = _searched(matrix, check_matrix)
+    queries = as_unit_matrix(queries, "queries", dim)
     k = check_k(k)
     m, n = len(queries), len(matrix)
     if exclude is not None:
@@ -252,13 +305,13 @@ def top_k(
     kk = min(k, n)
     if m == 0 or kk == 0:
         return sims, ids
-    nb = max(1, min(n, int(matrix_block)))
+    nb = max(1, min(n, _stream_rows(matrix, matrix_block)))
     qb = query_block or max(1, min(QUERY_BLOCK, TOPK_SCORE_BYTES // (4 * nb)))
     col_ids = np.arange(n, dtype=np.int64)
     for rows in iter_blocks(m, qb):
         best_s = best_i = None
-        for cols in iter_blocks(n, nb):
-            scores = queries[rows] @ matrix[cols].T
+        for cols, block in _matrix_blocks(matrix, nb):
+            scores = queries[rows] @ block.T
             if exclude is not None:
                 ex = exclude[rows]
                 r = np.flatnonzero((ex >= cols.start) & (ex < cols.stop))
@@ -304,7 +357,7 @@ def top_k_of_candidates(
 
 def range_search(
     query: np.ndarray,
-    matrix: np.ndarray,
+    matrix: np.ndarray | VectorRows,
     threshold: float,
     *,
     limit: int | None = None,
@@ -316,7 +369,8 @@ def range_search(
 
     Args:
         query: (dim,) or (1, dim) float vector (cast to float32).
-        matrix: (n, dim) float vectors (cast to float32); n may be 0.
+        matrix: (n, dim) float vectors (cast to float32); n may be 0. Or a row source read in
+            blocks (a `Store`, its vectors streamed from the segment files, as in `top_k`).
         threshold: cosine similarity in [-1, 1], compared by `similarity_at_least` (so a
             byte-identical copy counts at threshold 1.0).
         limit: most rows returned (the most similar ones), or None for all of them.
@@ -335,17 +389,14 @@ def range_search(
     `limit` between blocks when a limit is given).
     Source: faiss ``contrib/exhaustive_search.range_ground_truth`` (database in blocks).
     """
-    if check_matrix:
-        matrix = as_unit_matrix(matrix, "matrix")
-    elif matrix.ndim != 2 or matrix.dtype != np.float32:
-        raise ParameterError("matrix", f"must be a float32 (n, dim) array, got {matrix.dtype} {matrix.shape}")
-    q = as_unit_matrix(np.asarray(query).reshape(1, -1), "query", matrix.shape[1])[0]
+    matrix, dim = _searched(matrix, check_matrix)
+    q = as_unit_matrix(np.asarray(query).reshape(1, -1), "query", dim)[0]
     threshold = check_threshold(threshold)
     if limit is not None:
         limit = check_k(limit, "limit")
     keep_s, keep_i, total = np.zeros(0, np.float32), np.zeros(0, np.int64), 0
-    for cols in iter_blocks(len(matrix), matrix_block):
-        scores = matrix[cols] @ q
+    for cols, block in _matrix_blocks(matrix, matrix_block):
+        scores = block @ q
         hit = np.flatnonzero(similarity_at_least(scores, threshold))
         ids = hit + cols.start
         if exclude is not None:

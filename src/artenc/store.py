@@ -46,7 +46,11 @@ which segment row holds each item as int arrays (`len`, `summary` never open a .
 read from the segment files in blocks by positioned reads (`vector_blocks`, `vectors_at`: only
 the rows asked for; the pages stay in the OS page cache, outside the process's resident memory,
 where a memory map would count them, up to a large folio per random row); `items` reads its
-columns from the Parquet files only when asked (`item_columns` reads only some).
+columns from the Parquet files only when asked (`item_columns` reads only some), one segment at
+a time. `summary` (`artenc info`) counts from the Parquet footers alone when the segments'
+statistics settle it (`_footer_count`), and this module reads and writes through pyarrow, so
+opening a store and summarising it never import pandas (Arrow's `to_pandas` does, for the
+DataFrame views).
 
 Several writers (the shards of one embed job, on one machine or many sharing the folder) can
 add to one store at once: a segment id is chosen and the segment written under `Store.lock`
@@ -75,15 +79,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from artenc import __version__
+import artenc
 from artenc.atomic import (
     atomic_save_npy,
     atomic_save_parquet,
@@ -92,9 +96,13 @@ from artenc.atomic import (
     remove_temp_files,
     temp_path_for,
 )
+from artenc.defaults import SCORE_COLUMNS
 from artenc.errors import ParameterError, StoreError
-from artenc.quality import SCORE_COLUMNS
 from artenc.shards import Shard
+
+if TYPE_CHECKING:  # the item views are DataFrames made by pyarrow (`Table.to_pandas`, which
+    # imports pandas then): opening a store and `summary` (`artenc info`) never import pandas
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +328,7 @@ class Store:
             "dim": signature.dim,
             "weights": signature.weights,
             **({"quantization": signature.quantization} if signature.quantization else {}),
-            "artenc_version": __version__,
+            "artenc_version": artenc.__version__,
             "dtype": dtype or "float32",
             **(extra or {}),
         }
@@ -418,9 +426,9 @@ class Store:
         NaN for OPTIONAL_COLUMNS, else null); reads nothing else."""
         parts = []
         for seg in ids:
-            path = self._segment_file(seg, ".parquet")
-            names = set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=[c for c in columns if c in names])
+            segment = pq.ParquetFile(self._segment_file(seg, ".parquet"))  # one file: no dataset layer
+            names = set(segment.schema_arrow.names)
+            table = segment.read(columns=[c for c in columns if c in names])
             for c in columns:
                 if c not in names:
                     fill = pa.array(np.full(table.num_rows, np.nan)) if c in OPTIONAL_COLUMNS else \
@@ -475,13 +483,57 @@ class Store:
         return _Layout(tuple(ids), sizes, order, item_seq, order[~embedded], seg_of[item_seq], row[item_seq],
                        paths.take(pa.array(item_seq)))
 
+    def _footer_count(self) -> int | None:
+        """`len(self)` from the segments' Parquet footers alone (no column read), when they settle
+        it: segments of sorted unique paths with disjoint path ranges (`_disjoint_order`) whose
+        `row` statistics are all >= 0 (no skipped file, no tombstone), so every row is a live
+        item; None otherwise (or when the layout is read already: then `len(self)`)."""
+        if "_layout" in self.__dict__:
+            return None
+        files = [pq.ParquetFile(self._segment_file(seg, ".parquet")) for seg in self.segment_ids()]
+        if _disjoint_order(files) is None:
+            return None
+        total = 0
+        for f in files:
+            md = f.metadata
+            col = f.schema_arrow.get_field_index("row")
+            stats = [md.row_group(g).column(col).statistics for g in range(md.num_row_groups)]
+            if any(st is None or not st.has_min_max or st.min < 0 for st in stats):
+                return None
+            total += md.num_rows
+        return total
+
+    def _rows_table(self, seq: np.ndarray, columns: Sequence[str]) -> pa.Table:
+        """`columns` of the concatenated segment rows `seq` (int64 indices), in that order, as an
+        Arrow table: one segment read at a time and its rows taken (so beside the result only one
+        segment's columns are in memory, not every segment's), then put in `seq` order (no copy
+        when `seq` visits the segments in turn, as for segments of disjoint sorted paths)."""
+        lay = self._layout
+        seq = np.asarray(seq, dtype=np.int64)
+        if len(seq) == 0:
+            return self._segment_tables([], columns)
+        ends = np.cumsum(lay.seg_rows)
+        seg_pos = np.searchsorted(ends, seq, side="right")
+        order = np.argsort(seg_pos, kind="stable")
+        by_seg = seg_pos[order]
+        parts = []
+        for pos in np.unique(by_seg).tolist():
+            lo, hi = np.searchsorted(by_seg, pos), np.searchsorted(by_seg, pos, side="right")
+            rows = seq[order[lo:hi]] - (ends[pos] - lay.seg_rows[pos])
+            part = self._segment_tables([lay.segments[pos]], columns)
+            whole = len(rows) == part.num_rows and bool(np.all(rows == np.arange(len(rows))))
+            parts.append(part if whole else part.take(pa.array(rows)))
+            del part
+        table = pa.concat_tables(parts, promote_options="permissive")
+        if np.any(order != np.arange(len(order))):
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            table = table.take(pa.array(inverse))
+        return table
+
     def _take(self, seq: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
         """`columns` of the concatenated segment rows `seq` (int64 indices), as a DataFrame."""
-        if len(seq) == 0:
-            return pd.DataFrame({c: pd.Series(dtype="float64" if c in OPTIONAL_COLUMNS else "object")
-                                 for c in columns})
-        table = self._segment_tables(self._layout.segments, columns)
-        frame = table.take(pa.array(seq)).to_pandas()
+        frame = self._rows_table(seq, columns).to_pandas()
         frame.attrs.clear()  # the segments' marker (`_sorted_unique`) is no item data
         return frame
 
@@ -674,7 +726,7 @@ class Store:
 
     @cached_property
     def labels(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self.labels_path) if self.labels_path.is_file() else None
+        return pq.read_table(self.labels_path).to_pandas() if self.labels_path.is_file() else None
 
     def set_labels(self, labels: pd.DataFrame) -> None:
         """Store label columns keyed by absolute `path` (replaces earlier labels; writes nothing
@@ -738,7 +790,7 @@ class Store:
         """The items' paths (large_string, strictly increasing), read once when needed."""
         lay = self._layout
         if lay.paths is None:
-            table = self._segment_tables(lay.segments, ["path"]).take(pa.array(lay.item_seq))
+            table = self._rows_table(lay.item_seq, ["path"])
             lay.paths = table["path"].combine_chunks().cast(pa.large_string())
         return lay.paths
 
@@ -821,9 +873,9 @@ class Store:
         gone = sorted({str(p) for p in paths} & known)
         if gone:
             n = len(gone)
-            rows = pd.DataFrame({"path": gone, "relpath": [""] * n, "sha256": [""] * n, "size": [-1] * n,
-                                 "mtime_ns": [-1] * n, "width": [-1] * n, "height": [-1] * n,
-                                 "error": ["removed: file gone"] * n, "row": [REMOVED_ROW] * n})
+            rows = pa.table({"path": gone, "relpath": [""] * n, "sha256": [""] * n, "size": [-1] * n,
+                             "mtime_ns": [-1] * n, "width": [-1] * n, "height": [-1] * n,
+                             "error": ["removed: file gone"] * n, "row": [REMOVED_ROW] * n}).to_pandas()
             self.append_segment(rows, np.zeros((0, self.dim), np.float32))
         return len(gone)
 
@@ -1052,12 +1104,19 @@ class Store:
         (discovered = embedded + reused + unchanged + skipped + not_images; removed: files
         that vanished) with its lists of non-image files, unscanned folders and unmatched
         label rows (None before any recorded run); and, for a store written by sharded runs
-        only, `shards` (`shard_status`: which shards finished, merged or not). Reads the `path`
-        and `row` columns of the segments (and the rows of skipped files), never a vector file."""
-        skipped = self._take(self._layout.skip_seq, ["path", "error"])
+        only, `shards` (`shard_status`: which shards finished, merged or not). Reads only the
+        segments' Parquet footers when they settle the counts (`_footer_count`), else the `row`
+        column of the segments (and the `path` column too when segments may share paths) and
+        the rows of skipped files; never a vector file, never pandas."""
+        count = self._footer_count()
+        if count is None:
+            count, lay = len(self), self._layout
+            skipped = self._rows_table(lay.skip_seq, ["path", "error"]).to_pylist()
+        else:
+            skipped = []
         summary = {
             "store": str(self.root),
-            "count": len(self),
+            "count": count,
             "dim": self.dim,
             "model": self.meta.get("model"),
             "fingerprint": self.meta.get("fingerprint"),
@@ -1065,9 +1124,7 @@ class Store:
             "artenc_version": self.meta.get("artenc_version"),
             "label_columns": self.label_columns,
             "skipped": len(skipped),
-            "skipped_files": [
-                {"path": p, "reason": r} for p, r in zip(skipped["path"], skipped["error"], strict=True)
-            ],
+            "skipped_files": [{"path": r["path"], "reason": r["error"]} for r in skipped],
             "last_embed": self.last_embed(),
         }
         if self.meta.get("quantization"):  # only quantised stores (runtime onnx-int8) have the key

@@ -83,7 +83,9 @@ class QueryEngine:
 
     def _within(self, vector: np.ndarray, radius: float, limit: int,
                 exclude: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-        return range_search(vector, self.index.vectors, radius, limit=limit, exclude=exclude, check_matrix=False)
+        # the index's vectors as a row source (`VectorIndex.source`: the store, read block by
+        # block, or the array it was built from): never every vector of a large store in memory
+        return range_search(vector, self.index.source, radius, limit=limit, exclude=exclude)
 
     def _upload_within(self, data: bytes, name: str, radius: float, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
         return self._within(self.encoder.encode(self.pixels(data, name)[None])[0], radius, limit, None)

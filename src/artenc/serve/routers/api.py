@@ -98,13 +98,13 @@ def item(state: State, request: Request, item_id: ItemId) -> dict:
 async def similar_to_item(state: State, request: Request, item_id: ItemId, k: NeighboursK,
                           radius: Radius = None) -> dict:
     t0 = time.perf_counter()
+    vector = state.index.vectors_at(np.array([item_id]))[0]  # this row only (not every vector of the store)
     if radius is not None:
-        sims, ids, within = await asyncio.wrap_future(
-            state.engine.vector_within(state.index.vectors[item_id], radius, k, exclude=item_id))
-        return _result(state, request, sims, ids, t0, radius, within, state.index.vectors[item_id])
-    sims, ids = await asyncio.wrap_future(state.engine.vector(state.index.vectors[item_id], k + 1))
+        sims, ids, within = await asyncio.wrap_future(state.engine.vector_within(vector, radius, k, exclude=item_id))
+        return _result(state, request, sims, ids, t0, radius, within, vector)
+    sims, ids = await asyncio.wrap_future(state.engine.vector(vector, k + 1))
     others = ids != item_id
-    return _result(state, request, sims[others][:k], ids[others][:k], t0, vector=state.index.vectors[item_id])
+    return _result(state, request, sims[others][:k], ids[others][:k], t0, vector=vector)
 
 
 @router.get("/thumbnail/{item_id}", response_class=FileResponse, summary="JPEG thumbnail of a work",
