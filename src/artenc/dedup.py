@@ -53,6 +53,7 @@ import pandas as pd
 
 from artenc.cells import cell_pairs
 from artenc.defaults import (
+    AUTO_EXACT_MAX,
     DUPLICATE_FLOOR,
     DUPLICATE_TOP_M,
     MIN_INLIERS,
@@ -60,7 +61,6 @@ from artenc.defaults import (
     duplicate_threshold,
 )
 from artenc.errors import ParameterError, UsageError
-from artenc.index import AUTO_EXACT_MAX
 from artenc.labels import is_missing
 from artenc.search import (
     SCORE_BYTES,

@@ -39,6 +39,11 @@ SIMILAR_LIMIT = 1_000  # works listed at most by a radius query (`similar(radius
 VERIFY_TOP = 30  # candidates re-ranked by geometric verification when asked (count)
 EVALUATION_K = 10  # neighbours behind P@k, mAP@k, R@k and the kNN vote of evaluate / predict (count)
 
+# ----- search indexes (artenc.index; `artenc index`, similar, the web page) --------------
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq", "lsh")  # `artenc.index` says what each is
+AUTO_EXACT_MAX = 50_000  # kind auto: exact (flat) search up to this many vectors (count)
+AUTO_HNSW_MAX = 200_000  # kind auto: HNSW up to this many, IVF-PQ above (HNSW holds a float32 copy of every vector)
+
 # ----- clusters (artenc.cluster; `artenc cluster`, the report, the web page) -------------
 CLUSTER_K_RANGE = "5:100:2"  # k swept when k is "auto": START:STOP[:STEP], STOP excluded
 CLUSTER_SAMPLE = 8_000  # works clustered at most; the others join their nearest medoid (count)

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artenc.atomic import atomic_path, atomic_write_json
+from artenc.defaults import AUTO_EXACT_MAX, AUTO_HNSW_MAX, INDEX_KINDS
 from artenc.errors import UsageError
 from artenc.search import (
     ArrayRows,
@@ -72,9 +73,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "flat", "hnsw", "ivfpq", "lsh")
-AUTO_EXACT_MAX = 50_000
-AUTO_HNSW_MAX = 200_000  # auto: ivfpq above (HNSW holds a float32 copy of every vector)
+KINDS = INDEX_KINDS
 SEARCH_BLOCK = 4096
 HNSW_EF_SEARCH = 32  # bench_search, 100k x 1280 clustered: ef 16/24/32/64 -> recall@10 0.948/0.974/0.988/0.998
 IVF_BLOCK = 16_384  # rows added (or range-searched) per block: ~4 x 84 MB of FAISS buffers at dim 1280

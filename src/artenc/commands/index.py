@@ -6,7 +6,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from artenc.index import AUTO_EXACT_MAX, AUTO_HNSW_MAX, KINDS
+    from artenc.defaults import AUTO_EXACT_MAX, AUTO_HNSW_MAX
+    from artenc.defaults import INDEX_KINDS as KINDS
 
     p = sub.add_parser("index", help="build and save a search index in a store", description=__doc__)
     p.add_argument("store", metavar="STORE")
