@@ -209,12 +209,12 @@ class _Layout:
     paths: pa.Array | None = None  # (n,) large_string: the items' paths (None: not read yet)
 
 
-def _read_into(f, buf: np.ndarray, path: Path) -> None:
-    """Fill the C-contiguous array `buf` from the raw file `f` at its position; StoreError when
-    the file ends first (a truncated segment)."""
-    view, done = memoryview(buf).cast("B"), 0
+def _pread_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
+    """Fill the byte view `view` from file descriptor `fd` at `offset` (``os.preadv``, no seek);
+    StoreError when the file ends first (a truncated segment)."""
+    done = 0
     while done < len(view):
-        got = f.readinto(view[done:])
+        got = os.preadv(fd, [view[done:]], offset + done)
         if not got:
             raise StoreError(f"{path}: ends early (truncated vector file)")
         done += got
@@ -580,14 +580,18 @@ class Store:
                 raise StoreError(f"{path}: holds {n_rows} vectors; row {int(r[hi_seg - 1])} asked (damaged store?)")
             starts = np.r_[lo_seg, cuts[(cuts > lo_seg) & (cuts < hi_seg)]]
             stops = np.r_[starts[1:], hi_seg]
-            with open(path, "rb", buffering=0) as f:
+            direct = in_order and dtype == np.float32
+            buf = out[lo_seg:hi_seg] if direct else np.empty((hi_seg - lo_seg, self.dim), dtype=dtype)
+            view = memoryview(buf).cast("B")
+            fd = os.open(path, os.O_RDONLY)
+            try:  # one positioned read per run, straight into the block (no per-run arrays)
                 for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
-                    direct = in_order and dtype == np.float32
-                    buf = out[lo:hi] if direct else np.empty((hi - lo, self.dim), dtype=dtype)
-                    f.seek(offset + int(r[lo]) * row_bytes)
-                    _read_into(f, buf, path)
-                    if not direct:
-                        out[order[lo:hi]] = buf
+                    _pread_into(fd, view[(lo - lo_seg) * row_bytes:(hi - lo_seg) * row_bytes],
+                                offset + int(r[lo]) * row_bytes, path)
+            finally:
+                os.close(fd)
+            if not direct:
+                out[order[lo_seg:hi_seg]] = buf  # one conversion (float16) and placement per segment
         return out
 
     def _item_rows(self, rows: Sequence[int] | np.ndarray | None, param: str = "rows") -> np.ndarray | None:
