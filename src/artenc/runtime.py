@@ -83,16 +83,30 @@ class Encoder:
             batch = np.ascontiguousarray(batch)
             chunks = np.array_split(batch, min(len(self._sessions), len(batch)))
             if len(chunks) == 1:
-                return self._sessions[0].run(None, {"images": batch})[0]
-            runs = [self._pool.submit(s.run, None, {"images": c})
-                    for s, c in zip(self._sessions, chunks, strict=False)]
-            return np.concatenate([r.result()[0] for r in runs])
+                return _run_in_steps(self._sessions[0], batch)
+            runs = [self._pool.submit(_run_in_steps, s, c) for s, c in zip(self._sessions, chunks, strict=False)]
+            return np.concatenate([r.result() for r in runs])
         assert self._module is not None
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             if self.device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             return self._module(x).cpu().numpy()
+
+
+# images per ONNX Runtime call: a session's activations for 8 images stay near the CPU caches.
+# Measured (tf_efficientnet_lite0, 2 sessions of 1 thread, 64 images a batch): 7.7 ms of CPU per
+# image in steps of 8 against 9.4 ms in steps of 32, and a first call of 0.1 s more CPU instead
+# of 0.9 s (the memory ONNX Runtime plans per input shape, touched once)
+ONNX_STEP = 8
+
+
+def _run_in_steps(session, images: np.ndarray) -> np.ndarray:
+    """`session` (ONNX Runtime, input "images") run on `images` ONNX_STEP at a time."""
+    if len(images) <= ONNX_STEP:
+        return session.run(None, {"images": images})[0]
+    return np.concatenate([session.run(None, {"images": images[i : i + ONNX_STEP]})[0]
+                           for i in range(0, len(images), ONNX_STEP)])
 
 
 def _onnx_path(signature: ModelSignature) -> Path:
