@@ -10,7 +10,8 @@ from artenc.preprocess import PreprocessConfig, _box_path_exact, crop_plan, resi
 
 
 @pytest.mark.parametrize("size", [(224, 224), (300, 300), (257, 257), (96, 96), (1000, 1000), (512, 256),
-                                  (300, 260), (224, 300), (640, 480), (500, 375)])
+                                  (300, 260), (224, 300), (640, 480), (500, 375), (64, 900), (900, 64),
+                                  *((s, s) for s in range(17, 1200, 97))])
 @pytest.mark.parametrize("cfg", [PreprocessConfig(), PreprocessConfig(size=240, crop_pct=0.882),
                                  PreprocessConfig(interpolation="bilinear")])
 def test_resize_and_crop_equals_resize_then_crop(size: tuple[int, int], cfg: PreprocessConfig) -> None:
@@ -27,4 +28,5 @@ def test_box_path_taken_for_square_images_only_where_exact() -> None:
     assert _box_path_exact(crop_plan(224, 224, cfg), 224, 224)
     assert _box_path_exact(crop_plan(1000, 1000, cfg), 1000, 1000)
     assert not _box_path_exact(crop_plan(300, 260, cfg), 300, 260)  # 300 / 295: not dyadic
+    assert not _box_path_exact(crop_plan(64, 900, cfg), 64, 900)  # dyadic, but measured to differ
     assert not _box_path_exact(crop_plan(100, 100, PreprocessConfig(size=240, crop_pct=0.882)), 100, 100)  # 100/272
