@@ -54,6 +54,12 @@ RECIPES = {  # the first recipe, and variants of it (`Int8Recipe` fields)
     "clip-scenes-256": dataclasses.replace(FIRST, op_types=C, calibration="scenes", images=256),
     "clip-512": dataclasses.replace(FIRST, op_types=C, images=512),
     "clip-pwl": dataclasses.replace(FIRST, op_types=C, skip_matching=("conv_pwl",)),
+    "clip-scenes-512": dataclasses.replace(FIRST, op_types=C, calibration="scenes", images=512),
+    "clip-scenes-256-half": dataclasses.replace(FIRST, op_types=C, calibration="scenes", images=256, skip_share=0.5),
+    "clip-scenes-256-pwl": dataclasses.replace(FIRST, op_types=C, calibration="scenes", images=256,
+                                               skip_matching=("conv_pwl",)),
+    "clip-scenes-256-third": dataclasses.replace(FIRST, op_types=C, calibration="scenes", images=256,
+                                                 skip_share=1 / 3),
     "current": INT8_RECIPE,
 }
 
