@@ -105,12 +105,16 @@ def test_int8_cache_file_changes_with_every_field_of_the_recipe(lite0_encoder) -
 
     sig = lite0_encoder.signature
     paths = {_int8_path(sig)}
-    for change in ({"version": "other"}, {"skip_share": 0.5}, {"skip_depthwise": not INT8_RECIPE.skip_depthwise},
-                   {"skip_last": INT8_RECIPE.skip_last + 1}, {"skip_matching": ("conv_pwl",)},
-                   {"calibrate": "Entropy"}, {"images": INT8_RECIPE.images + 1}, {"calibration": "waves"
-                    if INT8_RECIPE.calibration != "waves" else "scenes"}):
+    changes = ({"version": "other"}, {"skip_share": INT8_RECIPE.skip_share / 2},
+               {"skip_depthwise": not INT8_RECIPE.skip_depthwise}, {"skip_last": INT8_RECIPE.skip_last + 1},
+               {"skip_matching": ("conv_pwl",)}, {"op_types": ("Conv",) if INT8_RECIPE.op_types != ("Conv",)
+                                                  else ("Conv", "Clip")},
+               {"calibrate": "Entropy"}, {"moving_average": not INT8_RECIPE.moving_average},
+               {"images": INT8_RECIPE.images + 1},
+               {"calibration": "waves" if INT8_RECIPE.calibration != "waves" else "scenes"})
+    for change in changes:
         paths.add(_int8_path(sig, dataclasses.replace(INT8_RECIPE, **change)))
-    assert len(paths) == 9
+    assert len(paths) == len(changes) + 1
     assert _int8_path(sig) == _int8_path(sig, dataclasses.replace(INT8_RECIPE))  # same recipe, same file
 
 
