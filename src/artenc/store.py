@@ -151,7 +151,8 @@ class ModelSignature:
             and meta.get("dim") == self.dim
             and meta.get("preprocess") == self.preprocess
             and meta.get("quantization") == self.quantization
-            and quantization_recipe(meta) == self.quantization_recipe
+            and quantization_recipe(meta) == quantization_recipe(
+                {"quantization": self.quantization, "quantization_recipe": self.quantization_recipe})
         )
 
 
@@ -357,7 +358,7 @@ class Store:
                 f"{_recipe_text(quantization_recipe(self.meta))}); refusing to add "
                 f"vectors of {signature.model!r} (weights {signature.fingerprint}, dim {signature.dim}, preprocess "
                 f"{signature.preprocess}, quantization {signature.quantization}"
-                f"{_recipe_text(signature.quantization_recipe)}). "
+                f"{_recipe_text(quantization_recipe(asdict(signature)))}). "
                 "Use another store folder."
             )
 
