@@ -505,7 +505,8 @@ def read_image_bytes(
     pixel is decoded) before the file is read whole, so a file whose header is refused costs
     64 KiB of memory whatever its size (a 3 GB TIFF claiming 20,000 x 30,000 px is refused
     without being read). Damage the header parser cannot read is left to `open_image`, which
-    reports it. Raises ImageLoadError.
+    reports it. A file shorter than HEADER_BYTES is read once, its size checked by `open_image`
+    before any pixel is decoded. Raises ImageLoadError.
     """
     name = str(path)
     try:
@@ -514,6 +515,9 @@ def read_image_bytes(
             if not head:
                 raise ImageLoadError(f"{name}: empty file (0 bytes)")
             _check_before_open(head, name, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+            if len(head) < HEADER_BYTES and not f.read(1):
+                # the whole file is read: `open_image` checks the header size before decoding it
+                return head
             if head[:3] != b"GIF":  # GIF: Pillow's open allocates the first frame, checked above
                 f.seek(0)
                 size = _header_size(f)

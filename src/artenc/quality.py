@@ -128,9 +128,16 @@ def thumbnail(img: Image.Image, side: int = THUMBNAIL_SIDE) -> Image.Image:
 def _bar_length(first: np.ndarray, line_max: np.ndarray, line_min: np.ndarray, level: int) -> int:
     """How many leading lines (their max and min grey levels `line_max`, `line_min`, outermost
     first) lie within `level` grey levels of the median of the outermost line `first` everywhere."""
-    ref = int(np.median(first))
+    ref = _median_level(first)
     uniform = (line_max.astype(np.int16) - ref <= level) & (ref - line_min.astype(np.int16) <= level)
     return len(uniform) if uniform.all() else int(np.argmin(uniform))
+
+
+def _median_level(values: np.ndarray) -> int:
+    """int(np.median(values)) of uint8 `values`, exactly, without np.median's overhead (the mean
+    of the two middle values of an even count, truncated)."""
+    ordered, m = np.sort(values), len(values) // 2
+    return int(ordered[m]) if len(values) % 2 else (int(ordered[m - 1]) + int(ordered[m])) // 2
 
 
 def content_box(grey: np.ndarray, level: int = BAR_LEVEL) -> tuple[int, int, int, int] | None:
@@ -153,10 +160,23 @@ def content_box(grey: np.ndarray, level: int = BAR_LEVEL) -> tuple[int, int, int
 
 
 def _laplacian_variance(grey: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of `grey` (float, edges replicated)."""
-    p = np.pad(grey, 1, mode="edge")
-    lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4.0 * grey
-    return float(lap.var())
+    """Variance of the 4-neighbour Laplacian of `grey` ((h, w) uint8, edges replicated), from
+    exact integer sums (the Laplacian of grey levels is an integer in [-1020, 1020])."""
+    h, w = grey.shape
+    p = np.empty((h + 2, w + 2), dtype=np.int16)  # `np.pad(mode="edge")` without its overhead
+    p[1:-1, 1:-1] = grey
+    p[0, 1:-1], p[-1, 1:-1] = grey[0], grey[-1]
+    p[:, 0], p[:, -1] = p[:, 1], p[:, -2]
+    lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * p[1:-1, 1:-1]
+    return _variance(lap)
+
+
+def _variance(values: np.ndarray) -> float:
+    """Population variance of an integer array from exact int64 sums (float64 result)."""
+    n = values.size
+    total = int(values.sum(dtype=np.int64))
+    squares = int(np.square(values, dtype=np.int32).sum(dtype=np.int64))
+    return max(0.0, (squares - total * total / n) / n)
 
 
 _HUE_ANGLES = np.arange(256) * (2 * math.pi / 256)  # Pillow's HSV hue levels as angles (radians)
@@ -204,29 +224,30 @@ def image_stats(img: Image.Image) -> ImageStats:
         border = 1.0 - (right - left) * (bottom - top) / grey.size
         if right - left >= MIN_KEEP * width and bottom - top >= MIN_KEEP * height:
             thumb = thumb.crop(box)
-            grey = np.asarray(thumb.convert("L"))
+            grey = grey[top:bottom, left:right]  # luma is per pixel: the crop's own luma
     counts = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
     p = counts[counts > 0] / grey.size
     # colour scores on the thumbnail halved (2 x 2 pixel means): they do not depend on fine
     # detail, and a quarter of the pixels halves the cost of `image_stats`
     colour = thumb.reduce(2) if min(thumb.size) >= 2 * COLOUR_MIN_SIDE else thumb
-    rgb = np.asarray(colour, dtype=np.float32)
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-    colourfulness = math.sqrt(float(rg.var()) + float(yb.var())) + 0.3 * math.hypot(float(rg.mean()),
-                                                                                   float(yb.mean()))
+    rgb = np.asarray(colour).astype(np.int16)
+    rg = (rgb[..., 0] - rgb[..., 1]).ravel()  # exact integers; yb = yb2 / 2
+    yb2 = (rgb[..., 0] + rgb[..., 1] - 2 * rgb[..., 2]).ravel()
+    n_colour = rg.size
+    mean_rg, mean_yb = int(rg.sum(dtype=np.int64)) / n_colour, int(yb2.sum(dtype=np.int64)) / (2 * n_colour)
+    colourfulness = math.sqrt(_variance(rg) + _variance(yb2) / 4) + 0.3 * math.hypot(mean_rg, mean_yb)
     hue, spread = _hue_stats(np.asarray(colour.convert("HSV")))
     # within-band sum of squares = sum x^2 - sum over bands of (band sum)^2 / band count
     band = np.asarray(colour.convert("L")).ravel() // 8  # 32 luminance bands
     n = np.maximum(np.bincount(band, minlength=32), 1)
-    rg, yb = rg.ravel().astype(np.float64), yb.ravel().astype(np.float64)
-    energy = float((rg * rg).sum() + (yb * yb).sum())
-    explained = float(((np.bincount(band, rg, 32) ** 2 + np.bincount(band, yb, 32) ** 2) / n).sum())
+    energy = float(np.square(rg, dtype=np.int32).sum(dtype=np.int64)) + float(
+        np.square(yb2, dtype=np.int32).sum(dtype=np.int64)) / 4
+    explained = float(((np.bincount(band, rg, 32) ** 2 + (np.bincount(band, yb2, 32) / 2) ** 2) / n).sum())
     return ImageStats(
         brightness=float((counts * _LEVELS).sum()) / grey.size / 255.0,
         darkness=float(counts[_LEVELS < NEAR_BLACK * 255].sum()) / grey.size,
         overexposure=float(counts[_LEVELS > NEAR_WHITE * 255].sum()) / grey.size,
-        sharpness=_laplacian_variance(grey.astype(np.float32)),
+        sharpness=_laplacian_variance(grey),
         entropy=float(-(p * np.log2(p)).sum()) + 0.0, colourfulness=colourfulness, hue=hue, hue_spread=spread,
         tone_residual=max(0.0, 1.0 - explained / energy) if energy > 0 else 0.0, border_share=border,
     )

@@ -3,8 +3,10 @@
 Normalisation and L2 normalisation are part of the exported graph, so workers ship
 compact uint8 crops and both runtimes produce identical vectors (within 1e-4).
 `runtime="onnx-int8"` runs an INT8 copy of the ONNX export (`quantize_onnx`: ONNX Runtime's
-static quantisation), cached beside it; its vectors are close to float32 ones (WikiArt: mean
-cosine 0.995, lowest 0.985; style P@10 within 0.01) and its stores record `quantization="int8"` (`store.ModelSignature`), so the two never mix.
+static quantisation, recipe `INT8_RECIPE`), cached beside it; its vectors are close to float32
+ones (WikiArt dev: every one of 4,200 crops within cosine 0.99, mean 0.998; style P@10 within
+0.01; scripts/bench_embed.py) and its stores record `quantization="int8"` and the recipe
+(`store.ModelSignature`), so float32 vectors, or int8 ones of another recipe, never mix.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from artenc.atomic import atomic_path
 from artenc.backbones import Backbone, create_backbone
 from artenc.backbones.weights import fingerprint_module
 from artenc.defaults import RUNTIMES
-from artenc.errors import ParameterError, UsageError
+from artenc.errors import ParameterError, StoreError, UsageError
 from artenc.preprocess import PreprocessConfig
-from artenc.store import ModelSignature, onnx_cache_dir
+from artenc.store import FIRST_INT8_RECIPE, ModelSignature, onnx_cache_dir, quantization_recipe
 
 log = logging.getLogger(__name__)
 ONNX_RUNTIMES = ("onnx", "onnx-int8")  # CPU only
@@ -81,16 +83,30 @@ class Encoder:
             batch = np.ascontiguousarray(batch)
             chunks = np.array_split(batch, min(len(self._sessions), len(batch)))
             if len(chunks) == 1:
-                return self._sessions[0].run(None, {"images": batch})[0]
-            runs = [self._pool.submit(s.run, None, {"images": c})
-                    for s, c in zip(self._sessions, chunks, strict=False)]
-            return np.concatenate([r.result()[0] for r in runs])
+                return _run_in_steps(self._sessions[0], batch)
+            runs = [self._pool.submit(_run_in_steps, s, c) for s, c in zip(self._sessions, chunks, strict=False)]
+            return np.concatenate([r.result() for r in runs])
         assert self._module is not None
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             if self.device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             return self._module(x).cpu().numpy()
+
+
+# images per ONNX Runtime call: a session's activations for 8 images stay near the CPU caches.
+# Measured (tf_efficientnet_lite0, 2 sessions of 1 thread, 64 images a batch): 7.7 ms of CPU per
+# image in steps of 8 against 9.4 ms in steps of 32, and a first call of 0.1 s more CPU instead
+# of 0.9 s (the memory ONNX Runtime plans per input shape, touched once)
+ONNX_STEP = 8
+
+
+def _run_in_steps(session, images: np.ndarray) -> np.ndarray:
+    """`session` (ONNX Runtime, input "images") run on `images` ONNX_STEP at a time."""
+    if len(images) <= ONNX_STEP:
+        return session.run(None, {"images": images})[0]
+    return np.concatenate([session.run(None, {"images": images[i : i + ONNX_STEP]})[0]
+                           for i in range(0, len(images), ONNX_STEP)])
 
 
 def _onnx_path(signature: ModelSignature) -> Path:
@@ -121,27 +137,88 @@ def export_onnx(module: EmbeddingModule, size: int, path: Path) -> Path:
     return path
 
 
-# INT8 recipe (`quantize_onnx`); change the tag whenever the recipe changes (it keys the cache)
-INT8_RECIPE = "qdq-conv-minmax-skip-first-quarter-v1"
-INT8_SKIP_SHARE = 0.25  # the first quarter of the Conv nodes (graph order) stays float32
-CALIBRATION_IMAGES = 64
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How `quantize_onnx` makes the INT8 copy (ONNX Runtime static quantisation, QDQ format,
+    int8 weights per output channel, uint8 activations; only Conv nodes are quantised).
+
+    skip_share: the first share of the Conv nodes (graph order: the stem and the early,
+        high-resolution blocks) kept float32.
+    skip_depthwise: keep every depthwise Conv (group > 1) float32.
+    skip_last: keep the last this many Conv nodes (the head conv feeding the pooled vector) float32.
+    op_types: the node types quantised. With "Clip" too (timm's ReLU6), each Conv's output is
+        quantised over its activation's range ([0, 6] at most) instead of the wider range of the
+        values before it (ONNX Runtime's `adjust_tensor_ranges` moves a Clip's range onto its
+        input only when the Clip itself is quantised): 8 bits over 0..6 rather than, say, -40..30.
+    skip_matching: keep every Conv whose node name contains one of these strings float32 (e.g.
+        "conv_pwl": timm's linear projections, which feed the residual sums).
+    calibrate: ONNX Runtime's calibration method name ("MinMax", "Percentile", "Entropy").
+    moving_average: MinMax ranges as the moving average of each calibration batch's extremes
+        (ONNX Runtime's `CalibMovingAverage`) rather than the extremes over all of them.
+    images, calibration: how many synthetic calibration images, of which kind (`calibration_images`).
+    version: names the recipe in the cache file (`_int8_path`) and in a store's meta.json
+        (`ModelSignature.quantization_recipe`): vectors of two recipes never share a store.
+    """
+
+    skip_share: float = 0.25
+    skip_depthwise: bool = False
+    skip_last: int = 0
+    skip_matching: tuple[str, ...] = ()
+    op_types: tuple[str, ...] = ("Conv",)
+    calibrate: str = "MinMax"
+    moving_average: bool = False
+    images: int = 64
+    calibration: str = "waves"
+    version: str = FIRST_INT8_RECIPE
+
+    def excluded(self, model) -> list[str]:
+        """Names of the nodes of ONNX `model` (an onnx.ModelProto) this recipe keeps float32: the
+        Conv nodes it skips and the nodes reading their outputs."""
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        keep = set(n.name for n in convs[: math.ceil(len(convs) * self.skip_share)])
+        keep |= {n.name for n in convs[len(convs) - self.skip_last:]} if self.skip_last else set()
+        keep |= {n.name for n in convs if any(part in n.name for part in self.skip_matching)}
+        if self.skip_depthwise:
+            keep |= {n.name for n in convs
+                     if any(a.name == "group" and a.i > 1 for a in n.attribute)}
+        # the activation right after a float32 Conv stays float32 too (no Q/DQ pair between them)
+        outputs = {o for n in convs if n.name in keep for o in n.output}
+        return [n.name for n in convs if n.name in keep] + [
+            n.name for n in model.graph.node if n.op_type != "Conv" and n.input and n.input[0] in outputs]
 
 
-def _int8_path(signature: ModelSignature) -> Path:
+# the recipe `runtime="onnx-int8"` uses; `Int8Recipe()` is the first one (store.FIRST_INT8_RECIPE).
+# scripts/bench_int8_recipes.py on all 4,200 WikiArt dev crops, cosine to float32 min / mean,
+# forward per CPU s (float32 ~120): first recipe 0.9846 / 0.9951 (2,100 crops), ~157; Conv+Clip,
+# 256 scenes, first quarter float32: 0.9857 / 0.9973, 177.5; first third: 0.9917 / 0.9976,
+# 170.8; first half (this one): 0.9926 / 0.9978, 173.7
+INT8_RECIPE = Int8Recipe(op_types=("Conv", "Clip"), calibration="scenes", images=256, skip_share=0.5,
+                         version="qdq-conv-clip-scenes256-skip-first-half-v2")
+
+
+def _int8_path(signature: ModelSignature, recipe: Int8Recipe = INT8_RECIPE) -> Path:
     """The INT8 copy's cache file, beside the float32 export (`_onnx_path`), keyed by the
-    recipe and the ONNX Runtime version whose quantiser wrote it."""
+    whole recipe and the ONNX Runtime version whose quantiser wrote it."""
     import onnxruntime as ort
 
     fp32 = _onnx_path(signature)
-    digest = hashlib.sha256(f"{INT8_RECIPE}|{ort.__version__}".encode()).hexdigest()[:12]
+    key = json.dumps({**dataclasses.asdict(recipe), "ort": ort.__version__}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return fp32.with_name(f"{fp32.stem}-int8-{digest}.onnx")
 
 
-def calibration_images(size: int, n: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
-    """Deterministic synthetic calibration images, uint8 (n, 3, size, size): smooth colour
-    waves of random frequency, phase and contrast plus pixel noise of random strength, so
-    every user of a model gets the same INT8 copy, whatever their images (measured on
-    WikiArt crops: the same cosine to float32 as calibrating on the real images)."""
+def calibration_images(size: int, n: int = INT8_RECIPE.images, seed: int = 0, kind: str = "waves") -> np.ndarray:
+    """Deterministic synthetic calibration images, uint8 (n, 3, size, size), so every user of a
+    model gets the same INT8 copy, whatever their images.
+
+    kind "waves": smooth colour waves of random frequency, phase and contrast plus pixel noise of
+    random strength. kind "scenes": the same waves, every second image with what real scans have
+    and waves lack (the activations' extremes, which MinMax calibration must see): uniform bars
+    along two opposite edges (letterboxing, mats: black, white or grey), solid rectangles with
+    hard edges, and an overall gain from dark to bright. Raises ParameterError for another kind.
+    """
+    if kind not in ("waves", "scenes"):
+        raise ParameterError("kind", f"must be 'waves' or 'scenes', got {kind!r}")
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     out = np.empty((n, 3, size, size), dtype=np.uint8)
@@ -149,23 +226,40 @@ def calibration_images(size: int, n: int = CALIBRATION_IMAGES, seed: int = 0) ->
         f, phase = rng.uniform(1, 12, 6), rng.uniform(0, 2 * np.pi, 3)
         amp, noise = rng.uniform(20, 120), rng.uniform(2, 30)
         wave = np.stack([127 + amp * np.sin(2 * np.pi * (xx * f[c] + yy * f[c + 3]) + phase[c]) for c in range(3)])
-        out[i] = np.clip(wave + rng.normal(0, noise, wave.shape), 0, 255).astype(np.uint8)
+        img = wave + rng.normal(0, noise, wave.shape)
+        if kind == "scenes" and i % 2:
+            for _ in range(rng.integers(1, 6)):  # solid rectangles: hard edges, flat areas
+                x0, y0 = rng.integers(0, size, 2)
+                w, h = rng.integers(size // 16, size // 2, 2)
+                img[:, y0 : y0 + h, x0 : x0 + w] = rng.uniform(0, 255, (3, 1, 1))
+            img = img * rng.uniform(0.3, 1.3)  # dark to bright
+            bar = int(rng.integers(0, size // 4))
+            if bar:  # bars along two opposite edges, of one grey level
+                level = rng.choice([0.0, 255.0, rng.uniform(0, 255)])
+                if rng.random() < 0.5:
+                    img[:, :bar], img[:, size - bar :] = level, level
+                else:
+                    img[:, :, :bar], img[:, :, size - bar :] = level, level
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
     return out
 
 
-def quantize_onnx(fp32: Path, path: Path, size: int) -> Path:
+def quantize_onnx(fp32: Path, path: Path, size: int, recipe: Int8Recipe = INT8_RECIPE) -> Path:
     """Write an INT8 copy of the float32 ONNX encoder `fp32` to `path` (atomic) and return it.
 
     ONNX Runtime's own tools (`onnxruntime.quantization`): `quant_pre_process` (graph
     optimisation, without symbolic shape inference, which the exported TF-"same" padding
     defeats), then `quantize_static` in QDQ format with per-channel int8 weights and uint8
-    activations, calibrated (MinMax) on `calibration_images(size)`. Only Conv nodes are
-    quantised, and the first quarter of them (`INT8_SKIP_SHARE`: the stem and the early
-    high-resolution blocks, whose depthwise convolutions lose most to 8 bits) stay float32:
-    measured with tf_efficientnet_lite0 on 2,100 WikiArt dev crops (scripts/bench_embed.py),
-    cosine to float32 mean 0.995, lowest 0.985, style P@10 0.347 against 0.345, where
-    quantising every Conv gives a mean cosine of 0.87; the forward pass takes about a fifth less
-    CPU. Raises ImportError without onnxruntime.
+    activations, calibrated on `calibration_images` (`recipe.images`, `recipe.calibration`) with
+    `recipe.calibrate`; the nodes `recipe.excluded` names stay float32 (see `Int8Recipe`).
+    Measured with tf_efficientnet_lite0 on WikiArt dev crops (scripts/bench_int8_recipes.py):
+    quantising every Conv gives a mean cosine to float32 of 0.87 (Conv outputs quantised over
+    their pre-ReLU6 range: 0.41 at worst); quantising the Clips too, keeping the first half of
+    the Convs float32 and calibrating on 256 "scenes" gives 0.998, 0.993 at worst on all 4,200 dev
+    crops (first quarter float32: one crop at 0.986; 64 "waves": 0.983 at worst on 2,100; Entropy
+    or Percentile calibration: no better than MinMax; every depthwise Conv float32: no faster
+    than float32), with about 1.45x the float32 forward rate per CPU second. Raises ImportError
+    without onnxruntime.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -188,13 +282,13 @@ def quantize_onnx(fp32: Path, path: Path, size: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="artenc-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node if n.op_type == "Conv"]
-        skip = convs[: math.ceil(len(convs) * INT8_SKIP_SHARE)]
+        skip = recipe.excluded(onnx.load(str(pre), load_external_data=False))
         with atomic_path(path) as out:
-            quantize_static(str(pre), str(out), _Batches(calibration_images(size)), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"], nodes_to_exclude=skip,
-                            calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(str(pre), str(out), _Batches(calibration_images(size, recipe.images, kind=recipe.calibration)),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=list(recipe.op_types), nodes_to_exclude=skip,
+                            calibrate_method=CalibrationMethod[recipe.calibrate],
+                            extra_options={"CalibMovingAverage": recipe.moving_average})
     return path
 
 
@@ -290,6 +384,7 @@ def encoder_from_backbone(
         dim=backbone.dim,
         weights=str(Path(weights).resolve()) if weights else None,
         quantization="int8" if runtime == "onnx-int8" else None,
+        quantization_recipe=INT8_RECIPE.version if runtime == "onnx-int8" else None,
     )
     if runtime == "auto":
         runtime = "torch" if device == "cuda" else "onnx"
@@ -328,9 +423,15 @@ def runtime_for_store(meta: dict, runtime: str = "auto", device: str = "auto",
     (on the CPU when `device` is "auto"), as `dtype=None` adopts the store's dtype; otherwise
     the arguments come back unchanged. Raises ParameterError("runtime") when an explicit
     runtime does not fit (another runtime for an int8 store, onnx-int8 for a float32 one);
-    `where` names the store in that message.
+    `where` names the store in that message. Raises StoreError for an int8 store of another
+    quantisation recipe (`store.quantization_recipe`) than
+    `INT8_RECIPE`: its vectors would not be comparable with new ones.
     """
     int8 = meta.get("quantization") == "int8"
+    if int8 and quantization_recipe(meta) != INT8_RECIPE.version:
+        raise StoreError(f"{where} holds int8 vectors of quantisation recipe {quantization_recipe(meta)}, but this "
+                         f"artenc quantises with recipe {INT8_RECIPE.version}; their vectors differ, so queries and "
+                         f"new works cannot join it: embed the images again into a new store")
     if int8 and runtime == "auto":
         return "onnx-int8", "cpu" if device == "auto" else device
     if int8 and runtime != "onnx-int8":

@@ -149,6 +149,9 @@ class ModelSignature:
     dim: int
     weights: str | None = None  # the weights file, when one was given
     quantization: str | None = None  # recorded in meta.json only when set
+    # the quantisation recipe's version (`artenc.runtime.Int8Recipe.version`); meta.json only when
+    # set: two recipes' int8 vectors differ as much as int8 and float32 ones, so they never mix
+    quantization_recipe: str | None = None
 
     def matches(self, meta: dict) -> bool:
         return (
@@ -156,7 +159,25 @@ class ModelSignature:
             and meta.get("dim") == self.dim
             and meta.get("preprocess") == self.preprocess
             and meta.get("quantization") == self.quantization
+            and quantization_recipe(meta) == quantization_recipe(
+                {"quantization": self.quantization, "quantization_recipe": self.quantization_recipe})
         )
+
+
+# int8 stores written before meta.json recorded the quantisation recipe used this one
+FIRST_INT8_RECIPE = "qdq-conv-minmax-skip-first-quarter-v1"
+
+
+def quantization_recipe(meta: dict) -> str | None:
+    """The quantisation recipe of a store's vectors from its meta.json `meta`: None for float32
+    stores, `FIRST_INT8_RECIPE` for int8 stores written before the recipe was recorded."""
+    if not meta.get("quantization"):
+        return None
+    return meta.get("quantization_recipe") or FIRST_INT8_RECIPE
+
+
+def _recipe_text(recipe: str | None) -> str:
+    return f" (recipe {recipe})" if recipe else ""
 
 
 def _locked(method):
@@ -328,6 +349,7 @@ class Store:
             "dim": signature.dim,
             "weights": signature.weights,
             **({"quantization": signature.quantization} if signature.quantization else {}),
+            **({"quantization_recipe": signature.quantization_recipe} if signature.quantization_recipe else {}),
             "artenc_version": artenc.__version__,
             "dtype": dtype or "float32",
             **(extra or {}),
@@ -340,9 +362,11 @@ class Store:
             raise StoreError(
                 f"{self.root}: store holds vectors of model {self.meta.get('model')!r} "
                 f"(weights {self.meta.get('fingerprint')}, dim {self.meta.get('dim')}, preprocess "
-                f"{self.meta.get('preprocess')}, quantization {self.meta.get('quantization')}); refusing to add "
+                f"{self.meta.get('preprocess')}, quantization {self.meta.get('quantization')}"
+                f"{_recipe_text(quantization_recipe(self.meta))}); refusing to add "
                 f"vectors of {signature.model!r} (weights {signature.fingerprint}, dim {signature.dim}, preprocess "
-                f"{signature.preprocess}, quantization {signature.quantization}). "
+                f"{signature.preprocess}, quantization {signature.quantization}"
+                f"{_recipe_text(quantization_recipe(asdict(signature)))}). "
                 "Use another store folder."
             )
 
