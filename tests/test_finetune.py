@@ -258,3 +258,25 @@ def test_cross_entropy_loss_smooths_and_ignores_missing_labels():
     for bad in ({"label_smoothing": 1.0}, {"scale": 0.0}):
         with pytest.raises(ValueError):
             CrossEntropyLoss(**bad)
+
+
+def test_a_group_with_a_start_step_gets_its_own_schedule_after_it():
+    """The stages that join after the head-only epochs: rate 0 before `start_step`, then a
+    warm-up and a full cosine decay of their own; the head's group keeps the plain schedule."""
+    from artenc.models.schedules import warmup_cosine
+
+    head, stages = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([{"params": [head]}, {"params": [stages], "lr": 0.1, "start_step": 60}], lr=1.0)
+    schedule = warmup_cosine(optimizer, total_steps=100, warmup_fraction=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        schedule.step()
+    head_rates, stage_rates = np.array(rates).T
+    np.testing.assert_allclose(head_rates, [schedule.factor(s) for s in range(100)])
+    assert head_rates.max() == pytest.approx(1.0)
+    assert (stage_rates[:60] == 0).all()
+    assert stage_rates[60] == pytest.approx(0.1 / 4)  # 4 warm-up steps: a tenth of the 40 left
+    assert stage_rates[63] == pytest.approx(0.1) and stage_rates.max() == pytest.approx(0.1)
+    assert stage_rates[-1] < 1e-3 and (np.diff(stage_rates[63:]) <= 1e-12).all()

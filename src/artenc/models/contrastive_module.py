@@ -266,10 +266,14 @@ class ContrastiveModule(L.LightningModule):
         return groups
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameter_groups())
+        groups = self.parameter_groups()
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.head_epochs and len(groups) > 1:  # the stages' schedule starts after the head-only epochs
+            groups[1]["start_step"] = total * self.head_epochs // max(1, int(self.trainer.max_epochs or 1))
+        optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
