@@ -90,6 +90,7 @@ def test_too_many_trainable_stages_message_names_the_setting_once(tiny_art, tmp_
     ("cache", 1, []),
     ("cache", 2, TEXTURE),
     ("full", 2, ["backbone.bn=train", "backbone.lr=0.01"]),
+    ("cache", 1, [*TEXTURE, "backbone.head_epochs=1", "trainer.max_epochs=2", "callbacks.model_checkpoint.monitor=null"]),
 ])
 def test_last_stages_train_and_export_with_onnx_parity(tiny_art, tmp_path, mode, trainable, extra):
     """The trainable stages change (the frozen ones do not), the exported encoder holds them, and
@@ -133,6 +134,44 @@ def test_last_stages_train_and_export_with_onnx_parity(tiny_art, tmp_path, mode,
                      str(result.encoder), "--out", str(store), "--runtime", "onnx"]) == 0
     vectors = np.load(next(store.rglob("*.npy")))
     assert vectors.shape[1] == 8
+
+
+@pytest.mark.parametrize("mode", ["cache", "full"])
+def test_head_epochs_train_the_head_alone_first(tiny_art, tmp_path, mode):
+    """backbone.head_epochs=1: the first epoch leaves the stages at their pretrained weights (in
+    cache mode it trains on features computed once from the cached activations, the same
+    function the stages compute), then the stages train; with a frozen backbone it is refused."""
+    from artenc.backbones import create_backbone
+    from artenc.errors import ParameterError
+    from artenc.training import build, train
+
+    pretrained = create_backbone("lite0").model.state_dict()
+
+    def changed_stage_weights(result) -> set[str]:
+        exported = torch.load(result.encoder, map_location="cpu", weights_only=True)["state_dict"]
+        named = {k.removeprefix("backbone.model."): v for k, v in exported.items() if k.startswith("backbone.model.")}
+        return {k for k, v in named.items() if k in pretrained and not torch.equal(v, pretrained[k])}
+
+    common = [*TEXTURE, f"data.mode={mode}", "backbone.trainable=1", "backbone.head_epochs=1",
+              "callbacks.model_checkpoint.monitor=null"]  # the last epoch is exported, not the best
+    one = train(config=config(tiny_art, tmp_path / "one", tmp_path / "cache", *common, "trainer.max_epochs=1"))
+    assert changed_stage_weights(one) == set()
+    two = train(config=config(tiny_art, tmp_path / "two", tmp_path / "cache", *common, "trainer.max_epochs=2"))
+    assert changed_stage_weights(two) and all(k.startswith(("conv_head", "bn2")) for k in changed_stage_weights(two))
+
+    if mode == "cache":
+        _, datamodule, module = build(config(tiny_art, tmp_path / "three", tmp_path / "cache", *common))
+        datamodule.setup("fit")
+        assert datamodule.in_head_phase()
+        activations = datamodule.train_set.features  # (N, V, M) float16
+        served = datamodule.head_train_set.features  # (N, V, D) float16
+        assert served.shape[:2] == activations.shape[:2] and served.shape[2] == module.backbone.staged.dim
+        module.eval()
+        with torch.no_grad():
+            expected = module.backbone(torch.from_numpy(activations[:, 0].astype(np.float32))).numpy()
+        np.testing.assert_allclose(served[:, 0].astype(np.float32), expected, atol=2e-3)  # float16 storage
+    with pytest.raises(ParameterError, match="backbone.head_epochs"):
+        build(config(tiny_art, tmp_path / "r", tmp_path / "c", "backbone.head_epochs=2"))
 
 
 def test_cross_entropy_classifier_is_exported_and_used(tiny_art, tmp_path, capsys):
@@ -219,3 +258,25 @@ def test_cross_entropy_loss_smooths_and_ignores_missing_labels():
     for bad in ({"label_smoothing": 1.0}, {"scale": 0.0}):
         with pytest.raises(ValueError):
             CrossEntropyLoss(**bad)
+
+
+def test_a_group_with_a_start_step_gets_its_own_schedule_after_it():
+    """The stages that join after the head-only epochs: rate 0 before `start_step`, then a
+    warm-up and a full cosine decay of their own; the head's group keeps the plain schedule."""
+    from artenc.models.schedules import warmup_cosine
+
+    head, stages = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([{"params": [head]}, {"params": [stages], "lr": 0.1, "start_step": 60}], lr=1.0)
+    schedule = warmup_cosine(optimizer, total_steps=100, warmup_fraction=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        schedule.step()
+    head_rates, stage_rates = np.array(rates).T
+    np.testing.assert_allclose(head_rates, [schedule.factor(s) for s in range(100)])
+    assert head_rates.max() == pytest.approx(1.0)
+    assert (stage_rates[:60] == 0).all()
+    assert stage_rates[60] == pytest.approx(0.1 / 4)  # 4 warm-up steps: a tenth of the 40 left
+    assert stage_rates[63] == pytest.approx(0.1) and stage_rates.max() == pytest.approx(0.1)
+    assert stage_rates[-1] < 1e-3 and (np.diff(stage_rates[63:]) <= 1e-12).all()

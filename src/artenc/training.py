@@ -163,10 +163,11 @@ def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
                          "inputs: leave data.augment.size=null to follow the backbone")
 
 
-FINE_TUNING_KEYS = ("trainable", "lr", "bn")
+FINE_TUNING_KEYS = ("trainable", "lr", "bn", "head_epochs")
 """Settings of the backbone group that are not arguments of its factory: the last `trainable`
 stages train (0: frozen), at learning rate `lr` (null: a tenth of the head's), with BatchNorm
-policy `bn` (frozen | train); see `artenc.layers.stages`."""
+policy `bn` (frozen | train), after `head_epochs` epochs that train the head alone (0: from the
+start); see `artenc.layers.stages` and `ContrastiveModule`."""
 
 
 def _fine_tuning(cfg: DictConfig) -> tuple[DictConfig, dict]:
@@ -180,7 +181,12 @@ def _fine_tuning(cfg: DictConfig) -> tuple[DictConfig, dict]:
         raise ParameterError("backbone.trainable", f"must be >= 0 (the last stages that train; 0: frozen), got {trainable}")
     if tuning["bn"] not in (None, "frozen", "train"):
         raise ParameterError("backbone.bn", f"must be frozen or train, got {tuning['bn']!r}")
-    return OmegaConf.create(node), {"trainable": trainable, "backbone_lr": tuning["lr"], "bn": tuning["bn"] or "frozen"}
+    head_epochs = int(tuning["head_epochs"] or 0)
+    if head_epochs < 0 or (head_epochs and not trainable):
+        raise ParameterError("backbone.head_epochs", f"must be >= 0, and 0 with a frozen backbone "
+                                                     f"(backbone.trainable=0), got {head_epochs}")
+    return OmegaConf.create(node), {"trainable": trainable, "backbone_lr": tuning["lr"], "bn": tuning["bn"] or "frozen",
+                                    "head_epochs": head_epochs}
 
 
 def build(cfg: DictConfig):
@@ -189,7 +195,8 @@ def build(cfg: DictConfig):
     backbone = _instantiate(backbone_cfg)
     _augment_at_backbone_size(cfg, backbone.preprocess.size)
     # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
-    datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone, trainable=tuning["trainable"])
+    datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone, trainable=tuning["trainable"],
+                                                         head_epochs=tuning["head_epochs"])
     # backbone features are unit vectors (EmbeddingModule); the head normalises too, so the
     # exported encoder (raw pooled features -> head) computes exactly what was trained
     head = _instantiate(cfg.head, in_dim=backbone.dim, normalize_input=True)
@@ -484,8 +491,10 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     model.backbone_reference = {k: OmegaConf.to_container(cfg.backbone, resolve=True).get(k)
                                 for k in ("_target_", "name", "weights")}
     loggers = _instantiate_dict(cfg.get("logger"))
+    # the head-only epochs train on features, the later ones on activations: a new loader then
+    reload = {"reload_dataloaders_every_n_epochs": model.head_epochs} if model.head_epochs else {}
     trainer: L.Trainer = _instantiate(
-        cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")), logger=loggers or False
+        cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")), logger=loggers or False, **reload
     )
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

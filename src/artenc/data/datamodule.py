@@ -11,6 +11,12 @@ Two modes:
 Validation always uses the clean view (V = 1). Labels are (N, F) int64 codes, -1 missing
 (F = 0 for an unlabelled folder).
 
+With the last `trainable` backbone stages training, the cache holds the input of the first of
+them (`ActivationEncoder`); with `head_epochs` > 0 the first `head_epochs` training epochs get
+the backbone features instead, computed once from those activations by the stages at their
+pretrained weights (the head trains alone first, then the stages join it), so those epochs
+cost what a frozen backbone's do.
+
 Reproducibility: building the feature cache draws no random number the training sees (the
 RNG states are restored after it, `preserved_rng`), so a cold and a warm cache give the same
 run; the train/validation split can be written to and read back from a file (`split_file`,
@@ -124,11 +130,13 @@ class ContrastiveDataModule(L.LightningDataModule):
         cache_views: int = 4, cache_dir: str | None = None, batch_size: int = 256, num_workers: int = 0,
         feature_batch_size: int = 64, feature_runtime: str = "auto", device: str = "auto", seed: int = 0,
         split_file: str | os.PathLike | None = None, reuse_split: bool = False,
-        trainable: int = 0,
+        trainable: int = 0, head_epochs: int = 0,
     ) -> None:
         super().__init__()
         if mode not in ("cache", "full"):
             raise ValueError(f"mode must be 'cache' or 'full', got {mode!r}")
+        if head_epochs < 0:
+            raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
         if views < 1 or cache_views < 0 or batch_size < 1:
             raise ValueError("views >= 1, cache_views >= 0 and batch_size >= 1 are required")
         if labels is not None and not label_fields:
@@ -139,6 +147,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.label_fields, self.split, self.augment = list(label_fields), split, augment
         self.backbone = backbone  # the built frozen backbone (train() passes it in)
         self.trainable = trainable  # last stages of the backbone that train (train() passes it in)
+        self.head_epochs = head_epochs  # first epochs that train the head alone (train() passes it in)
         self.include = {k: [str(v) for v in vs] for k, vs in (include or {}).items()}
         self.mode, self.views, self.cache_views, self.cache_dir = mode, views, cache_views, cache_dir
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -150,6 +159,7 @@ class ContrastiveDataModule(L.LightningDataModule):
         self.classes: dict[str, list[str]] = {}
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.head_train_set: Dataset | None = None  # features for the head-only epochs (cache mode)
         self._feature_encoder = None
 
     # ----- table -----------------------------------------------------------------------
@@ -198,6 +208,31 @@ class ContrastiveDataModule(L.LightningDataModule):
     def _features(self, paths: Sequence[str]) -> np.ndarray:
         return cached_view_features(paths, self._encoder(), self.augment, self.cache_views, self.cache_dir,
                                     self.seed, self.feature_batch_size, self.num_workers)
+
+    def _features_from_activations(self, activations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Cached activations (N, V, M) float16 -> backbone features (N, V, D) float16, by the
+        trainable stages at their current (pretrained) weights, in eval mode
+        (`StagedFeatures.unit_features`, the same function training and export use)."""
+        staged, model = self._encoder().staged, self.backbone.model
+        n, v = activations.shape[:2]
+        flat = activations.reshape(n * v, -1)
+        out = np.empty((n * v, staged.dim), np.float16)
+        was = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(flat), batch_size):
+                    chunk = torch.from_numpy(flat[start:start + batch_size].astype(np.float32))
+                    out[start:start + batch_size] = staged.unit_features(chunk).numpy()
+        finally:
+            model.train(was)
+        return out.reshape(n, v, staged.dim)
+
+    def in_head_phase(self) -> bool:
+        """Whether the coming training epoch is one of the first `head_epochs` (head alone) and
+        this data module serves features for it (cache mode with trainable stages)."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self.head_train_set is not None and epoch < self.head_epochs
 
     # ----- Lightning hooks -------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -262,6 +297,11 @@ class ContrastiveDataModule(L.LightningDataModule):
             feats = self._features(list(df["path"]))
             self.train_set = FeatureViewsDataset(feats[train_rows], codes[train_rows], self.views)
             self.val_set = FeatureViewsDataset(feats[val_rows], codes[val_rows], 1, sample=False)
+            if self.trainable and self.head_epochs:
+                log.info("data: features of %d training rows for the %d head-only epoch(s)", len(train_rows),
+                         self.head_epochs)
+                self.head_train_set = FeatureViewsDataset(self._features_from_activations(self.train_set.features),
+                                                          codes[train_rows], self.views)
         else:
             paths = df["path"].to_numpy()
             if self.backbone is None:
@@ -278,7 +318,9 @@ class ContrastiveDataModule(L.LightningDataModule):
                           num_workers=workers, persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """Training batches; backbone features during the head-only epochs (`in_head_phase`;
+        the trainer reloads the loader after them: `reload_dataloaders_every_n_epochs`)."""
+        return self._loader(self.head_train_set if self.in_head_phase() else self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

@@ -107,6 +107,7 @@ class StagedFeatures(nn.Module):
             fmap, extra = self.frozen(probe)
             self.channels = int(fmap.shape[1])
             self.extra_dim = int(extra.shape[1])
+            self.dim = int(reference.flatten(1).shape[1])
             if not torch.allclose(self.finish(fmap, extra), reference, atol=1e-5, rtol=1e-4):
                 raise ValueError(f"the stages of {type(self.base).__name__} do not reproduce its forward_features")
             net.train(was)
@@ -161,6 +162,11 @@ class StagedFeatures(nn.Module):
         side = math.isqrt(n_map // self.channels)  # square inputs: a square map
         return packed[:, :n_map].reshape(len(packed), self.channels, side, side), packed[:, n_map:]
 
+    def unit_features(self, packed: torch.Tensor) -> torch.Tensor:
+        """Packed activations (N, M) float -> L2-normalised features (N, D) float32: what
+        `PartlyTrainableBackbone` (and the exported encoder) computes from them."""
+        return F.normalize(self.finish(*self.unpack(packed.to(torch.float32))).float().flatten(1), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.finish(*self.frozen(x))
 
@@ -205,10 +211,9 @@ class PartlyTrainableBackbone(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            with torch.no_grad():
-                fmap, extra = self.staged.frozen(x.to(self.embedding.scale.dtype) * self.embedding.scale
-                                                 + self.embedding.shift)
-        else:
-            fmap, extra = self.staged.unpack(x.to(torch.float32))
+        if x.dtype != torch.uint8:
+            return self.staged.unit_features(x)
+        with torch.no_grad():
+            fmap, extra = self.staged.frozen(x.to(self.embedding.scale.dtype) * self.embedding.scale
+                                             + self.embedding.shift)
         return F.normalize(self.staged.finish(fmap, extra).float().flatten(1), dim=1)

@@ -68,6 +68,13 @@ class ContrastiveModule(L.LightningModule):
     (`artenc.layers.stages.PartlyTrainableBackbone`, BatchNorm policy `bn`), with learning rate
     `backbone_lr` (None: a tenth of the optimizer's); batches then hold uint8 images or cached
     packed activations (N, V, M) (`artenc.data.feature_cache.ActivationEncoder`).
+    `head_epochs` > 0: the first `head_epochs` epochs train the head alone (the stages get no
+    gradient), then the stages join it: linear probing then fine-tuning (Kumar et al., "Fine-Tuning
+    can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022), so the
+    stages start training under a head that already fits their pretrained features. In those
+    epochs batches may hold the backbone features (N, V, D) themselves (the data module's
+    `head_train_set` in cache mode); images or activations go through the backbone without
+    gradient.
 
     Classifier: a loss with `uses_classifier` (`artenc.losses.CrossEntropyLoss`) gets logits
     `scale * classifier(normalize(head(x)))` of a linear layer over the classes of the first label
@@ -79,14 +86,19 @@ class ContrastiveModule(L.LightningModule):
         self, backbone: nn.Module, head: nn.Module, loss: nn.Module, optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None, label_fields: Sequence[str] = ("label",), k: int = 10,
         feature_noise: float = 0.0, trainable: int = 0, backbone_lr: float | None = None,
-        bn: BatchNormPolicy = "frozen",
+        bn: BatchNormPolicy = "frozen", head_epochs: int = 0,
     ) -> None:
         super().__init__()
         if feature_noise < 0:
             raise ValueError(f"feature_noise must be >= 0, got {feature_noise}")
         if trainable < 0:
             raise ValueError(f"trainable must be >= 0 (0: frozen backbone), got {trainable}")
-        self.trainable, self.backbone_lr = trainable, backbone_lr
+        if head_epochs < 0:
+            raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
+        if head_epochs and not trainable:
+            raise ValueError("head_epochs needs trainable stages (trainable > 0): with a frozen backbone "
+                             "every epoch trains the head alone")
+        self.trainable, self.backbone_lr, self.head_epochs = trainable, backbone_lr, head_epochs
         if trainable:
             self.backbone = PartlyTrainableBackbone(backbone, trainable, bn)
         else:
@@ -117,9 +129,27 @@ class ContrastiveModule(L.LightningModule):
         """Unit-norm embeddings (N, V, D') of images or features."""
         return F.normalize(self.head(self.features(x)), dim=-1)
 
+    def in_head_phase(self) -> bool:
+        """Whether this is one of the first `head_epochs` epochs (the head trains alone)."""
+        return bool(self.head_epochs) and self.current_epoch < self.head_epochs
+
+    def training_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`features(x)` for a training step; in the head-only epochs without gradient to the
+        stages (and in eval mode), and batches of backbone features (N, V, D) used as they are."""
+        if not self.in_head_phase():
+            return self.features(x)
+        if x.dtype != torch.uint8 and x.shape[-1] == self.backbone.staged.dim:
+            return x.float()
+        self.backbone.train(False)
+        try:
+            with torch.no_grad():
+                return self.features(x)
+        finally:
+            self.backbone.train(True)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, labels = batch
-        feats = self.features(x)
+        feats = self.training_features(x)
         if self.feature_noise:
             feats = F.normalize(feats, dim=-1) + self.feature_noise * torch.randn_like(feats)
         z = self.head(feats)
@@ -236,10 +266,14 @@ class ContrastiveModule(L.LightningModule):
         return groups
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameter_groups())
+        groups = self.parameter_groups()
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.head_epochs and len(groups) > 1:  # the stages' schedule starts after the head-only epochs
+            groups[1]["start_step"] = total * self.head_epochs // max(1, int(self.trainer.max_epochs or 1))
+        optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -27,6 +27,11 @@ class WarmupSchedule(torch.optim.lr_scheduler.LRScheduler):
     as if the run had been planned that long: raising `max_epochs` neither restarts the warm-up
     nor goes on at the rate of 0 that a finished cosine schedule ends with.
 
+    A parameter group with a `start_step` entry (an optimizer accepts extra keys in its groups)
+    is held at rate 0 before that step, then follows its own schedule of the same shape over
+    the steps left (`total_steps - start_step`): stages that join training late (the backbone
+    after `head_epochs`) get their warm-up and full decay instead of the tail of the head's.
+
     Raises:
         ValueError: `warmup_fraction` outside [0, 1), `min_factor` outside [0, 1], an unknown
             `decay`, or `total_steps` < 1.
@@ -48,15 +53,29 @@ class WarmupSchedule(torch.optim.lr_scheduler.LRScheduler):
 
     def factor(self, step: int) -> float:
         """The multiplier of the base rate at optimizer step `step` (0-based)."""
-        if step < self.warmup:
-            return (step + 1) / self.warmup
+        return self._factor(step, self.total_steps, self.warmup)
+
+    def _factor(self, step: int, total: int, warmup: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
         if self.decay == "constant":
             return 1.0
-        progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return float(self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
+    def group_factor(self, step: int, start: int) -> float:
+        """`factor` for a group that starts at optimizer step `start`: 0 before it, then the same
+        schedule over `total_steps - start` steps."""
+        if start <= 0:
+            return self.factor(step)
+        if step < start:
+            return 0.0
+        total = max(1, self.total_steps - start)
+        return self._factor(step - start, total, self.warmup * total // self.total_steps)
+
     def get_lr(self) -> list[float]:
-        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        return [base * self.group_factor(self.last_epoch, int(group.get("start_step", 0)))
+                for base, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)]
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a saved schedule: its step count; the horizon (`total_steps`, warm-up steps)
