@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artenc.cells import assign_cells, boundary_reach, cell_pairs, error_margin, train_cells
+from artenc.errors import ParameterError
 from artenc.search import ArrayRows, similar_pairs
 from artenc.store import l2_normalize
 from tests.helpers_search import vector_store
@@ -94,3 +95,25 @@ def test_vectors_outside_the_quantiser_range_keep_their_pairs():
     found = cell_pairs(ArrayRows(y), 0.9, nlist=8, max_listed=8, progress=False)
     assert as_set(found) == as_set(similar_pairs(y, 0.9))
     assert {(1500 + k, 1510 + k) for k in range(10)} <= as_set(found)
+
+
+def test_a_dense_group_of_near_copies_keeps_every_pair():
+    """k-means puts many centroids inside a dense group of copies: its members need many listings."""
+    rng = np.random.default_rng(7)
+    x = clustered(4500, 32, 20, 0.5, seed=7)
+    group = l2_normalize(x[0] + 0.03 * rng.standard_normal((1500, 32))).astype(np.float32)
+    y = np.vstack([x, group])
+    exact = as_set(similar_pairs(y, 0.9))
+    assert as_set(cell_pairs(ArrayRows(y), 0.9, nlist=80, progress=False)) == exact
+    assert len(exact) >= 1500 * 1499 // 2
+    assert len(as_set(cell_pairs(ArrayRows(y), 0.9, nlist=80, max_listed=8, progress=False))) < len(exact)
+
+
+def test_too_many_pairs_are_refused_like_the_exact_search():
+    rng = np.random.default_rng(8)
+    x = np.vstack([clustered(540, 16, 4, 0.5, seed=8),
+                   l2_normalize(np.ones(16) + 0.01 * rng.standard_normal((60, 16))).astype(np.float32)])
+    assert len(similar_pairs(x, 0.9)) > 1000  # 60 near-copies: 1,770 pairs
+    for nlist in (1, 4):
+        with pytest.raises(ParameterError, match="threshold"):
+            cell_pairs(ArrayRows(x), 0.9, max_pairs=1000, nlist=nlist, progress=False)

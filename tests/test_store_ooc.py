@@ -367,3 +367,18 @@ def test_exact_search_streams_a_store_like_its_matrix(tmp_path: Path) -> None:
         want_r = range_search(queries[1], matrix, 0.2, limit=4, exclude=3, matrix_block=block)
         assert got_r[2] == want_r[2] and got_r[1].tolist() == want_r[1].tolist()
     assert top_k(queries[1:2], opened, 3)[1][0].tolist()[:3] == sorted([3, *opened.index_of(["/x/0", "/x/1"])])
+
+
+@pytest.mark.parametrize("command", [["info"], ["info", "--json"], ["similar", "-k", "3"]])
+def test_a_damaged_segment_table_is_one_line_naming_it(tmp_path, caplog, command):
+    from artenc.cli import main
+    from tests.helpers_search import vector_store
+
+    store = vector_store(tmp_path / "s", l2_normalize(np.random.default_rng(0).standard_normal((20, 8))))
+    seg = sorted(store.segment_dir.glob("*.parquet"))[0]
+    seg.write_bytes(seg.read_bytes()[: seg.stat().st_size // 2])  # truncated
+    args = [command[0], str(store.root), *([str(tmp_path / "s" / "img_00001.jpg")] if command[0] == "similar" else []),
+            *command[1:]]
+    assert main(args) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and str(seg) in errors[0] and "\n" not in errors[0] and "damaged" in errors[0]

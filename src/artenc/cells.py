@@ -24,7 +24,7 @@ Since y prefers B, (c_A - c_B).y <= 0, hence (c_A - c_B).x <= (c_A - c_B).(x - y
 near a boundary, so on clustered data most vectors are in one cell. A vector the rule would
 list in more than `max_listed` cells is listed in the `max_listed` nearest boundaries only and
 counted (`CellAssignment.capped`): only pairs involving such vectors can be missed (low thresholds
-on diffuse data; logged).
+on diffuse data; a warning says how many).
 
 Cost: one sequential read of the vectors (assignment and codes; random reads of stored rows
 cost ~0.1 ms each on disk, so the join never reads rows one by one), n x nlist x dim
@@ -66,7 +66,8 @@ log = logging.getLogger(__name__)
 CELL_MIN_SIZE = 256  # vectors per cell at least (BLAS products of useful size)
 CELL_TRAIN_PER_LIST = 32  # k-means training points per cell
 CELL_ITERATIONS = 8  # k-means iterations
-CELL_MAX_LISTED = 8  # cells a vector is listed in beyond its own, at most (see the module docstring)
+CELL_MAX_LISTED = 32  # cells a vector is listed in beyond its own, at most (module docstring; a dense group of
+# near-copies needs as many as k-means puts centroids inside it: 3,000 copies among 60k works needed ~12)
 ASSIGN_BLOCK = 2048  # vectors assigned at once: (block, nlist) float32 scores, ~18 MB at nlist 2236
 TRIANGLE_BLOCK = 512  # own rows per product: the own x own triangle costs ~own^2 / 2 (+ blocks)
 BOUNDARY_SLACK = 1e-4  # float32 rounding of the scores in the listing rule and the error margin
@@ -242,7 +243,7 @@ def cell_pairs(source, threshold: float, *, top_m: int = 0, floor: float | None 
                          max_listed=max_listed, progress=progress)
     error = np.zeros(n, np.float32) if top_m else cells.error
     if cells.capped:
-        log.info("%d of %d vectors lie near more than %d cell boundaries within reach of a pair at "
+        log.warning("%d of %d vectors lie near more than %d cell boundaries within reach of a pair at "
                  "cosine %.3f; they are listed in the %d nearest only, so a pair involving them can be "
                  "missed (exact=True searches every pair)", cells.capped, n, max_listed, threshold, max_listed)
     own_order, own_bounds = _members(cells.own, nlist)
@@ -278,8 +279,11 @@ def cell_pairs(source, threshold: float, *, top_m: int = 0, floor: float | None 
                 if len(ext):
                     ranged.append(_candidates(x_own[sub] @ x_cols[len(own):].T, rows, ext, lowered[len(own):],
                                               upper=False))
-            count += sum(len(part[0]) for part in ranged[before:])
-            check_pair_count(count // 2, threshold, max_pairs)  # a pair across cells is found from both ends
+            # own x own pairs are found once, pairs with a listed work up to twice (once from each end);
+            # the top-m mode's whole rows find every pair twice
+            count += sum(len(part[0]) for part in ranged[before:]) / 2 if top_m else \
+                len(ranged[before][0]) + sum(len(part[0]) for part in ranged[before + 1:]) / 2
+            check_pair_count(int(count), threshold, max_pairs)
     bar.close()
     i, j = _unique_pairs(ranged, n)
     sims = exact_similarities(source, i, j)

@@ -445,14 +445,27 @@ class Store:
         self.reload()
         return seg
 
+    def _parquet(self, seg: int) -> pq.ParquetFile:
+        """The Parquet file of segment `seg` (footer read); StoreError naming it when it is not a
+        readable Parquet file (truncated, overwritten)."""
+        path = self._segment_file(seg, ".parquet")
+        try:
+            return pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise StoreError(f"{path}: not a readable Parquet segment ({exc}); the store is damaged") from None
+
     def _segment_tables(self, ids: Sequence[int], columns: Sequence[str]) -> pa.Table:
         """`columns` of the segments `ids`, concatenated in that order (a column a segment lacks:
         NaN for OPTIONAL_COLUMNS, else null); reads nothing else."""
         parts = []
         for seg in ids:
-            segment = pq.ParquetFile(self._segment_file(seg, ".parquet"))  # one file: no dataset layer
+            segment = self._parquet(seg)  # one file: no dataset layer
             names = set(segment.schema_arrow.names)
-            table = segment.read(columns=[c for c in columns if c in names])
+            try:
+                table = segment.read(columns=[c for c in columns if c in names])
+            except (pa.ArrowException, OSError) as exc:
+                raise StoreError(f"{self._segment_file(seg, '.parquet')}: unreadable segment table ({exc}); "
+                                 "the store is damaged") from None
             for c in columns:
                 if c not in names:
                     fill = pa.array(np.full(table.num_rows, np.nan)) if c in OPTIONAL_COLUMNS else \
@@ -469,7 +482,7 @@ class Store:
         """Which segment row holds each live item (newest row per path wins), from the `path` and
         `row` columns only."""
         ids = self.segment_ids()
-        files = [pq.ParquetFile(self._segment_file(seg, ".parquet")) for seg in ids]
+        files = [self._parquet(seg) for seg in ids]
         sizes = np.array([f.metadata.num_rows for f in files], dtype=np.int64)
         seg_of = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
         disjoint = _disjoint_order(files)
@@ -514,7 +527,7 @@ class Store:
         item; None otherwise (or when the layout is read already: then `len(self)`)."""
         if "_layout" in self.__dict__:
             return None
-        files = [pq.ParquetFile(self._segment_file(seg, ".parquet")) for seg in self.segment_ids()]
+        files = [self._parquet(seg) for seg in self.segment_ids()]
         if _disjoint_order(files) is None:
             return None
         total = 0
@@ -996,7 +1009,7 @@ class Store:
         everything = ids == self.segment_ids()
         optional = self._stored_optional()
         table = self._segment_tables(ids, BASE_COLUMNS + optional)
-        sizes = [pq.ParquetFile(self._segment_file(seg, ".parquet")).metadata.num_rows for seg in ids]
+        sizes = [self._parquet(seg).metadata.num_rows for seg in ids]
         rows = table.to_pandas()
         rows["_pos"] = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
         rows = rows.drop_duplicates("path", keep="last").sort_values("path", kind="stable")
