@@ -132,6 +132,8 @@ def test_store_of_another_int8_recipe_is_refused(tmp_path: Path, int8_encoder) -
     meta = json.loads((store / "meta.json").read_text())
     assert quantization_recipe(meta) == INT8_RECIPE.version == int8_encoder.signature.quantization_recipe
     assert runtime_for_store(meta) == ("onnx-int8", "cpu")
+    summary = Store.open(store).summary()  # `artenc info` shows the recipe and the storage dtype
+    assert summary["quantization_recipe"] == INT8_RECIPE.version and summary["dtype"] == "float32"
     older = dict(meta, quantization_recipe="some-older-recipe")
     if INT8_RECIPE.version != FIRST_INT8_RECIPE:
         older = {k: v for k, v in meta.items() if k != "quantization_recipe"}  # as an older artenc wrote it

@@ -136,7 +136,7 @@ def test_float16_store_round_trips_within_float16_precision(tmp_path_factory, n,
     paths = [f"/w{i:03d}" for i in range(n)]
     store.append_segment(_rows(paths), v)
     opened = Store.open(root)
-    assert opened.dtype == "float16" and opened.meta["dtype"] == "float16"
+    assert opened.dtype == "float16" and opened.meta["dtype"] == "float16" == opened.summary()["dtype"]
     assert np.load(root / "segments" / "seg-000001.npy", mmap_mode="r").dtype == np.float16
     got = opened.vectors_at(np.arange(n))
     assert got.dtype == np.float32

@@ -1159,6 +1159,7 @@ class Store:
             "store": str(self.root),
             "count": count,
             "dim": self.dim,
+            "dtype": self.dtype,
             "model": self.meta.get("model"),
             "fingerprint": self.meta.get("fingerprint"),
             "preprocess": self.meta.get("preprocess"),
@@ -1168,8 +1169,9 @@ class Store:
             "skipped_files": [{"path": r["path"], "reason": r["error"]} for r in skipped],
             "last_embed": self.last_embed(),
         }
-        if self.meta.get("quantization"):  # only quantised stores (runtime onnx-int8) have the key
+        if self.meta.get("quantization"):  # only quantised stores (runtime onnx-int8) have the keys
             summary["quantization"] = self.meta["quantization"]
+            summary["quantization_recipe"] = quantization_recipe(self.meta)
         shards = self.shard_status()
         if shards is not None:  # only stores written by sharded runs have the key
             summary["shards"] = shards

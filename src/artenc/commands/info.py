@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"model        {summary['model']} (weights {summary['fingerprint']})")
     print(f"preprocess   {summary['preprocess']}")
     if summary.get("quantization"):
-        print(f"quantization {summary['quantization']} (runtime onnx-{summary['quantization']})")
+        print(f"quantization {summary['quantization']} (runtime onnx-{summary['quantization']}, "
+              f"recipe {summary['quantization_recipe']})")
     print(f"labels       {', '.join(summary['label_columns']) or '-'}")
     print(f"skipped      {summary['skipped']}")
     for s in summary["skipped_files"]:
