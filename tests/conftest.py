@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,18 @@ def painting(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
         arr[y0:y1, x0:x1] = rng.uniform(0, 255, 3)
     return Image.fromarray(np.clip(arr + 128 - base.mean() * 0.5, 0, 255).astype(np.uint8), "RGB")
 
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """An 8x8 greyscale PNG whose IHDR claims width x height pixels (CRC fixed), as in a crafted
+    decompression bomb: a few hundred bytes that a decoder would expand to width * height."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
 
 def write_gallery(
     folder: Path, n: int, start: int = 0, fmt: str = "JPEG", size=(320, 256)

@@ -3,22 +3,18 @@ decoding in the embedding process gives."""
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from artenc.embedding import batch_pixels, collate_records, embed_folders
 from artenc.images import ImageLoadError, decode_crop, read_image_bytes
 from artenc.preprocess import PreprocessConfig
 from artenc.quality import SCORE_COLUMNS
 from artenc.store import Store
-from tests.conftest import write_gallery
+from tests.conftest import png_claiming, write_gallery
 
 
 def test_workers_and_in_process_store_the_same_vectors_and_scores(tmp_path: Path, lite0_encoder) -> None:
@@ -49,14 +45,9 @@ def test_collate_in_process_gives_numpy_and_batch_pixels_takes_both() -> None:
 def test_small_file_claiming_a_huge_size_is_refused_before_decoding(tmp_path: Path) -> None:
     """A file shorter than the header read is read once; its header size is still checked
     before any pixel is decoded (the message names the claimed size)."""
-    buf = io.BytesIO()
-    Image.new("L", (8, 8)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = struct.pack(">II", 20_000, 30_000) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    data = png_claiming(20_000, 30_000)
     path = tmp_path / "small_bomb.png"
-    path.write_bytes(bytes(data))
-    assert read_image_bytes(path) == bytes(data)  # read whole, once
+    path.write_bytes(data)
+    assert read_image_bytes(path) == data  # read whole, once
     with pytest.raises(ImageLoadError, match="20000x30000"):
         decode_crop(path, PreprocessConfig())

@@ -15,7 +15,7 @@ from artenc.embedding import embed_folders
 from artenc.errors import ParameterError, StoreError
 from artenc.images import scan_images
 from artenc.store import ModelSignature, Store
-from tests.conftest import painting, write_gallery
+from tests.conftest import painting, png_claiming, write_gallery
 from tests.helpers_search import vector_store
 
 
@@ -173,22 +173,12 @@ def test_a_skipped_file_is_tried_again_once_its_cause_is_gone(tmp_path, lite0_en
 def test_a_huge_file_with_a_refused_header_is_not_read_whole(tmp_path) -> None:
     """Memory follows what is decoded, not the file's size: a 512 MB (sparse) PNG whose header
     claims 20,000 x 30,000 px is refused after reading 64 KiB."""
-    import io
-    import struct
     import tracemalloc
-    import zlib
-
-    from PIL import Image
 
     from artenc.images import ImageLoadError, decode_crop, read_image_bytes
     from artenc.preprocess import PreprocessConfig
 
-    buf = io.BytesIO()
-    Image.new("L", (8, 8)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = struct.pack(">II", 20_000, 30_000) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    data = png_claiming(20_000, 30_000)
     path = tmp_path / "huge.png"
     with open(path, "wb") as f:
         f.write(data)

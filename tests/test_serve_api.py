@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import painting, write_gallery
+from tests.conftest import painting, png_claiming, write_gallery
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -69,11 +67,7 @@ def jpeg_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
 
 def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (the decoder would need ~30 GB)."""
-    data = bytearray(jpeg_bytes(Image.new("L", (8, 8)), "PNG"))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
+    return png_claiming(width, height)
 
 
 def upload(client: TestClient, data: bytes, name: str = "query.jpg", k: int | None = 5, **kw):

@@ -4,15 +4,13 @@ code for every input fault and the security headers on every answer, errors incl
 from __future__ import annotations
 
 import socket
-import struct
-import zlib
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import painting
+from tests.conftest import painting, png_claiming
 from tests.test_serve_api import (  # noqa: F401 - `served` is the store fixture
     LIMIT,
     TESTSERVER,
@@ -126,15 +124,6 @@ def png(size=(64, 48), mode="RGB") -> bytes:
     return jpeg_bytes(Image.new(mode, size, 90), "PNG")
 
 
-def png_with_size(width: int, height: int) -> bytes:
-    """An 8x8 PNG whose IHDR says width x height (CRC fixed), as in a crafted file."""
-    data = bytearray(png((8, 8), "L"))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
-
-
 INPUT_FAULTS = [  # name, bytes, status, words in the detail
     ("random.bin", np.random.default_rng(0).bytes(2000), 415, "not an image"),
     ("notes.txt", b"hello, not an image\n" * 10, 415, "not an image"),
@@ -146,8 +135,8 @@ INPUT_FAULTS = [  # name, bytes, status, words in the detail
     ("half.jpg", truncated_jpeg(), 422, "truncated"),
     ("empty.jpg", b"", 422, "empty"),
     ("bomb.png", png_bomb(), 422, "decompression-bomb"),
-    ("int32.png", png_with_size(2**31 - 1, 2**31 - 1), 422, "decompression-bomb"),
-    ("uint32.png", png_with_size(2**32 - 1, 1), 422, "decompression-bomb"),
+    ("int32.png", png_claiming(2**31 - 1, 2**31 - 1), 422, "decompression-bomb"),
+    ("uint32.png", png_claiming(2**32 - 1, 1), 422, "decompression-bomb"),
 ]
 
 
