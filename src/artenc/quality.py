@@ -51,7 +51,7 @@ Size scores come from the stored width and height, so old stores have them too:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -112,7 +112,8 @@ class ImageStats:
     border_share: float
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        # the fields by name, in order, without `asdict`'s recursive deep copy (~10 us per image)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def thumbnail(img: Image.Image, side: int = THUMBNAIL_SIDE) -> Image.Image:
