@@ -95,7 +95,10 @@ class _FlagNames(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("artenc"):
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format: the handler reports it, as without this filter
+                return True
             text = flag_text(message)
             if text != message:
                 record.msg, record.args = text, None
