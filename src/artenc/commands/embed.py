@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how a new store keeps its vectors (float16: half the bytes, arithmetic in float32; "
                         "default: float32, or the store's own)")
     p.add_argument("--no-quality", dest="quality", action="store_false",
-                   help="do not measure the quality scores while decoding (about 1.5 ms of CPU per image "
+                   help="do not measure the quality scores while decoding (about 1 ms of CPU per image "
                         "saved; `Collection.quality` then has only size scores for these works)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.set_defaults(func=run)
