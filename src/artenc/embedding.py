@@ -395,8 +395,8 @@ def embed_folders(
         they vanished, and labels CSV rows that name no image.
 
     Raises:
-        UsageError: a missing root; ParameterError: a bad batch_size,
-        flush_every, workers, max_aspect_ratio (below 1), device, runtime, shard or labels file; StoreError: the store holds
+        UsageError: a missing root; ParameterError: a bad batch_size, flush_every, workers,
+        max_aspect_ratio (below 1), device, runtime, shard or labels file; StoreError: the store holds
         another model's vectors or another dtype; ParameterError("dtype"): not float32/float16;
         WeightsUnavailableError: weights not found offline.
 

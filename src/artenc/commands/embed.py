@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     report = embed_folders(
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
-        max_pixels=args.max_pixels, max_aspect_ratio=args.max_aspect_ratio, flush_every=args.flush_every, trim_borders=args.trim_borders,
+        max_pixels=args.max_pixels, max_aspect_ratio=args.max_aspect_ratio, flush_every=args.flush_every,
+        trim_borders=args.trim_borders,
         shard=args.shard,
         dtype=args.dtype,
         quality=args.quality,
