@@ -7,6 +7,11 @@
 (d) float32 vs INT8 ONNX Runtime (`runtime="onnx-int8"`): forward rate, end-to-end rate, cosine
     of the INT8 vectors to the float32 ones and WikiArt P@10 (style, leave-one-out over the
     dev rows only; `artenc.evaluate.evaluate_arrays`).
+With --before DIR, (c) also runs on the artenc source tree DIR/src (an older commit, e.g.
+`git worktree add DIR COMMIT`), alternately with this tree, --rounds times each, against the
+same forward rate: the before/after ratio of one run. With --rounds K, (b) is measured before
+each round and the best of the K is the forward rate (the one the fractions divide by; the
+end-to-end rates are the means of their rounds).
 
 Each rate is given per wall-clock second and per CPU second (all threads and decoding workers
 counted: "throughput per core", which a loaded machine disturbs far less); the load average is
@@ -14,6 +19,7 @@ printed before and after. Datasets: ../shared/data/wikiart_style (224-px JPEGs; 
 absent) and large ~2000-px JPEGs generated here. --json for one document.
 
     python scripts/bench_embed.py [--n 1000] [--n-large 150] [--n-eval 4200] [--workers N] [--json]
+        [--n-baseline N] [--no-int8] [--before DIR --rounds K]
 """
 
 from __future__ import annotations
@@ -94,15 +100,20 @@ def pure_forward(encoder, n: int, batch_size: int) -> tuple[float, float]:
     return rate.done(done)
 
 
-def end_to_end(folder: Path, workers: int | None, batch_size: int, runtime: str = "auto") -> dict:
+def end_to_end(folder: Path, workers: int | None, batch_size: int, runtime: str = "auto",
+               src: Path | None = None) -> dict:
     """`embed_folders` timed in a fresh process, as `artenc embed` runs (model load excluded,
     as for the other two measurements): forked decoding workers then share no memory with a
     model that has already run, which would cost copy-on-write faults no real run pays.
+    `src`: run the artenc source tree found there instead of the installed one.
     Returns {"img_s", "cpu_img_s" (the child and its decoding workers), "images"}."""
     cmd = [sys.executable, __file__, "--_e2e", str(folder), "--batch-size", str(batch_size), "--runtime", runtime]
     if workers is not None:
         cmd += ["--workers", str(workers)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -128,15 +139,36 @@ def make_large_jpegs(folder: Path, n: int) -> None:
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(folder / f"large_{i:04d}.jpg", quality=90)
 
 
-def bench(name: str, folder: Path, n: int, encoder, workers: int | None, batch_size: int) -> dict:
+def bench(name: str, folder: Path, n: int, encoder, workers: int | None, batch_size: int,
+          n_baseline: int | None = None, before: Path | None = None, rounds: int = 1) -> dict:
+    """One dataset: baseline, forward and end-to-end rates (with `before`, the end-to-end rate of
+    that source tree too, run alternately with this one; `rounds` rounds, each with a forward
+    measurement: the forward rate is the best of them, the end-to-end rates are the means)."""
     paths = discover_images([folder])[:n]
     sub = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     for p in paths:  # benchmark exactly these n files, via symlinks
         (sub / p.name).symlink_to(p)
-    base, base_cpu = baseline_img2vec(paths)
-    fwd, fwd_cpu = pure_forward(encoder, max(256, min(n, 1024)), batch_size)
-    e2e = end_to_end(sub, workers, batch_size)
-    return {"dataset": name, "images": e2e["images"], "baseline_img_s": round(base, 1),
+    base, base_cpu = baseline_img2vec(paths[:n_baseline])
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    forwards = []
+    for _ in range(rounds):
+        forwards.append(pure_forward(encoder, max(256, min(n, 1024)), batch_size))
+        if before:
+            runs["before"].append(end_to_end(sub, workers, batch_size, src=before / "src"))
+        runs["after"].append(end_to_end(sub, workers, batch_size))
+    fwd, fwd_cpu = max(f[0] for f in forwards), max(f[1] for f in forwards)
+    e2e = {k: float(np.mean([r[k] for r in runs["after"]])) for k in ("img_s", "cpu_img_s")}
+    e2e["images"] = runs["after"][0]["images"]
+    extra = {}
+    if before:
+        b_img, b_cpu = (float(np.mean([r[k] for r in runs["before"]])) for k in ("img_s", "cpu_img_s"))
+        extra = {"before_artenc_img_s": round(b_img, 1), "before_artenc_cpu_img_s": round(b_cpu, 1),
+                 "before_fraction_of_forward": round(b_img / fwd, 2),
+                 "before_cpu_fraction_of_forward": round(b_cpu / fwd_cpu, 2),
+                 "runs": {k: [[round(r["img_s"], 1), round(r["cpu_img_s"], 1)] for r in v] for k, v in runs.items()}}
+    if rounds > 1:
+        extra["forward_runs"] = [[round(w, 1), round(c, 1)] for w, c in forwards]
+    return {**extra, "dataset": name, "images": e2e["images"], "baseline_img_s": round(base, 1),
             "baseline_cpu_img_s": round(base_cpu, 1), "forward_img_s": round(fwd, 1),
             "forward_cpu_img_s": round(fwd_cpu, 1), "artenc_img_s": round(e2e["img_s"], 1),
             "artenc_cpu_img_s": round(e2e["cpu_img_s"], 1),
@@ -178,6 +210,11 @@ def main() -> int:
     ap.add_argument("--n-large", type=int, default=150, help="generated 2000-px JPEGs")
     ap.add_argument("--n-eval", type=int, default=4200, help="WikiArt dev rows for the INT8 P@10 (0: skip)")
     ap.add_argument("--no-int8", action="store_true", help="skip the float32 vs INT8 comparison")
+    ap.add_argument("--n-baseline", type=int, default=None, help="images for the img2vec baseline (default: all)")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="an older artenc checkout: its end-to-end rate too, in the same run (uses DIR/src)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="forward and end-to-end measurements (of each tree with --before): best forward, mean end to end")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", action="store_true")
@@ -191,13 +228,15 @@ def main() -> int:
     encoder = create_encoder(runtime="auto")
     rows, wikiart_folder = [], None
     if WIKIART.is_dir():
-        rows.append(bench("wikiart_224px", WIKIART / "images", args.n, encoder, args.workers, args.batch_size))
+        rows.append(bench("wikiart_224px", WIKIART / "images", args.n, encoder, args.workers, args.batch_size,
+                          args.n_baseline, args.before, args.rounds))
         wikiart_folder = Path(rows[-1]["folder"])
     else:
         print(f"skipping WikiArt: {WIKIART} not found", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         make_large_jpegs(Path(tmp), args.n_large)
-        rows.append(bench("generated_2000px", Path(tmp), args.n_large, encoder, args.workers, args.batch_size))
+        rows.append(bench("generated_2000px", Path(tmp), args.n_large, encoder, args.workers, args.batch_size,
+                          args.n_baseline, args.before, args.rounds))
     int8 = {} if args.no_int8 else bench_int8(encoder, wikiart_folder, args.n_eval, args.workers, args.batch_size)
     for r in rows:  # the folders of symlinks made by `bench`
         shutil.rmtree(r.pop("folder"), ignore_errors=True)
@@ -219,6 +258,10 @@ def main() -> int:
               f"{r['forward_img_s']} ({r['forward_cpu_img_s']}) | {r['artenc_img_s']} ({r['artenc_cpu_img_s']}) | "
               f"{r['speedup_vs_baseline']}x ({r['cpu_speedup_vs_baseline']}x) | "
               f"{r['fraction_of_forward']} ({r['cpu_fraction_of_forward']}) |")
+        if "before_artenc_img_s" in r:
+            print(f"| {r['dataset']}, before ({args.before}) | {r['images']} | | | {r['before_artenc_img_s']} "
+                  f"({r['before_artenc_cpu_img_s']}) | | {r['before_fraction_of_forward']} "
+                  f"({r['before_cpu_fraction_of_forward']}) |")
     if int8:
         print("\n| runtime | forward img/s (per CPU s) | artenc img/s (per CPU s) | cosine to fp32 min / mean "
               "| WikiArt dev P@10 (style) |")

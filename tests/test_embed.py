@@ -263,3 +263,46 @@ def test_flush_every_commits_whole_batches(tmp_path: Path, lite0_torch_encoder, 
     assert len(store) == 5
     segments = [np.load(store.segment_dir / f"seg-{s:06d}.npy", mmap_mode="r").shape[0] for s in store.segment_ids()]
     assert segments == sizes
+
+
+def test_max_aspect_ratio_flag_and_skip_reasons_name_flags(tmp_path: Path, capsys, caplog) -> None:
+    """`--max-aspect-ratio` lifts the thin-strip guard, and the skip reasons the CLI logs name the
+    flag to raise (`--max-aspect-ratio`, `--max-pixels`), not the library's parameter."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    painting(1).save(folder / "ok.png")
+    painting(2, (1200, 300)).crop((0, 0, 1200, 10)).save(folder / "strip.png")  # 120:1, over the limit of 100
+    store = tmp_path / "s"
+    code, report = _run_json(capsys, ["embed", str(folder), "--out", str(store), "--workers", "0", "--json"])
+    assert code == 0 and (report["embedded"], report["skipped"]) == (1, 1)
+    assert "raise --max-aspect-ratio to allow it" in caplog.text
+    assert "raise max_aspect_ratio" not in caplog.text
+    caplog.clear()
+    code, report = _run_json(capsys, ["embed", str(folder), "--out", str(store), "--workers", "0",
+                                      "--max-aspect-ratio", "150", "--json"])
+    assert code == 0 and (report["embedded"], report["unchanged"], report["skipped"]) == (1, 1, 0)
+    assert "skipped" not in caplog.text
+    code, report = _run_json(capsys, ["embed", str(folder), "--out", str(tmp_path / "s2"), "--workers", "0",
+                                      "--max-pixels", "1000", "--json"])
+    assert code == 2 and report["skipped"] == 2
+    assert "raise --max-pixels to allow it" in caplog.text and "raise max_pixels" not in caplog.text
+    assert main(["embed", str(folder), "--out", str(tmp_path / "s3"), "--max-aspect-ratio", "0.5"]) == 2
+    assert "--max-aspect-ratio must be >= 1" in caplog.text
+    assert not (tmp_path / "s3").exists()  # refused before any work
+
+
+def test_embed_folders_max_aspect_ratio(tmp_path: Path, lite0_encoder) -> None:
+    """The library's parameter: a strip is skipped under the default limit (the reason names
+    the parameter), embedded with a higher one; a limit below 1 raises before any work."""
+    from artenc.errors import ParameterError
+
+    painting(2, (1200, 300)).crop((0, 0, 1200, 10)).save(tmp_path / "strip.png")  # 120:1
+    report = embed_folders([tmp_path / "strip.png"], tmp_path / "s", encoder=lite0_encoder, workers=0, progress=False)
+    assert report.skipped == 1 and "raise max_aspect_ratio to allow it" in report.skipped_files[0]["reason"]
+    report = embed_folders([tmp_path / "strip.png"], tmp_path / "s", encoder=lite0_encoder, workers=0,
+                           progress=False, max_aspect_ratio=None)
+    assert report.embedded == 1
+    with pytest.raises(ParameterError, match=r"^max_aspect_ratio must be >= 1"):
+        embed_folders([tmp_path / "strip.png"], tmp_path / "s4", encoder=lite0_encoder, workers=0, progress=False,
+                      max_aspect_ratio=0.5)
+    assert not (tmp_path / "s4").exists()

@@ -35,6 +35,7 @@ FLAG_OF = {
     "dtype": "--dtype",
     "workers": "--workers",
     "max_pixels": "--max-pixels",
+    "max_aspect_ratio": "--max-aspect-ratio",
     "device": "--device",
     "runtime": "--runtime",
     "model": "--model",
@@ -75,6 +76,33 @@ def user_message(exc: ArtencError) -> str:
     if isinstance(exc, ParameterError):
         return f"{FLAG_OF.get(exc.param, exc.param)} {exc.problem}"
     return str(exc)
+
+
+# how library messages name a limit the user may lift: "(raise max_pixels to allow it)"
+_RAISE_HINT = re.compile(r"\braise (\w+) to allow it\b")
+
+
+def flag_text(text: str) -> str:
+    """`text` (a library message, e.g. a file's skip reason) with the parameters it tells the
+    user to raise named by their flags (`FLAG_OF`): "raise max_pixels to allow it" becomes
+    "raise --max-pixels to allow it"."""
+    return _RAISE_HINT.sub(lambda m: f"raise {FLAG_OF.get(m[1], m[1])} to allow it", text)
+
+
+class _FlagNames(logging.Filter):
+    """Log lines of the CLI name flags where the library's messages name parameters (`flag_text`):
+    the reasons of the files `embed` skips, logged as it goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("artenc"):
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format: the handler reports it, as without this filter
+                return True
+            text = flag_text(message)
+            if text != message:
+                record.msg, record.args = text, None
+        return True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,6 +159,9 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("PIL", "matplotlib", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _FlagNames) for f in handler.filters):
+            handler.addFilter(_FlagNames())
 
 
 # flags whose values may look like options: argparse takes "--shard -1/2" for two flags

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from artenc.defaults import MAX_ASPECT_RATIO
 from artenc.errors import ParameterError, UsageError
 from artenc.images import (
     DEFAULT_MAX_PIXELS,
@@ -45,6 +46,7 @@ from artenc.images import (
     Crop,
     ImageLoadError,
     absolute,
+    check_geometry,
     decode_crop,
     display_path,
     name_problem,
@@ -121,11 +123,12 @@ class EmbedReport:
 
 
 def _crop_or_error(source: bytes | str, preprocess: PreprocessConfig, max_pixels: int | None, name: str,
-                   sha256: str | None = None, quality: bool = False) -> tuple[Crop | None, str | None]:
+                   sha256: str | None = None, quality: bool = False,
+                   max_aspect_ratio: float | None = MAX_ASPECT_RATIO) -> tuple[Crop | None, str | None]:
     """`decode_crop`, with any failure turned into its reason (the message without the name)."""
     try:
-        return decode_crop(source, preprocess, max_pixels=max_pixels, name=name, sha256=sha256,
-                           quality=quality), None
+        return decode_crop(source, preprocess, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio, name=name,
+                           sha256=sha256, quality=quality), None
     except ImageLoadError as exc:
         return None, str(exc).removeprefix(f"{name}: ")
     except Exception as exc:  # noqa: BLE001 - any decoder bug must not kill the batch
@@ -135,7 +138,8 @@ def _crop_or_error(source: bytes | str, preprocess: PreprocessConfig, max_pixels
 class DecodeDataset(Dataset):
     """Reads, hashes and preprocesses one file per item (`images.decode_crop`, with the image's
     quality scores when `quality`); never raises on bad images. Files whose hash is in
-    `known_hashes` are hashed but not decoded."""
+    `known_hashes` are hashed but not decoded; `max_pixels` and `max_aspect_ratio` are
+    `images.check_geometry`'s limits."""
 
     def __init__(
         self,
@@ -144,10 +148,12 @@ class DecodeDataset(Dataset):
         max_pixels: int | None,
         known_hashes: frozenset[str] = frozenset(),
         quality: bool = True,
+        max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
     ) -> None:
         self.tasks = tasks
         self.preprocess = preprocess
         self.max_pixels = max_pixels
+        self.max_aspect_ratio = max_aspect_ratio
         self.known_hashes = known_hashes
         self.quality = quality
 
@@ -165,7 +171,7 @@ class DecodeDataset(Dataset):
             if task.error:
                 rec["error"] = task.error
                 return rec
-            data = read_image_bytes(fspath, max_pixels=self.max_pixels)
+            data = read_image_bytes(fspath, max_pixels=self.max_pixels, max_aspect_ratio=self.max_aspect_ratio)
         except OSError as exc:
             rec["error"] = task.error or f"cannot read file ({exc.strerror or exc})"
             return rec
@@ -176,7 +182,7 @@ class DecodeDataset(Dataset):
         if rec["sha256"] in self.known_hashes:
             return rec  # vector already in the store under another path or an older version
         crop, rec["error"] = _crop_or_error(data, self.preprocess, self.max_pixels, task.path, rec["sha256"],
-                                            self.quality)
+                                            self.quality, self.max_aspect_ratio)
         if crop is not None:
             rec["width"], rec["height"], rec["pixels"] = crop.width, crop.height, crop.pixels
             rec["stats"] = crop.stats.to_dict() if crop.stats is not None else None
@@ -344,6 +350,7 @@ def embed_folders(
     device: str = "auto",
     runtime: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
     flush_every: int = 1024,
     encoder: Encoder | None = None,
     progress: bool = True,
@@ -365,6 +372,8 @@ def embed_folders(
             Runtime, `runtime.quantize_onnx`; a store holds float32 or int8 vectors, never both:
             "auto" adopts an existing store's, `runtime.runtime_for_store`).
         max_pixels: decompression-bomb guard, width * height in pixels (larger files are skipped).
+        max_aspect_ratio: long side / short side above which a file is skipped (too thin for a
+            centre crop; `images.check_geometry`); None: no limit.
         flush_every: a segment is committed at the end of the batch that brings the uncommitted
             images to flush_every or more (segments are whole batches: one per batch when
             flush_every <= batch_size); a kill loses at most flush_every - 1 + batch_size images.
@@ -386,8 +395,8 @@ def embed_folders(
         they vanished, and labels CSV rows that name no image.
 
     Raises:
-        UsageError: a missing root; ParameterError: a bad batch_size,
-        flush_every, workers, device, runtime, shard or labels file; StoreError: the store holds
+        UsageError: a missing root; ParameterError: a bad batch_size, flush_every, workers,
+        max_aspect_ratio (below 1), device, runtime, shard or labels file; StoreError: the store holds
         another model's vectors or another dtype; ParameterError("dtype"): not float32/float16;
         WeightsUnavailableError: weights not found offline.
 
@@ -400,6 +409,8 @@ def embed_folders(
         raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:
         raise ParameterError("flush_every", f"must be >= 1, got {flush_every}")
+    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
+        check_geometry(1, 1, max_aspect_ratio=max_aspect_ratio)  # raises its ParameterError before any work
     shard = parse_shard(shard)
     workers = default_workers() if workers is None else workers
     if workers < 0:
@@ -436,7 +447,8 @@ def embed_folders(
         existing = store.items
         source = store.snapshot()  # `existing`'s rows keep their vectors here while `store` gains segments
         hash_to_row = {h: i for i, h in enumerate(existing["sha256"])} if len(existing) else {}
-        dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality)
+        dataset = DecodeDataset(tasks, encoder.preprocess, max_pixels, frozenset(hash_to_row), quality,
+                                max_aspect_ratio)
         columns = BASE_COLUMNS + list(SCORE_COLUMNS)
         stored_scores = [c for c in SCORE_COLUMNS if c in existing.columns]
         loader = DataLoader(

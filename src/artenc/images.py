@@ -470,6 +470,13 @@ def _check_before_open(data: bytes, name: str, *, max_pixels: int | None,
             raise ImageLoadError(f"{name}: decompression bomb: the first GIF frame reaches {extent[0]}x{extent[1]} "
                                  f"px, more than {max_pixels} pixels (raise max_pixels to allow it)")
         return
+    # the icon formats' own signature tests first: ~0.1 ms of every image's decoding saved where
+    # none of them matches (the whole `signature_formats` runs ~30 tests), the same answer
+    Image.init()
+    prefix = data[:SIGNATURE_BYTES]
+    if not any(fmt in Image.OPEN and Image.OPEN[fmt][1] is not None and _accepts(Image.OPEN[fmt][1], prefix)
+               for fmt in _DECODES_ON_OPEN):
+        return
     formats = signature_formats(data)
     if formats and all(fmt in _DECODES_ON_OPEN for fmt in formats):
         raise ImageLoadError(f"{name}: unsupported image format {formats[0]} (icons hold embedded images "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from artenc.defaults import MAX_PIXELS, RUNTIMES
+from artenc.defaults import MAX_ASPECT_RATIO, MAX_PIXELS, RUNTIMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(quantised once and cached; recorded with the store, which then takes no float32 vectors)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="decompression-bomb guard: refuse images with more pixels (default: %(default)s)")
+    p.add_argument("--max-aspect-ratio", type=float, default=MAX_ASPECT_RATIO, metavar="R",
+                   help="skip images whose long side exceeds R times the short side (too thin for a "
+                        "centre crop; default: %(default)s)")
     p.add_argument("--trim-borders", action="store_true", default=None,
                    help="crop dark letterbox bars before resizing (recorded with the store)")
     p.add_argument("--flush-every", type=int, default=1024, metavar="N",
@@ -39,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how a new store keeps its vectors (float16: half the bytes, arithmetic in float32; "
                         "default: float32, or the store's own)")
     p.add_argument("--no-quality", dest="quality", action="store_false",
-                   help="do not measure the quality scores while decoding (about 1.5 ms of CPU per image "
+                   help="do not measure the quality scores while decoding (about 1 ms of CPU per image "
                         "saved; `Collection.quality` then has only size scores for these works)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.set_defaults(func=run)
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     report = embed_folders(
         args.images, args.out, model=args.model, weights=args.weights, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, runtime=args.runtime,
-        max_pixels=args.max_pixels, flush_every=args.flush_every, trim_borders=args.trim_borders,
+        max_pixels=args.max_pixels, max_aspect_ratio=args.max_aspect_ratio, flush_every=args.flush_every,
+        trim_borders=args.trim_borders,
         shard=args.shard,
         dtype=args.dtype,
         quality=args.quality,
