@@ -277,6 +277,11 @@ def test_max_aspect_ratio_flag_and_skip_reasons_name_flags(tmp_path: Path, capsy
     assert code == 0 and (report["embedded"], report["skipped"]) == (1, 1)
     assert "raise --max-aspect-ratio to allow it" in caplog.text
     assert "raise max_aspect_ratio" not in caplog.text
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0  # the stored skip reason, as `info` prints it
+    text = capsys.readouterr().out
+    assert "strip.png: " in text and "raise --max-aspect-ratio to allow it" in text
+    assert "raise max_aspect_ratio" not in text
     caplog.clear()
     code, report = _run_json(capsys, ["embed", str(folder), "--out", str(store), "--workers", "0",
                                       "--max-aspect-ratio", "150", "--json"])

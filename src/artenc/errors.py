@@ -1,7 +1,7 @@
 """Exception types of the library; the CLI maps them to exit codes (DESIGN.md, CLI contract).
 
 The library speaks in Python terms: a bad value raises `ParameterError` naming the
-*parameter* (``threshold``, ``max_pixels``); only the CLI (`artenc.cli.FLAG_OF`) turns
+*parameter* (``threshold``, ``max_pixels``); only the CLI (`artenc.commands._flags.FLAG_OF`) turns
 parameter names into flag names. Every class here is also a standard exception where one
 fits (`ParameterError` is a `ValueError`), so ``except ValueError`` works for callers who
 do not know artenc's types.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from artenc.commands._flags import flag_text
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="summarise a store", description=__doc__)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"labels       {', '.join(summary['label_columns']) or '-'}")
     print(f"skipped      {summary['skipped']}")
     for s in summary["skipped_files"]:
-        print(f"  {s['path']}: {s['reason']}")
+        print(f"  {s['path']}: {flag_text(s['reason'])}")  # the flag to raise, not the parameter
     shards = summary.get("shards")
     if shards:
         state = "merged" if shards["merged"] else (
