@@ -40,7 +40,8 @@ def main() -> int:
     for name, (store, model) in stores.items():
         embed_folders([data / "images"], store, model=model, labels=data / "labels.csv")
         for gallery in ("holdout", "dev"):
-            r = evaluate_store(Store.open(store), ["style"], k=10, query_split="holdout", gallery_split=gallery)
+            report = evaluate_store(Store.open(store), ["style"], k=10, query_split="holdout", gallery_split=gallery)
+            r = report.to_dict()  # the --json document of `artenc evaluate`
             r["store"] = f"{name} (holdout -> {gallery}{', leave-one-out' if gallery == 'holdout' else ''})"
             reports.append(r)
     print(evaluation_table(reports, 10))
