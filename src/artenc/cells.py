@@ -7,7 +7,11 @@ Data-efficient learning at web-scale through semantic deduplication": k-means, t
 pairwise similarities within each cluster), without SemDeDup's blind spot, pairs split by a
 cell boundary:
 
-1. Spherical k-means (FAISS ``Kmeans``, nlist ~ sqrt(n) unit centroids) on a sample.
+1. Spherical k-means (FAISS ``Kmeans``, nlist ~ sqrt(n) unit centroids) on a sample, then the
+   cells that cost the join most are split in CELL_SPLIT while that lowers the join's cost
+   estimated on the sample (`refine_cells`, `join_cost`): a cell holding several natural groups
+   has a centroid far from all its members, and the rule of step 2 then lists them in many
+   cells (1M bench vectors: 6 listings a work, 18% over CELL_MAX_LISTED; refined: 0.34, none).
 2. Every vector x goes to its nearest cell A (largest c.x), and is also *listed* in every other
    cell B whose bisecting hyperplane with A is within reach of a partner:
    ``(c_A.x - c_B.x) / |c_A - c_B| <= delta``, ``delta = sqrt(2 (1 - t))`` (the largest
@@ -20,19 +24,31 @@ cell boundary:
 
 Why no pair is missed: let x (cell A) and y (cell B != A) have x.y >= t, so |x - y| <= delta.
 Since y prefers B, (c_A - c_B).y <= 0, hence (c_A - c_B).x <= (c_A - c_B).(x - y) <=
-|c_A - c_B| delta: x is listed in B, where y is an own vector. The rule only lists a vector
-near a boundary, so on clustered data most vectors are in one cell. A vector the rule would
-list in more than `max_listed` cells is listed in the `max_listed` nearest boundaries only and
-counted (`CellAssignment.capped`): only pairs involving such vectors can be missed (low thresholds
-on diffuse data; a warning says how many).
+|c_A - c_B| delta: x is listed in B, where y is an own vector. Nothing here depends on how
+the unit centroids were found, so `refine_cells` changes the cost, never the pairs. The rule
+only lists a vector near a boundary, so on clustered data most vectors are in one cell. A
+vector the rule would list in more than `max_listed` cells is listed in the `max_listed`
+nearest boundaries only and counted (`CellAssignment.capped`): only pairs involving such
+vectors can be missed (low thresholds on diffuse data; a warning says how many).
 
 Cost: one sequential read of the vectors (assignment and codes; random reads of stored rows
 cost ~0.1 ms each on disk, so the join never reads rows one by one), n x nlist x dim
-(assignment) + sum over cells of own x (own + listed) x dim multiply-adds, all in BLAS, and
-the exact re-scoring of the candidates. Memory: n x dim bytes of codes (5M x 1280: 6.4 GB, a
-quarter of float32), ~12 bytes per listing, one cell's decoded vectors and one block of scores.
-The source is a `Store` (`vector_blocks`, then `vectors_at` for the candidates only) or an
+(assignment) + sum over cells of own x (own + listed) x dim multiply-adds, all in BLAS (small
+cells on one thread: threads of small products spin-wait on busy cores), and the exact
+re-scoring of the candidates. Memory: n x dim bytes of codes (5M x 1280: 6.4 GB, a quarter of
+float32), ~12 bytes per listing, one cell's decoded vectors and one block of scores. The
+source is a `Store` (`vector_blocks`, then `vectors_at` for the candidates only) or an
 in-memory `artenc.search.ArrayRows`.
+
+Limits of the cost: a group of m vectors spread evenly in many dimensions (the bench's
+clusters: a centre plus 1280-d noise, members at cosine ~0.64, 1.9 delta apart at t = 0.9)
+costs m^2 x dim whatever the cells: every hyperplane through it leaves its members within
+~0.6 / sqrt(dim) of it, so a cut lists all of them on both sides, and no bound decides a pair
+without its product. A tree of cells with a constant fan-out (each cell's members re-partitioned
+as a sub-problem) cannot start below the groups either: a centroid of 32 near-orthogonal groups
+is within delta of every bisector (100k bench vectors, 32 cells: 31 listings a work, i.e. all
+pairs). So the cells follow the groups (`refine_cells`), and on data of a fixed number of such
+groups the join grows as n^2 / groups.
 
 Why our own code: FAISS range search over IVF lists scans codes outside BLAS with a fixed
 nprobe (no guarantee), and PQ-estimated similarities are biased by the quantisation error
