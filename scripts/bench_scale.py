@@ -18,7 +18,7 @@ memory), then runs each step as a child process and measures its wall time, CPU 
 It prints a markdown table, the growth exponent of time and peak RSS of each step from the
 smallest to the largest N (log ratio / log ratio of N), and the load average. A failing or timed
 out step is a row of the table, not a crash (--timeout per step). With --baseline-src DIR the
-info, similar and cluster steps also run with another checkout's sources (DIR/src first on PYTHONPATH),
+info, similar, dedup and cluster steps also run with another checkout's sources (DIR/src first on PYTHONPATH),
 in the same run, for a before/after comparison.
 
     python scripts/bench_scale.py --sizes 100000 --steps build,info,index,query,similar
@@ -206,7 +206,7 @@ def detail_of(step: str, res: dict, root: Path) -> str:
                 f"{doc['recall_at_10']} ({doc['recall_sample']} exact); load {doc['load_s']} s")
     if step.startswith("similar"):
         return f"{len(doc['results'][0]['neighbors'])} neighbours" if "results" in doc else ""
-    if step == "dedup":
+    if step.startswith("dedup"):
         planted = json.loads(planted_path(root).read_text())
         group_of = {}
         for g, group in enumerate(doc["groups"]):
@@ -249,7 +249,8 @@ def table(results: list[dict]) -> str:
 
 def exponents(results: list[dict]) -> str:
     """Growth exponent b of t ~ N^b (and of peak RSS) per step, from the smallest to the largest N."""
-    lines = ["| step | from N | to N | time exponent | peak RSS exponent |", "|---|---:|---:|---:|---:|"]
+    lines = ["| step | from N | to N | time exponent | CPU exponent | peak RSS exponent |",
+             "|---|---:|---:|---:|---:|---:|"]
     for step in dict.fromkeys(r["step"] for r in results):
         ok = sorted((r for r in results if r["step"] == step and r["status"] == "ok"), key=lambda r: r["n"])
         if len(ok) < 2 or ok[0]["n"] == ok[-1]["n"]:
@@ -257,9 +258,22 @@ def exponents(results: list[dict]) -> str:
         a, b = ok[0], ok[-1]
         span = math.log(b["n"] / a["n"])
         t = math.log(max(b["wall_s"], 1e-3) / max(a["wall_s"], 1e-3)) / span
+        c = math.log(max(b["cpu_s"], 1e-3) / max(a["cpu_s"], 1e-3)) / span
         m = math.log(b["rss_mb"] / a["rss_mb"]) / span
-        lines.append(f"| {step} | {a['n']:,} | {b['n']:,} | {t:.2f} | {m:.2f} |")
+        lines.append(f"| {step} | {a['n']:,} | {b['n']:,} | {t:.2f} | {c:.2f} | {m:.2f} |")
     return "\n".join(lines)
+
+
+def ratios(results: list[dict]) -> str:
+    """Candidate / baseline wall and CPU time of each step run both ways (--baseline-src)."""
+    lines = ["| step | N | wall ratio | CPU ratio | peak RSS ratio |", "|---|---:|---:|---:|---:|"]
+    for r in results:
+        base = next((b for b in results if b["step"] == f"{r['step']} (baseline)" and b["n"] == r["n"]
+                     and b["status"] == "ok" and r["status"] == "ok"), None)
+        if base:
+            lines.append(f"| {r['step']} | {r['n']:,} | {r['wall_s'] / max(base['wall_s'], 1e-3):.3f} | "
+                         f"{r['cpu_s'] / max(base['cpu_s'], 1e-3):.3f} | {r['rss_mb'] / base['rss_mb']:.3f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segment-rows", type=int, default=100_000, help="rows per segment (and per built chunk)")
     ap.add_argument("--clusters", type=int, default=1000, help="centres of the synthetic clusters")
     ap.add_argument("--float16-above", type=int, default=1_000_000, help="float16 storage for larger N")
-    ap.add_argument("--baseline-src", type=Path, help="also run info/similar/cluster with DIR/src (before/after)")
+    ap.add_argument("--baseline-src", type=Path,
+                    help="also run info/similar/dedup/cluster with DIR/src (before/after)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -311,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             if step == "build":
                 continue
             variants = [(step, env)]
-            if args.baseline_src and step in ("info", "similar", "cluster"):
+            if args.baseline_src and step in ("info", "similar", "dedup", "cluster"):
                 variants.insert(0, (f"{step} (baseline)", child_env(args.baseline_src / "src")))
             for name, e in variants:
                 res = run_child(step_command(step, root, args), args.timeout, e)
@@ -332,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print()
     print(exponents(results))
+    print(ratios(results))
     print(f"\nload average at end: {os.getloadavg()}")
     return 0
 

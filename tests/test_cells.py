@@ -8,7 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from artenc.cells import assign_cells, boundary_reach, cell_pairs, error_margin, train_cells
+from artenc import cells
+from artenc.cells import (
+    assign_cells,
+    boundary_reach,
+    cell_pairs,
+    error_margin,
+    join_cost,
+    refine_cells,
+    train_cells,
+)
 from artenc.errors import ParameterError
 from artenc.search import ArrayRows, similar_pairs
 from artenc.store import l2_normalize
@@ -117,3 +126,37 @@ def test_too_many_pairs_are_refused_like_the_exact_search():
     for nlist in (1, 4):
         with pytest.raises(ParameterError, match="threshold"):
             cell_pairs(ArrayRows(x), 0.9, max_pairs=1000, nlist=nlist, progress=False)
+
+
+def scattered_groups(n: int, dim: int, groups: int, spread: float, seed: int) -> np.ndarray:
+    """n unit vectors in `groups` tight groups around near-orthogonal centres: k-means with fewer
+    cells than groups puts several in one cell, whose members the listing rule then lists widely."""
+    return clustered(n, dim, groups, spread, seed)
+
+
+def test_refined_cells_cost_less_and_find_the_same_pairs():
+    x = scattered_groups(6000, 64, 120, 0.05, seed=9)
+    rows = ArrayRows(x)
+    centroids, _ = train_cells(rows, 23)  # cell_count(6000): several groups a cell
+    refined = refine_cells(x, centroids, 0.9, len(x))
+    assert len(refined) > len(centroids)
+    assert join_cost(x, refined, 0.9, len(x))[2] < 0.5 * join_cost(x, centroids, 0.9, len(x))[2]
+    exact = as_set(similar_pairs(x, 0.9))
+    assert len(exact) > 1000
+    assert as_set(cell_pairs(rows, 0.9, progress=False)) == exact  # nlist not given: refined
+    assert as_set(cell_pairs(rows, 0.9, nlist=23, refine=False, max_listed=23, progress=False)) == exact
+    before = assign_cells(rows, centroids, 0.9, max_listed=10_000, progress=False)
+    after = assign_cells(rows, refined, 0.9, max_listed=10_000, progress=False)
+    assert len(after.listed_rows) < len(before.listed_rows) / 4  # sharper centroids list far fewer
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), threshold=st.floats(0.3, 0.99), nlist=st.integers(1, 6),
+       spread=st.floats(0.02, 1.0), groups=st.integers(1, 40))
+def test_refined_cell_pairs_equal_all_pairs_for_any_data(monkeypatch, seed, threshold, nlist, spread, groups):
+    monkeypatch.setattr(cells, "CELL_OVERHEAD", 0)  # so that cells of a few hundred vectors are split too
+    x = scattered_groups(400, 16, groups, spread, seed)
+    found = cell_pairs(ArrayRows(x), threshold, nlist=nlist, refine=True, max_listed=100_000, seed=seed % 7,
+                       progress=False)
+    assert as_set(found) == as_set(similar_pairs(x, threshold))
