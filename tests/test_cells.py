@@ -118,6 +118,39 @@ def test_a_dense_group_of_near_copies_keeps_every_pair():
     assert len(as_set(cell_pairs(ArrayRows(y), 0.9, nlist=80, max_listed=8, progress=False))) < len(exact)
 
 
+def test_a_group_of_near_identical_copies_keeps_every_pair_when_cells_split_it():
+    """Newcomer B1: 1,000 copies within cosine 0.999998 of each other among 5,000 clustered works.
+    Cells split inside such a group have centroids ~1e-4 apart, which float32 2 - 2 a.b cannot
+    resolve; dividing by that rounded gap dropped up to half the group's pairs with no warning."""
+    rng = np.random.default_rng(1)
+    dim = 1280
+    centres = rng.standard_normal((50, dim))
+    x = l2_normalize(centres[rng.integers(0, 50, 5000)] + 0.05 * rng.standard_normal((5000, dim)))
+    copy = l2_normalize(rng.standard_normal((1, dim)))
+    group = l2_normalize(copy + 0.001 / np.sqrt(dim) * rng.standard_normal((1000, dim)))
+    y = np.vstack([x, group]).astype(np.float32)
+    y = y[rng.permutation(len(y))]
+    for threshold in (0.9, 0.999):
+        exact = as_set(similar_pairs(y, threshold))
+        assert len(exact) >= 1000 * 999 // 2
+        for refine in (True, False):
+            assert as_set(cell_pairs(ArrayRows(y), threshold, refine=refine, progress=False)) == exact
+        assert as_set(cell_pairs(ArrayRows(y), threshold, nlist=40, refine=False, progress=False)) == exact
+
+
+def test_gaps_resolve_centroids_that_nearly_coincide():
+    """|c_A - c_B| of unit centroids 1e-4 apart, within 1e-3 of its value (float32 2 - 2 a.b: 1e-6)."""
+    rng = np.random.default_rng(2)
+    a = l2_normalize(rng.standard_normal((1, 1280)))[0]
+    step = rng.standard_normal(1280)
+    step -= (step @ a) * a
+    c = l2_normalize(np.stack([a, a + 1e-4 * step / np.linalg.norm(step), a])).astype(np.float32)
+    true = np.linalg.norm(c[0].astype(np.float64) - c[1].astype(np.float64))
+    g = cells._gaps(c)
+    assert g[0, 1] == pytest.approx(true, rel=1e-3) and g[1, 0] == pytest.approx(true, rel=1e-3)
+    assert g[0, 2] == 0.0 and np.all(np.diag(g) == 0.0)
+
+
 def test_too_many_pairs_are_refused_like_the_exact_search():
     rng = np.random.default_rng(8)
     x = np.vstack([clustered(540, 16, 4, 0.5, seed=8),

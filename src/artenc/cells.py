@@ -14,8 +14,10 @@ cell boundary:
    cells (1M bench vectors: 6 listings a work, 18% over CELL_MAX_LISTED; refined: 0.34, none).
 2. Every vector x goes to its nearest cell A (largest c.x), and is also *listed* in every other
    cell B whose bisecting hyperplane with A is within reach of a partner:
-   ``(c_A.x - c_B.x) / |c_A - c_B| <= delta``, ``delta = sqrt(2 (1 - t))`` (the largest
-   distance between unit vectors with cosine >= t).
+   ``c_A.x - c_B.x <= |c_A - c_B| delta + slack``, ``delta = sqrt(2 (1 - t))`` (the largest
+   distance between unit vectors with cosine >= t; `listing_reach` widens it for stored
+   vectors, unit within float16 rounding) and ``slack`` a bound of the float32 rounding of
+   the two scores (`score_slack`). The gaps |c_A - c_B| are computed in float64 (`_gaps`).
 3. Each cell compares its own vectors with its own and its listed vectors (BLAS products) on
    8-bit scalar-quantised copies held in memory (FAISS ``ScalarQuantizer`` QT_8bit, dim bytes
    per vector, made in the same sequential pass as step 2); a pair is a candidate when its
@@ -24,12 +26,17 @@ cell boundary:
 
 Why no pair is missed: let x (cell A) and y (cell B != A) have x.y >= t, so |x - y| <= delta.
 Since y prefers B, (c_A - c_B).y <= 0, hence (c_A - c_B).x <= (c_A - c_B).(x - y) <=
-|c_A - c_B| delta: x is listed in B, where y is an own vector. Nothing here depends on how
-the unit centroids were found, so `refine_cells` changes the cost, never the pairs. The rule
-only lists a vector near a boundary, so on clustered data most vectors are in one cell. A
-vector the rule would list in more than `max_listed` cells is listed in the `max_listed`
-nearest boundaries only and counted (`CellAssignment.capped`): only pairs involving such
-vectors can be missed (low thresholds on diffuse data; a warning says how many).
+|c_A - c_B| delta: x is listed in B, where y is an own vector. The computed scores differ from
+these by at most `score_slack` (y's choice of cell and x's score difference), hence the slack;
+and the difference is compared with the gap times delta, never divided by the gap, since
+centroids that nearly coincide (a dense group of near-copies) have gaps float32 cannot resolve
+(a division by a rounded gap of 1e-6 for 1.5e-4 dropped up to half the pairs of such a group).
+Nothing here depends on how the centroids were found, so `refine_cells` changes the cost,
+never the pairs. The rule only lists a vector near a boundary, so on clustered data most
+vectors are in one cell. A vector the rule would list in more than `max_listed` cells is
+listed in the `max_listed` nearest boundaries only and counted (`CellAssignment.capped`): only
+pairs involving such vectors can be missed (low thresholds on diffuse data; a warning says
+how many).
 
 Cost: one sequential read of the vectors (assignment and codes; random reads of stored rows
 cost ~0.1 ms each on disk, so the join never reads rows one by one), n x nlist x dim
@@ -67,6 +74,7 @@ from artenc.index import load_faiss
 from artenc.progress import Progress
 from artenc.search import (
     SCORE_BYTES,
+    SIM_TOLERANCE,
     Pairs,
     block_top_m_pairs,
     cap_cosine,
@@ -95,7 +103,9 @@ CELL_OVERHEAD = 4096  # the join's cost per cell beyond its products (Python loo
 SMALL_CELL_WORK = 1 << 27  # multiply-adds (own x (own + listed) x dim) up to which a cell is joined on
 # one BLAS thread (~10 ms of one core)
 TRIANGLE_BLOCK = 512  # own rows per product: the own x own triangle costs ~own^2 / 2 (+ blocks)
-BOUNDARY_SLACK = 1e-4  # float32 rounding of the scores in the listing rule and the error margin
+BOUNDARY_SLACK = 1e-4  # float32 rounding of the scores in the error margin of the candidates
+NORM_SLACK = 2.0 ** -11  # stored vectors are unit within this relative error (float16's unit roundoff; float32: less)
+GAP_BLOCK = 1024  # centroid rows whose gaps are computed at once (float64 (block, nlist) products)
 QUANTIZER_TRAIN = 20_000  # rows the 8-bit scalar quantiser's per-dimension ranges are trained on
 VERIFY_PAIRS = 16_384  # candidate pairs re-scored exactly at a time (<= 2 x 16k rows read together)
 
@@ -140,6 +150,24 @@ def boundary_reach(threshold: float) -> float:
     return float(np.sqrt(max(0.0, 2.0 * (1.0 - threshold))))
 
 
+def listing_reach(threshold: float) -> float:
+    """The reach the listing rule uses: `boundary_reach` for stored vectors, which are unit
+    within NORM_SLACK (float16 rounding) and count as a pair from a stored product of
+    t - SIM_TOLERANCE (`artenc.search.similarity_at_least`): |x - y|^2 = |x|^2 + |y|^2 - 2 x.y
+    <= 2 (1 + NORM_SLACK)^2 - 2 (t - SIM_TOLERANCE)."""
+    return float(np.sqrt(max(0.0, 2.0 * (1.0 + NORM_SLACK) ** 2 - 2.0 * (threshold - SIM_TOLERANCE))))
+
+
+def score_slack(dim: int) -> float:
+    """A bound on the float32 rounding of the listing rule's score difference c_A.x - c_B.x:
+    two inner products of length `dim` of vectors of norm <= 1 + NORM_SLACK, each within
+    gamma_dim = dim * 2^-24 / (1 - dim * 2^-24) of exact (Higham, "Accuracy and Stability of
+    Numerical Algorithms", 2002, section 3.1), once for the vector being listed and once for its
+    partner's choice of cell: 4 gamma_dim (1 + NORM_SLACK)."""
+    u = float(dim) * 2.0 ** -24
+    return 4.0 * u / (1.0 - u) * (1.0 + NORM_SLACK)
+
+
 def sample_rows(source, size: int, *, seed: int = 0) -> np.ndarray:
     """float32 (min(size, n), dim) rows of `source` drawn at random without replacement (read in
     row order)."""
@@ -177,20 +205,35 @@ def train_cells(source, nlist: int, *, seed: int = 0, sample: np.ndarray | None 
     return spherical_kmeans(sample, nlist, seed=seed), sq
 
 
-def _nearest(block: np.ndarray, centroids: np.ndarray, gap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(own (b,) nearest centroid, dist (b, nlist) distance of each row to the bisector of its
-    cell and each other, inf at its own): the listing rule's figures (module docstring)."""
+def _nearest(block: np.ndarray, centroids: np.ndarray, gap: np.ndarray, reach: float, slack: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The listing rule (module docstring) for a block of rows: (own (b,) nearest centroid,
+    hit (b, nlist) bool: listed in that cell, dist (b, nlist) float32: distance to the bisector of
+    its cell and each other beyond the rounding slack, the order in which a capped row keeps its
+    listings). A row is listed in B when c_A.x - c_B.x <= |c_A - c_B| reach + slack: the
+    difference is compared, not divided by the gap, so cells whose centroids nearly coincide (a
+    dense group of near-copies split by `refine_cells`) list every row near both."""
     s = block @ centroids.T  # (b, nlist)
     a = s.argmax(axis=1)
     r = np.arange(len(block))
-    dist = (s[r, a][:, None] - s) / gap[a]
-    dist[r, a] = np.inf  # a vector is never "listed" in its own cell
-    return a, dist
+    margin = s[r, a][:, None] - s  # >= 0
+    g = gap[a]
+    hit = margin <= g * reach + slack
+    hit[r, a] = False  # a vector is never "listed" in its own cell
+    dist = np.maximum(margin - slack, 0) / np.maximum(g, np.float32(1e-30))
+    return a, hit, dist
 
 
 def _gaps(centroids: np.ndarray) -> np.ndarray:
-    """(nlist, nlist) float32 |c_A - c_B| of unit centroids."""
-    return np.sqrt(np.maximum(1e-12, 2.0 - 2.0 * (centroids @ centroids.T))).astype(np.float32)
+    """(nlist, nlist) float32 |c_A - c_B|, computed in float64 from the centroids' own norms
+    (|a|^2 + |b|^2 - 2 a.b): the float32 2 - 2 a.b of unit vectors loses gaps below ~1e-3, which
+    `refine_cells` makes when it splits a dense group."""
+    c = np.asarray(centroids, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", c, c)
+    out = np.empty((len(c), len(c)), dtype=np.float32)
+    for sub in iter_blocks(len(c), GAP_BLOCK):
+        out[sub] = np.sqrt(np.maximum(sq[sub, None] + sq[None, :] - 2.0 * (c[sub] @ c.T), 0.0))
+    return out
 
 
 def join_cost(sample: np.ndarray, centroids: np.ndarray, threshold: float, n: int
@@ -204,13 +247,13 @@ def join_cost(sample: np.ndarray, centroids: np.ndarray, threshold: float, n: in
         pairs plus the cells its own rows are listed in, times those cells' own counts, total).
     """
     nlist, scale = len(centroids), (n / max(1, len(sample))) ** 2
-    reach = boundary_reach(threshold) + BOUNDARY_SLACK
+    reach, slack = listing_reach(threshold), score_slack(sample.shape[1])
     gap = _gaps(centroids)
     own = np.empty(len(sample), dtype=np.int64)
     rows_parts, cells_parts = [], []
     for sub in iter_blocks(len(sample), ASSIGN_BLOCK):
-        own[sub], dist = _nearest(sample[sub], centroids, gap)
-        ri, ci = np.nonzero(dist <= reach)
+        own[sub], hit, _ = _nearest(sample[sub], centroids, gap, reach, slack)
+        ri, ci = np.nonzero(hit)
         rows_parts.append(ri + sub.start)
         cells_parts.append(ci)
     rows, cells = np.concatenate(rows_parts), np.concatenate(cells_parts)
@@ -241,8 +284,10 @@ def refine_cells(sample: np.ndarray, centroids: np.ndarray, threshold: float, n:
     then far from all its members, so the listing rule lists them in many cells: at 1M bench
     vectors ~6 listings per work and 18% of works over CELL_MAX_LISTED) or cuts one group in
     many. Each round splits every cell whose cost is at least the mean into CELL_SPLIT cells
-    (k-means on its sampled members) and keeps the round when the estimated cost falls to
-    CELL_SPLIT_GAIN of the previous or less. The listing rule holds for any unit centroids, so
+    (k-means on its sampled members), keeps the splits whose parts cost CELL_SPLIT_GAIN of their
+    cell or less (a dense group of near-copies costs the same however it is cut, so its cell
+    stays whole), and keeps the round when the estimated cost falls to CELL_SPLIT_GAIN of the
+    previous or less. The listing rule holds for any unit centroids, so
     this changes the cost only, never which pairs are found.
 
     Args:
@@ -266,6 +311,18 @@ def refine_cells(sample: np.ndarray, centroids: np.ndarray, threshold: float, n:
             parts += [_split(sample[own == c], CELL_SPLIT, rng) for c in heavy]
         split = np.concatenate(parts)
         split_own, split_cost, split_total = join_cost(sample, split, threshold, n)
+        # a split stays only where its parts cost less than the cell did: a dense group of
+        # near-copies costs the same however it is cut (every part lists all of it), so its
+        # cell stays whole rather than collect centroids (and listings) inside the group
+        base = len(centroids) - len(heavy)
+        parts_cost = split_cost[base:].reshape(len(heavy), CELL_SPLIT).sum(axis=1)
+        pays = parts_cost <= CELL_SPLIT_GAIN * cost[heavy]
+        if not pays.any():
+            break
+        if not pays.all():
+            children = split[base:].reshape(len(heavy), CELL_SPLIT, -1)
+            split = np.concatenate([split[:base], centroids[heavy[~pays]], children[pays].reshape(-1, split.shape[1])])
+            split_own, split_cost, split_total = join_cost(sample, split, threshold, n)
         if split_total > CELL_SPLIT_GAIN * total:
             break
         log.debug("refine_cells: %d -> %d cells, estimated cost %.3g -> %.3g", len(centroids), len(split), total,
@@ -298,7 +355,7 @@ def assign_cells(source, centroids: np.ndarray, threshold: float, *, quantizer=N
     """
     threshold = check_threshold(threshold)
     n, nlist = len(source), len(centroids)
-    reach = boundary_reach(threshold) + BOUNDARY_SLACK
+    reach, slack = listing_reach(threshold), score_slack(int(source.dim))
     gap = _gaps(centroids)  # |c_A - c_B|
     own = np.empty(n, dtype=np.int32)
     codes = None if quantizer is None else np.empty((n, int(source.dim)), dtype=np.uint8)
@@ -310,8 +367,7 @@ def assign_cells(source, centroids: np.ndarray, threshold: float, *, quantizer=N
             block_codes = quantizer.compute_codes(np.ascontiguousarray(block, dtype=np.float32))
             codes[offset:offset + len(block)] = block_codes
             error[offset:offset + len(block)] = np.linalg.norm(block - quantizer.decode(block_codes), axis=1)
-        own[offset:offset + len(block)], dist = _nearest(block, centroids, gap)
-        hit = dist <= reach
+        own[offset:offset + len(block)], hit, dist = _nearest(block, centroids, gap, reach, slack)
         count = hit.sum(axis=1)
         over = np.flatnonzero(count > max_listed)
         if len(over):
