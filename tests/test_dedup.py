@@ -378,3 +378,17 @@ def test_flipped_copy_is_a_mirrored_duplicate(tmp_path, capsys, lite0_encoder):
     assert Path(group["keep"]).name == "a.png"
     assert {Path(d["path"]).name: d.get("mirrored") for d in group["duplicates"]} == {"a_copy.jpg": None,
                                                                                      "a_flip.jpg": True}
+
+
+def test_the_candidate_log_line_names_the_top_m_rule_only_when_it_is_used(tmp_path, caplog):
+    """--no-verify has no top-m rule: the log line gave "or among the 0 nearest" (newcomer M3); a
+    threshold of 0.9999 is printed as given, not rounded to 1.000."""
+    x, _ = planted()
+    store = vector_store(tmp_path, x)
+    with caplog.at_level("INFO", logger="artenc.dedup"):
+        find_duplicates(store, 0.9999, verify=False)
+    assert "candidate pairs (cosine >= 0.9999)" in caplog.text and "nearest" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="artenc.dedup"):
+        find_duplicates(store, 0.95, verify=False, top_m=3)
+    assert "or among the 3 nearest with cosine >= " in caplog.text

@@ -441,7 +441,7 @@ def cell_pairs(source, threshold: float, *, top_m: int = 0, floor: float | None 
     error = np.zeros(n, np.float32) if top_m else cells.error
     if cells.capped:
         log.warning("%d of %d vectors lie near more than %d cell boundaries within reach of a pair at "
-                 "cosine %.3f; they are listed in the %d nearest only, so a pair involving them can be "
+                 "cosine %g; they are listed in the %d nearest only, so a pair involving them can be "
                  "missed (exact=True searches every pair)", cells.capped, n, max_listed, threshold, max_listed)
     own_order, own_bounds = _members(cells.own, nlist)
     ext_order, ext_bounds = _members(cells.listed_cells, nlist)

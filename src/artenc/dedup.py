@@ -478,8 +478,11 @@ def find_duplicates(
         pairs = cell_pairs(store, threshold, top_m=top_m, floor=min(floor, threshold), max_pairs=MAX_PAIRS)
     pairs, identical = _with_identical(pairs, identical_pairs(store.items["sha256"].to_numpy()), len(store))
     n_candidates = len(pairs)
-    log.info("%d candidate pairs (cosine >= %.3f, or among the %d nearest with cosine >= %.3f)",
-             n_candidates, threshold, top_m, min(floor, threshold))
+    if top_m:
+        log.info("%d candidate pairs (cosine >= %g, or among the %d nearest with cosine >= %g)",
+                 n_candidates, threshold, top_m, min(floor, threshold))
+    else:
+        log.info("%d candidate pairs (cosine >= %g)", n_candidates, threshold)
     mirrored = None
     if verify and len(pairs):
         found = verify_pairs(store, pairs.i, pairs.j, workers=workers, min_inliers=min_inliers,

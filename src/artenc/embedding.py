@@ -439,8 +439,10 @@ def embed_folders(
                              unchanged=unchanged, runtime=encoder.runtime, device=encoder.device,
                              model=encoder.signature.model, not_images=len(plan.not_images),
                              not_image_files=plan.not_images, skipped_folders=plan.skipped_folders)
-        log.info("%d images found: %d unchanged, %d to embed; %d other files are not images (%s on %s)",
-                 len(tasks) + unchanged, unchanged, len(tasks), report.not_images, encoder.runtime, encoder.device)
+        log.info("%d images found: %d unchanged, %d to embed; %d other %s (%s on %s)",
+                 len(tasks) + unchanged, unchanged, len(tasks), report.not_images,
+                 "file is not an image" if report.not_images == 1 else "files are not images",
+                 encoder.runtime, encoder.device)
         for f in plan.skipped_folders:
             log.warning("folder skipped %s: %s", f["path"], f["reason"])
 
