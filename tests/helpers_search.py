@@ -12,11 +12,12 @@ from artenc.store import BASE_COLUMNS, ModelSignature, Store, l2_normalize
 
 
 def vector_store(root: Path, vectors: np.ndarray, labels: dict[str, list] | None = None,
-                 sizes: list[tuple[int, int]] | None = None) -> Store:
-    """A store holding `vectors` (normalised) for fake paths root/img_00000.jpg..."""
+                 sizes: list[tuple[int, int]] | None = None, dtype: str | None = None) -> Store:
+    """A store holding `vectors` (normalised) for fake paths root/img_00000.jpg..., kept as
+    `dtype` (`Store.create`; None: float32)."""
     vectors = l2_normalize(vectors)
     n, dim = vectors.shape
-    store = Store.create(root / "store", ModelSignature("synthetic", "fp-test", {}, dim))
+    store = Store.create(root / "store", ModelSignature("synthetic", "fp-test", {}, dim), dtype=dtype)
     if n == 0:
         return store
     paths = [str(root / f"img_{i:05d}.jpg") for i in range(n)]
