@@ -46,7 +46,7 @@ from artenc.images import (
     Crop,
     ImageLoadError,
     absolute,
-    check_geometry,
+    check_max_aspect_ratio,
     decode_crop,
     display_path,
     name_problem,
@@ -409,8 +409,7 @@ def embed_folders(
         raise ParameterError("batch_size", f"must be >= 1, got {batch_size}")
     if flush_every < 1:
         raise ParameterError("flush_every", f"must be >= 1, got {flush_every}")
-    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
-        check_geometry(1, 1, max_aspect_ratio=max_aspect_ratio)  # raises its ParameterError before any work
+    check_max_aspect_ratio(max_aspect_ratio)  # before any work
     shard = parse_shard(shard)
     workers = default_workers() if workers is None else workers
     if workers < 0:

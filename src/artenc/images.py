@@ -328,6 +328,13 @@ def _ratio_text(width: int, height: int) -> str:
     return f"1:{ratio}" if width <= height else f"{ratio}:1"
 
 
+def check_max_aspect_ratio(max_aspect_ratio: float | None) -> None:
+    """Raise ParameterError("max_aspect_ratio") unless it is None (no limit) or >= 1 (long side /
+    short side; NaN is refused)."""
+    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
+        raise ParameterError("max_aspect_ratio", f"must be >= 1 (long side / short side), got {max_aspect_ratio}")
+
+
 def check_geometry(
     width: int,
     height: int,
@@ -343,10 +350,9 @@ def check_geometry(
     `max_pixels` (the decompression-bomb guard), or when the long side exceeds
     `max_aspect_ratio` times the short side (a 1 x 10,000 strip has no meaningful
     centre crop, see `artenc.defaults.MAX_ASPECT_RATIO`); None disables a limit.
-    Raises ParameterError for a `max_aspect_ratio` below 1.
+    Raises ParameterError for a `max_aspect_ratio` below 1 (`check_max_aspect_ratio`).
     """
-    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
-        raise ParameterError("max_aspect_ratio", f"must be >= 1 (long side / short side), got {max_aspect_ratio}")
+    check_max_aspect_ratio(max_aspect_ratio)
     if width < 1 or height < 1:
         raise ImageLoadError(f"{name}: no pixels ({width}x{height} px)")
     if max_pixels is not None and width * height > max_pixels:
