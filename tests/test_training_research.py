@@ -179,6 +179,49 @@ def test_classifier_loss_and_monitors_are_checked_before_any_heavy_work(unlabell
     validate_config(ce)
 
 
+@pytest.mark.parametrize("experiment", [None, "wikiart_supcon", "simclr"])
+@pytest.mark.parametrize("loss", ["supcon", "ce", "ntxent", "margin"])
+def test_packaged_experiments_take_every_loss(labelled, unlabelled, experiment, loss):
+    """Every packaged experiment with every loss option: validated and the loss instantiated.
+    wikiart_supcon used to set loss.temperature, which CrossEntropyLoss does not take, so the
+    README's `experiment=wikiart_supcon loss=ce` died in Hydra's TypeError after loading data."""
+    from hydra.utils import instantiate
+
+    from artenc.errors import ParameterError
+    from artenc.training import compose_config, validate_config
+
+    data = ([f"data.root={unlabelled}"] if experiment == "simclr" else
+            [f"data.root={labelled}", f"data.labels={labelled / 'labels.csv'}", "data.label_fields=[label]",
+             "data.include=null", "data.split.column=label"])
+    cfg = compose_config([*([f"experiment={experiment}"] if experiment else []), f"loss={loss}", *data])
+    if experiment == "simclr" and loss == "ce":  # a classifier needs labels
+        with pytest.raises(ParameterError, match="^loss CrossEntropyLoss is a classifier"):
+            validate_config(cfg)
+        return
+    validate_config(cfg)
+    assert type(instantiate(cfg.loss)).__module__ == "artenc.losses"
+
+
+def test_a_setting_the_target_does_not_take_is_named_before_any_work(labelled):
+    """A key of an instantiated node that its `_target_` does not take: one ParameterError naming
+    the dotted setting and what the target takes, for the loss, the head, the optimizer and a
+    callback; the backbone's fine-tuning keys are settings of the run, not of the factory."""
+    from artenc.errors import ParameterError
+    from artenc.training import compose_config, validate_config
+
+    base = [f"data.root={labelled}"]
+    with pytest.raises(ParameterError, match=r"^loss.temperature is not a setting of loss "
+                                             r"\(artenc.losses.CrossEntropyLoss takes: label_smoothing, scale\)") as exc:
+        validate_config(compose_config([*base, "loss=ce", "+loss.temperature=0.1"]))
+    assert exc.value.param == "loss.temperature"
+    for extra, param in [("+head.width=3", "head.width"), ("+model.optimizer.momentum=0.9", "model.optimizer.momentum"),
+                         ("+callbacks.lr_monitor.every=2", "callbacks.lr_monitor.every")]:
+        with pytest.raises(ParameterError) as exc:
+            validate_config(compose_config([*base, extra]))
+        assert exc.value.param == param
+    validate_config(compose_config([*base, "backbone.trainable=1", "backbone.head_epochs=2", "backbone.lr=1e-4"]))
+
+
 def test_simclr_early_stopping_and_ce_checkpoints_follow_their_criterion(unlabelled, labelled, tmp_path):
     """simclr with callbacks=early_stopping trains past epoch 0 (it watches train/loss_epoch);
     loss=ce keeps the checkpoint with the best val/classifier_accuracy, and metrics.json says

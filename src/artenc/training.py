@@ -249,6 +249,53 @@ def _uses_classifier(cfg: DictConfig) -> bool:
         return False
 
 
+# The `_target_` nodes a run instantiates (by dotted name; "callbacks.*": each entry), and the
+# keys of each that are consumed elsewhere rather than passed to the target.
+_TARGET_NODES = ("data", "data.split", "data.augment", "backbone", "head", "loss", "model", "model.optimizer",
+                 "model.scheduler", "trainer", "callbacks.*", "logger.*")
+_CONSUMED_KEYS = {"backbone": FINE_TUNING_KEYS}
+
+
+def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(dotted name, node) of every instantiated node of `_TARGET_NODES` that has a `_target_`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    found = []
+    for name in _TARGET_NODES:
+        if name.endswith(".*"):
+            group = OmegaConf.select(cfg, name[:-2], default=None)
+            children = [(f"{name[:-2]}.{k}", v) for k, v in group.items()] if isinstance(group, DictConfig) else []
+        else:
+            children = [(name, OmegaConf.select(cfg, name, default=None))]
+        found += [(n, v) for n, v in children if isinstance(v, DictConfig) and "_target_" in v]
+    return found
+
+
+def _check_target_arguments(cfg: DictConfig) -> None:
+    """Each key of an instantiated node must be an argument of its `_target_`: a key left over
+    from another option of a group (e.g. an experiment's `loss.temperature` under `loss=ce`)
+    would otherwise fail as Hydra's TypeError once the data is loaded. Targets taking
+    `**kwargs`, and targets that cannot be imported here (instantiate says why), are skipped."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    for name, node in _target_nodes(cfg):
+        try:
+            target = get_object(str(node._target_))
+            params = inspect.signature(target).parameters
+        except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        consumed = _CONSUMED_KEYS.get(name, ())
+        unknown = [str(k) for k in node if not str(k).startswith("_") and k not in params and k not in consumed]
+        if unknown:
+            takes = ", ".join(p for p in params if p != "self")
+            raise ParameterError(f"{name}.{unknown[0]}", f"is not a setting of {name} ({node._target_} takes: {takes}); "
+                                                         "remove it, or pick the option it belongs to")
+
+
 def _check_monitors(cfg: DictConfig, logged: list[str]) -> None:
     """Each callback's `monitor` (checkpoint, early stopping) must be a metric the run logs;
     Lightning would otherwise stop with an error after the first epoch."""
@@ -276,6 +323,8 @@ def validate_config(cfg: DictConfig) -> None:
         data.include (keys), data.split.column: columns of that CSV.
         loss: a classifier loss (e.g. loss=ce) needs a label field.
         callbacks.<name>.monitor: a metric the run logs (`artenc.models.logged_metrics`).
+        the `_target_` nodes (data, backbone, head, loss, model, trainer, callbacks,
+            loggers...): every key is an argument of the target (`_check_target_arguments`).
         ckpt_path: null or an existing file.
 
     Raises:
@@ -324,6 +373,7 @@ def validate_config(cfg: DictConfig) -> None:
                                      "data.labels=... and data.label_fields=[...], or a self-supervised loss "
                                      "(loss=ntxent)")
     _check_monitors(cfg, logged_metrics(fields, classifier))
+    _check_target_arguments(cfg)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).is_file():
         raise ParameterError("ckpt_path", f"file {ckpt} not found (a Lightning checkpoint to resume from, "
