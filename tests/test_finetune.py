@@ -64,6 +64,37 @@ def test_stages_reproduce_the_backbone_features_exactly(wrapper):
         StagedFeatures(net, 10)
 
 
+@pytest.mark.parametrize("wrapper", ["plain", "texture"])
+def test_channels_last_gives_the_features_of_nchw(wrapper):
+    """PartlyTrainableBackbone runs in NHWC (channels_last, faster on CPU: scripts/bench_train.py):
+    from uint8 images and from packed activations it gives the NCHW module's features up to float
+    rounding, its maps and weights are NHWC, and gradients reach the trainable stages."""
+    import copy
+
+    from artenc.backbones import create_backbone, layer_stats_backbone
+    from artenc.layers.stages import PartlyTrainableBackbone
+    from artenc.runtime import EmbeddingModule
+
+    backbone = (create_backbone("lite0") if wrapper == "plain" else
+                layer_stats_backbone(layers=["blocks.2", "blocks.6", "bn2"], covariance_layers=["blocks.5"]))
+    images = torch.randint(0, 256, (3, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    for trainable in (2, 9):
+        nchw, nhwc = (PartlyTrainableBackbone(EmbeddingModule(copy.deepcopy(backbone.model), backbone.preprocess),
+                                              trainable, channels_last=last) for last in (False, True))
+        stem = nhwc.embedding.model.get_submodule("model.conv_stem" if wrapper == "texture" else "conv_stem").weight
+        assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+        with torch.no_grad():
+            normed = images.float() * nchw.embedding.scale + nchw.embedding.shift
+            packed = nchw.staged.pack(*nchw.staged.frozen(normed))
+        for x in (images, packed):
+            nchw.train(False), nhwc.train(False)
+            with torch.no_grad():
+                torch.testing.assert_close(nhwc(x), nchw(x), rtol=0, atol=1e-5)
+        nhwc.train(True)
+        nhwc(images).sum().backward()
+        assert all(p.grad is not None for p in nhwc.trainable_parameters())
+
+
 def test_unknown_architecture_and_bad_settings_are_refused(tiny_art, tmp_path):
     from artenc.errors import ParameterError
     from artenc.layers.stages import model_stages

@@ -282,5 +282,23 @@ def test_augmented_views_follow_the_backbone_input_size(tiny_images, tmp_path):
     assert datamodule.augment.size == 240 and cfg.data.augment.size == 240
     view = datamodule.augment(Image.new("RGB", (300, 200)))
     assert view.shape == (3, 240, 240)
-    with pytest.raises(UsageError, match="data.augment.size=224.*240 px"):
-        build(compose(*base, "backbone=lite1", "data.augment.size=224"))
+    with pytest.raises(UsageError, match=r"data.augment.size=224.*240 px.*needs data.mode=full"):
+        build(compose(*base, "backbone=lite1", "data.augment.size=224"))  # cache mode: views must match
+
+
+def test_full_mode_trains_at_a_lower_resolution(tiny_images, tmp_path):
+    """FixRes: in full mode the training views may be smaller than the backbone's input (a CNN
+    with global pooling runs at any size); validation and export keep the backbone's 224 px.
+    One real epoch at 128 px; a size below 32 px is refused, naming the setting."""
+    from artenc.errors import ParameterError
+    from artenc.training import build, train
+
+    base = [o for o in overrides(tiny_images, tmp_path / "run", tmp_path / "cache", "data.mode=full")
+            if not o.startswith("hydra.")]
+    _, datamodule, _ = build(compose(*base, "data.augment.size=128"))
+    assert datamodule.augment(Image.new("RGB", (300, 200))).shape == (3, 128, 128)
+    with pytest.raises(ParameterError, match="^data.augment.size must be at least 32 px, got 16"):
+        build(compose(*base, "data.augment.size=16"))
+    result = train([*base, "data.augment.size=128", "trainer.max_epochs=1", "backbone.trainable=1"],
+                   output_dir=tmp_path / "run")
+    assert result.encoder.is_file() and 0.0 <= result.metrics["val/p_at_k"] <= 1.0

@@ -147,20 +147,44 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     return [_instantiate(c) for c in node.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def _augment_at_backbone_size(cfg: DictConfig, size: int) -> None:
-    """Augmented views are made at the backbone's input size: `data.augment.size: null`
-    takes it; another size is refused (its features would not match the clean view's)."""
+def _augment_at_backbone_size(cfg: DictConfig, backbone) -> None:
+    """Augmented views are made at the backbone's input size: `data.augment.size: null` takes it.
+
+    Another size is allowed in full mode when the backbone runs at it (a convolutional network
+    with global pooling): training at a lower resolution than the test's (e.g. 176 px views for a
+    224 px network) costs less per step, and random-resized crops seen smaller in training match
+    objects seen at full size in testing ("FixRes", Touvron et al., NeurIPS 2019). Validation
+    and the exported encoder keep the backbone's own preprocessing. Refused in cache mode (the
+    cached views would not match the clean view's features or activation maps) and for a
+    backbone that fails at that size (e.g. a ViT with fixed position embeddings)."""
     from omegaconf import open_dict
 
+    size = backbone.preprocess.size
     augment = cfg.data.get("augment")
     if augment is None or "size" not in augment:
         return
     if augment.size is None:
         with open_dict(cfg):
             augment.size = size
-    elif int(augment.size) != size:
-        raise UsageError(f"data.augment.size={augment.size}, but the backbone {cfg.backbone.name} takes {size} px "
-                         "inputs: leave data.augment.size=null to follow the backbone")
+        return
+    asked = int(augment.size)
+    if asked == size:
+        return
+    name = cfg.backbone.get("name", backbone.name)
+    if cfg.data.get("mode") != "full":
+        raise UsageError(f"data.augment.size={asked}, but the backbone {name} takes {size} px inputs: leave "
+                         "data.augment.size=null to follow the backbone (another training size needs data.mode=full)")
+    if asked < 32:
+        raise ParameterError("data.augment.size", f"must be at least 32 px, got {asked}")
+    try:
+        with torch.no_grad():
+            backbone.model.eval()(torch.zeros(1, 3, asked, asked))
+    except Exception as exc:  # noqa: BLE001 - any failure means the network does not run at that size
+        raise UsageError(f"data.augment.size={asked}: the backbone {name} does not run at {asked} px "
+                         f"({type(exc).__name__}: {str(exc)[:200]}); leave data.augment.size=null for its "
+                         f"{size} px") from None
+    log.info("training views at %d px, validation and export at the backbone's %d px (data.augment.size)",
+             asked, size)
 
 
 FINE_TUNING_KEYS = ("trainable", "lr", "bn", "head_epochs")
@@ -193,7 +217,7 @@ def build(cfg: DictConfig):
     """(backbone, datamodule, LightningModule) from a composed config."""
     backbone_cfg, tuning = _fine_tuning(cfg)
     backbone = _instantiate(backbone_cfg)
-    _augment_at_backbone_size(cfg, backbone.preprocess.size)
+    _augment_at_backbone_size(cfg, backbone)
     # a dataclass passed to instantiate would be turned into a config node: bind it afterwards
     datamodule = _instantiate(cfg.data, _partial_=True)(backbone=backbone, trainable=tuning["trainable"],
                                                          head_epochs=tuning["head_epochs"])

@@ -156,16 +156,20 @@ class StagedFeatures(nn.Module):
         """(map, extra) -> (N, C*h*w + E), one row per image view."""
         return torch.cat([fmap.flatten(1), extra], 1)
 
-    def unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverse of `pack`: (N, C*h*w + E) -> (map (N, C, h, w), extra (N, E))."""
+    def unpack(self, packed: torch.Tensor,
+               memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of `pack`: (N, C*h*w + E) -> (map (N, C, h, w) in `memory_format`, extra (N, E))."""
         n_map = packed.shape[1] - self.extra_dim
         side = math.isqrt(n_map // self.channels)  # square inputs: a square map
-        return packed[:, :n_map].reshape(len(packed), self.channels, side, side), packed[:, n_map:]
+        fmap = packed[:, :n_map].reshape(len(packed), self.channels, side, side)
+        return fmap.contiguous(memory_format=memory_format), packed[:, n_map:]
 
-    def unit_features(self, packed: torch.Tensor) -> torch.Tensor:
+    def unit_features(self, packed: torch.Tensor,
+                      memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
         """Packed activations (N, M) float -> L2-normalised features (N, D) float32: what
         `PartlyTrainableBackbone` (and the exported encoder) computes from them."""
-        return F.normalize(self.finish(*self.unpack(packed.to(torch.float32))).float().flatten(1), dim=1)
+        fmap, extra = self.unpack(packed.to(torch.float32), memory_format)
+        return F.normalize(self.finish(fmap, extra).float().flatten(1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.finish(*self.frozen(x))
@@ -185,12 +189,17 @@ class PartlyTrainableBackbone(nn.Module):
     eval mode and never get gradients.
     """
 
-    def __init__(self, embedding: nn.Module, trainable: int, bn: BatchNormPolicy = "frozen") -> None:
+    def __init__(self, embedding: nn.Module, trainable: int, bn: BatchNormPolicy = "frozen",
+                 channels_last: bool = True) -> None:
         super().__init__()
         if bn not in BN_POLICIES:
             raise ValueError(f"bn must be one of {BN_POLICIES}, got {bn!r}")
         self.embedding, self.bn = embedding, bn
         self.staged = StagedFeatures(embedding.model, trainable)
+        # NHWC (channels_last): oneDNN's convolutions, depthwise above all, train faster on CPU
+        # than in NCHW (scripts/bench_train.py measures both); the same numbers up to rounding
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        embedding.model.to(memory_format=self.memory_format)
         embedding.model.requires_grad_(False)
         for module in self.staged.trainable_modules():
             module.requires_grad_(True)
@@ -212,8 +221,8 @@ class PartlyTrainableBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:
-            return self.staged.unit_features(x)
+            return self.staged.unit_features(x, self.memory_format)
         with torch.no_grad():
-            fmap, extra = self.staged.frozen(x.to(self.embedding.scale.dtype) * self.embedding.scale
-                                             + self.embedding.shift)
+            images = x.to(self.embedding.scale.dtype) * self.embedding.scale + self.embedding.shift
+            fmap, extra = self.staged.frozen(images.contiguous(memory_format=self.memory_format))
         return F.normalize(self.staged.finish(fmap, extra).float().flatten(1), dim=1)
