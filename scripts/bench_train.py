@@ -7,6 +7,12 @@ both give the same features. Cases: the whole network from uint8 images (`data.m
 `backbone.trainable=9` for lite0) and the last 2 stages from cached activations (cache mode).
 
     python scripts/bench_train.py [--batch 32] [--rounds 3] [--steps 3] [--size 224] [--threads 2]
+    python scripts/bench_train.py --allocator compare [--batch 64] [--size 176] [--rounds 2]
+
+`--allocator compare` instead times NHWC steps of the whole network under glibc's default
+malloc settings and under `cpu_allocator=keep_freed` (`artenc.models.allocator`), each in its
+own child process (the settings last for a process), alternating, with the page faults and the
+user / system CPU seconds of the timed steps.
 
 Needs the packaged lite0 weights (offline); no data (random images: speed does not depend on
 the content).
@@ -17,6 +23,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -42,6 +51,44 @@ def _steps_per_second(module: PartlyTrainableBackbone, head: torch.nn.Linear, x:
     return steps / (time.perf_counter() - t0)
 
 
+def _allocator_child(args: argparse.Namespace) -> None:
+    """One process: NHWC steps of the whole network under `args.allocator`; one JSON line."""
+    from artenc.models.allocator import apply_allocator
+
+    applied = apply_allocator(args.allocator)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = create_backbone("tf_efficientnet_lite0")
+    module = PartlyTrainableBackbone(EmbeddingModule(base.model, base.preprocess), 9)
+    head = torch.nn.Linear(base.dim, 7)
+    x = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
+    y = torch.randint(0, 7, (args.batch,))
+    _steps_per_second(module, head, x, y, 1)  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    rate = _steps_per_second(module, head, x, y, args.steps) * args.batch
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"allocator": args.allocator, "applied": applied, "img_per_s": rate,
+                      "minor_faults": after.ru_minflt - before.ru_minflt, "user_s": after.ru_utime - before.ru_utime,
+                      "system_s": after.ru_stime - before.ru_stime}))
+
+
+def _compare_allocators(args: argparse.Namespace) -> None:
+    runs: dict[str, list[dict]] = {"default": [], "keep_freed": []}
+    for _ in range(args.rounds):
+        for choice in runs:
+            cmd = [sys.executable, __file__, "--allocator", choice, "--batch", str(args.batch), "--size",
+                   str(args.size), "--steps", str(args.steps), "--threads", str(args.threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[choice].append(json.loads(out.strip().splitlines()[-1]))
+    best = {c: max(r, key=lambda d: d["img_per_s"]) for c, r in runs.items()}
+    for choice, d in best.items():
+        print(f"{choice}: {d['img_per_s']:.1f} img/s (best of {args.rounds}), {d['minor_faults']} page faults, "
+              f"user {d['user_s']:.1f} s, system {d['system_s']:.1f} s for {args.steps} steps")
+    ratio = best["keep_freed"]["img_per_s"] / best["default"]["img_per_s"]
+    print(f"keep_freed / default: {ratio:.2f} (batch {args.batch}, {args.size} px, whole lite0, NHWC) [{load_note()}]")
+    print(json.dumps({"load": load_note(), "runs": runs, "ratio_keep_freed_over_default": round(ratio, 2)}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
@@ -49,7 +96,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round (after one warm-up step)")
     ap.add_argument("--size", type=int, default=224, help="input side in pixels")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--allocator", choices=["compare", "default", "keep_freed"], default=None,
+                    help="compare malloc settings (child processes) instead of memory formats")
     args = ap.parse_args()
+    if args.allocator == "compare":
+        return _compare_allocators(args)
+    if args.allocator is not None:
+        return _allocator_child(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     base = create_backbone("tf_efficientnet_lite0")

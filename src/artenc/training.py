@@ -28,6 +28,7 @@ from artenc.backbones import save_encoder
 from artenc.errors import ArtencError, ParameterError, UsageError, require
 from artenc.labels import read_labels_table
 from artenc.layers import FeatureWrapper
+from artenc.models.allocator import ALLOCATORS, apply_allocator
 from artenc.models.logged_metrics import logged_metrics
 from artenc.runtime import EmbeddingModule
 
@@ -349,6 +350,7 @@ def validate_config(cfg: DictConfig) -> None:
         callbacks.<name>.monitor: a metric the run logs (`artenc.models.logged_metrics`).
         the `_target_` nodes (data, backbone, head, loss, model, trainer, callbacks,
             loggers...): every key is an argument of the target (`_check_target_arguments`).
+        cpu_allocator: one of `artenc.models.allocator.ALLOCATORS`.
         ckpt_path: null or an existing file.
 
     Raises:
@@ -398,6 +400,9 @@ def validate_config(cfg: DictConfig) -> None:
                                      "(loss=ntxent)")
     _check_monitors(cfg, logged_metrics(fields, classifier))
     _check_target_arguments(cfg)
+    allocator = cfg.get("cpu_allocator", "default")
+    if allocator not in ALLOCATORS:
+        raise ParameterError("cpu_allocator", f"must be one of {', '.join(ALLOCATORS)}, got {allocator!r}")
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).is_file():
         raise ParameterError("ckpt_path", f"file {ckpt} not found (a Lightning checkpoint to resume from, "
@@ -559,6 +564,7 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    apply_allocator(str(cfg.get("cpu_allocator", "default")))
     backbone, datamodule, model = build(cfg)
     ckpt_path = resume_checkpoint(cfg, run_dir)
     datamodule.split_file, datamodule.reuse_split = run_dir / "split.csv", ckpt_path is not None
