@@ -99,7 +99,7 @@ def test_train_subcommand_passes_every_argument_to_hydra(capsys):
         cli_main(["--help"])
     assert exc.value.code == 0 and "train" in capsys.readouterr().out
     assert cli_main(["train", "--help"]) == 0
-    assert "powered by Hydra" in (help_text := capsys.readouterr().out) and "experiment: simclr, wikiart_supcon" in help_text
+    assert "powered by Hydra" in (help_text := capsys.readouterr().out) and "experiment: simclr, wikiart_finetune, wikiart_supcon" in help_text
     assert cli_main(["train", "--cfg", "job", "seed=5", "head=linear"]) == 0
     printed = capsys.readouterr().out
     assert "seed: 5" in printed and "dims:\n  - 128\n" in printed  # head=linear
