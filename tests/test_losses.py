@@ -180,3 +180,18 @@ def test_loss_falls_on_tiny_synthetic_set(loss, floor):
         step()
     last = np.mean([step() for _ in range(3)])
     assert last - floor < 0.5 * (first - floor)
+
+
+def test_no_label_field_means_same_image_positives_only():
+    """An unlabelled folder gives labels (N, 0). "All of no field agree" must not make every pair a
+    positive (the whole batch pulled together): SupCon is then NT-Xent over V views (labels=None)
+    and the margin loss counts views of one image as positives, every other image as a negative,
+    i.e. what unique labels give."""
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 2, 8, generator=gen)
+    none = torch.zeros((6, 0), dtype=torch.int64)
+    assert not label_match(none, "all").any() and not label_match(none, "any").any()
+    torch.testing.assert_close(SupConLoss()(z, none), SupConLoss()(z, None))
+    torch.testing.assert_close(SupConLoss()(z, none), NTXentLoss()(z))
+    unique = torch.arange(6).reshape(6, 1)
+    torch.testing.assert_close(MarginPairLoss(margin=1.5)(z, none), MarginPairLoss(margin=1.5)(z, unique))

@@ -198,6 +198,10 @@ def test_packaged_experiments_take_every_loss(labelled, unlabelled, experiment, 
         with pytest.raises(ParameterError, match="^loss CrossEntropyLoss is a classifier"):
             validate_config(cfg)
         return
+    if experiment == "wikiart_finetune" and loss == "ntxent":  # one view per image there
+        with pytest.raises(ParameterError, match="^data.views is 1, and loss NTXentLoss needs exactly 2"):
+            validate_config(cfg)
+        return
     validate_config(cfg)
     assert type(instantiate(cfg.loss)).__module__ == "artenc.losses"
 
@@ -219,7 +223,28 @@ def test_a_setting_the_target_does_not_take_is_named_before_any_work(labelled):
         with pytest.raises(ParameterError) as exc:
             validate_config(compose_config([*base, extra]))
         assert exc.value.param == param
+    with pytest.raises(ParameterError, match=r"^head.width .*ProjectionHead takes: dims, batch_norm") as exc:
+        validate_config(compose_config([*base, "+head.width=3"]))
+    assert "in_dim" not in str(exc.value)  # passed by the run itself, not a setting
     validate_config(compose_config([*base, "backbone.trainable=1", "backbone.head_epochs=2", "backbone.lr=1e-4"]))
+
+
+def test_views_and_training_size_are_checked_before_any_work(labelled, unlabelled):
+    """NT-Xent needs 2 views (a recipe with data.views=1 used to fail in the first step with a
+    traceback); data.views and data.augment.size must be whole numbers (176.5 was truncated)."""
+    from artenc.errors import ParameterError
+    from artenc.training import compose_config, validate_config
+
+    base = [f"data.root={labelled}"]
+    with pytest.raises(ParameterError, match=r"^data.views is 1, and loss NTXentLoss needs exactly 2 views per "
+                                             r"image: set data.views=2$"):
+        validate_config(compose_config([*base, "loss=ntxent", "data.views=1"]))
+    validate_config(compose_config(["experiment=simclr", f"data.root={unlabelled}"]))
+    for bad, param in [("data.views=0", "data.views"), ("data.augment.size=176.5", "data.augment.size"),
+                       ("data.augment.size=[176,200]", "data.augment.size")]:
+        with pytest.raises(ParameterError) as exc:
+            validate_config(compose_config([*base, bad]))
+        assert exc.value.param == param
 
 
 def test_simclr_early_stopping_and_ce_checkpoints_follow_their_criterion(unlabelled, labelled, tmp_path):

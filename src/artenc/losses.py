@@ -49,8 +49,13 @@ def _check_temperature(temperature: float) -> None:
 def label_match(labels: torch.Tensor, match: Match) -> torch.Tensor:
     """(N, F) int labels -> (N, N) bool: rows i, j share all (or any) of the F labels.
 
-    A label of -1 (missing) never matches anything.
+    A label of -1 (missing) never matches anything. With no field (F = 0, an unlabelled
+    folder) nothing matches, so positives are only the views of the same image (SimCLR's); a
+    vacuous "all of no field agree" would make every pair a positive and pull all embeddings
+    together.
     """
+    if labels.shape[1] == 0:
+        return torch.zeros((labels.shape[0], labels.shape[0]), dtype=torch.bool, device=labels.device)
     known = labels >= 0
     equal = (labels[:, None, :] == labels[None, :, :]) & known[:, None, :] & known[None, :, :]
     return equal.all(dim=2) if match == "all" else equal.any(dim=2)
@@ -70,6 +75,8 @@ class NTXentLoss(nn.Module):
     ICML 2020. Input z: (N, 2, D), two augmented views per image; labels are ignored.
     Each of the 2N views must pick its partner among the 2N - 1 others.
     """
+
+    required_views = 2  # data.views the training config must give (checked before a run)
 
     def __init__(self, temperature: float = 0.1, gather: bool = False) -> None:
         super().__init__()

@@ -279,6 +279,11 @@ def _uses_classifier(cfg: DictConfig) -> bool:
 _TARGET_NODES = ("data", "data.split", "data.augment", "backbone", "head", "loss", "model", "model.optimizer",
                  "model.scheduler", "trainer", "callbacks.*", "logger.*")
 _CONSUMED_KEYS = {"backbone": FINE_TUNING_KEYS}
+# Arguments `build` and Lightning pass themselves: not settings, so not listed as what a node takes.
+_INJECTED = {"data": ("backbone", "trainable", "head_epochs"), "head": ("in_dim", "normalize_input"),
+             "model": ("backbone", "head", "loss", "trainable", "backbone_lr", "bn", "head_epochs"),
+             "model.optimizer": ("params",), "model.scheduler": ("optimizer", "total_steps"),
+             "trainer": ("callbacks", "logger")}
 
 
 def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
@@ -316,9 +321,32 @@ def _check_target_arguments(cfg: DictConfig) -> None:
         consumed = _CONSUMED_KEYS.get(name, ())
         unknown = [str(k) for k in node if not str(k).startswith("_") and k not in params and k not in consumed]
         if unknown:
-            takes = ", ".join(p for p in params if p != "self")
+            takes = ", ".join(p for p in params if p != "self" and p not in _INJECTED.get(name, ()))
             raise ParameterError(f"{name}.{unknown[0]}", f"is not a setting of {name} ({node._target_} takes: {takes}); "
                                                          "remove it, or pick the option it belongs to")
+
+
+def _check_views(cfg: DictConfig) -> None:
+    """data.views: a whole number >= 1, the number the loss needs (`required_views`, e.g. NT-Xent's
+    2); data.augment.size: null or a whole number of pixels."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    views = OmegaConf.select(cfg, "data.views", default=None)
+    if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
+        raise ParameterError("data.views", f"must be a whole number >= 1 (views of each image per step), got {views!r}")
+    target = OmegaConf.select(cfg, "loss._target_", default=None)
+    try:
+        required = getattr(get_class(str(target)), "required_views", None) if target else None
+    except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
+        required = None
+    if required is not None and views is not None and views != required:
+        raise ParameterError("data.views", f"is {views}, and loss {str(target).rsplit('.', 1)[-1]} needs exactly "
+                                           f"{required} views per image: set data.views={required}")
+    size = OmegaConf.select(cfg, "data.augment.size", default=None)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        raise ParameterError("data.augment.size", f"must be a whole number of pixels or null (the backbone's), "
+                                                  f"got {size!r}")
 
 
 def _check_monitors(cfg: DictConfig, logged: list[str]) -> None:
@@ -347,6 +375,8 @@ def validate_config(cfg: DictConfig) -> None:
         data.label_fields: a non-empty list of columns of that CSV.
         data.include (keys), data.split.column: columns of that CSV.
         loss: a classifier loss (e.g. loss=ce) needs a label field.
+        data.views: a whole number >= 1, the loss's `required_views` if it has one (NT-Xent: 2);
+            data.augment.size: null or a whole number.
         callbacks.<name>.monitor: a metric the run logs (`artenc.models.logged_metrics`).
         the `_target_` nodes (data, backbone, head, loss, model, trainer, callbacks,
             loggers...): every key is an argument of the target (`_check_target_arguments`).
@@ -399,6 +429,7 @@ def validate_config(cfg: DictConfig) -> None:
                                      "data.labels=... and data.label_fields=[...], or a self-supervised loss "
                                      "(loss=ntxent)")
     _check_monitors(cfg, logged_metrics(fields, classifier))
+    _check_views(cfg)
     _check_target_arguments(cfg)
     allocator = cfg.get("cpu_allocator", "default")
     if allocator not in ALLOCATORS:
