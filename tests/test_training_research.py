@@ -229,6 +229,19 @@ def test_a_setting_the_target_does_not_take_is_named_before_any_work(labelled):
     validate_config(compose_config([*base, "backbone.trainable=1", "backbone.head_epochs=2", "backbone.lr=1e-4"]))
 
 
+def test_resuming_with_another_loss_is_refused_in_one_line(labelled, tmp_path, capsys):
+    """The same run folder re-used with another loss resumes from its last.ckpt: one line naming
+    ckpt_path and both losses, exit 2 (was an AttributeError or a state_dict mismatch)."""
+    run = tmp_path / "run"
+    args = _args(labelled, run, tmp_path / "cache", "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    assert cli_main(["train", *args, "loss=margin"]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", *args, "loss=ce"]) == 2
+    out = capsys.readouterr()
+    assert "error: ckpt_path " in out.out + out.err
+    assert "was trained with loss MarginPairLoss; this run has loss CrossEntropyLoss" in out.out + out.err
+
+
 def test_views_and_training_size_are_checked_before_any_work(labelled, unlabelled):
     """NT-Xent needs 2 views (a recipe with data.views=1 used to fail in the first step with a
     traceback); data.views and data.augment.size must be whole numbers (176.5 was truncated)."""

@@ -516,6 +516,27 @@ def _is_rank_zero() -> bool:
     return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
+def check_resume_matches(path: str, model) -> None:
+    """Refuse to resume from a checkpoint made with another loss or another number of trainable
+    stages (`ContrastiveModule.on_save_checkpoint` records both), which would otherwise fail
+    inside Lightning with an AttributeError or a state_dict mismatch; e.g. the same run folder
+    re-used with another `loss=`. Checkpoints without the record (older ones) pass.
+
+    Raises:
+        ParameterError("ckpt_path"): the settings that differ, and what to do."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported by Lightning's own loading
+        return
+    now = {"loss": type(model.loss).__name__, "backbone.trainable": int(model.trainable)}
+    was = {"loss": saved.get("artenc_loss"), "backbone.trainable": saved.get("artenc_trainable")}
+    differ = [k for k in now if was[k] is not None and was[k] != now[k]]
+    if differ:
+        raise ParameterError("ckpt_path", f"{path} was trained with {', '.join(f'{k} {was[k]}' for k in differ)}; this "
+                                          f"run has {', '.join(f'{k} {now[k]}' for k in differ)}: resume with the same "
+                                          "settings, or start a new run folder (hydra.run.dir=... or output_dir=...)")
+
+
 def _checkpoint_epoch(path: str) -> int | None:
     """The epoch a Lightning checkpoint was saved at, read with `torch.load(weights_only=True)`
     (no arbitrary unpickling); None when the file holds objects that loader refuses."""
@@ -598,6 +619,8 @@ def train(overrides: list[str] | None = None, *, config: DictConfig | None = Non
     apply_allocator(str(cfg.get("cpu_allocator", "default")))
     backbone, datamodule, model = build(cfg)
     ckpt_path = resume_checkpoint(cfg, run_dir)
+    if ckpt_path is not None:
+        check_resume_matches(ckpt_path, model)
     datamodule.split_file, datamodule.reuse_split = run_dir / "split.csv", ckpt_path is not None
     model.backbone_reference = {k: OmegaConf.to_container(cfg.backbone, resolve=True).get(k)
                                 for k in ("_target_", "name", "weights")}

@@ -277,11 +277,14 @@ class ContrastiveModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only the trainable weights, plus what the frozen ones are, and the classifier's
-        class names (`on_load_checkpoint` rebuilds the classifier from them)."""
+        """Keep only the trainable weights, plus what the frozen ones are, the classifier's
+        class names (`on_load_checkpoint` rebuilds the classifier from them), the loss class
+        and the number of trainable stages."""
         checkpoint["state_dict"] = trainable_state_dict(self, checkpoint["state_dict"])
         checkpoint["artenc_frozen"] = frozen_reference(self, self.backbone_reference)
         checkpoint["artenc_classes"] = list(self.classes)
+        checkpoint["artenc_loss"] = type(self.loss).__name__  # checked on resume (training.check_resume_matches)
+        checkpoint["artenc_trainable"] = int(self.trainable)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: FBT001, FBT002
         """`nn.Module.load_state_dict` accepting a checkpoint without the frozen weights
