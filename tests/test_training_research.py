@@ -418,6 +418,20 @@ def test_slurm_dry_run_validates_each_job_like_a_run(tmp_path, capsys):
     assert f"error: data.root folder {tmp_path / 'nowhere'} not found (job 0)" in captured.err
 
 
+def test_local_sweep_checks_every_job_before_the_first_runs(labelled, tmp_path, capsys):
+    """-m on this machine (hydra/launcher=local, the default): a sweep whose second job would be
+    refused stops before its first job trains (exit 2, the job named), instead of after it."""
+    args = [a for a in _args(labelled, tmp_path / "unused", tmp_path / "cache", "trainer.max_epochs=1")
+            if not a.startswith("paths.output_dir")]
+    sweep = tmp_path / "sweep"
+    code = cli_main(["train", "-m", *args, "loss=supcon,ce", "++loss.temperature=0.1", f"hydra.sweep.dir={sweep}"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "error: loss.temperature is not a setting of loss (artenc.losses.CrossEntropyLoss takes: label_smoothing, " \
+           "scale); remove it, or pick the option it belongs to (job 1)" in captured.err
+    assert not list(sweep.glob("*/encoder.pt")) and not list(sweep.glob("*/checkpoints"))
+
+
 def test_multirun_cfg_job_prints_each_job(capsys):
     assert cli_main(["train", "-m", "loss.temperature=0.05,0.2", "--cfg", "job"]) == 0
     out = capsys.readouterr().out

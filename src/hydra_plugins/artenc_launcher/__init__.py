@@ -1,4 +1,9 @@
-"""artenc's SLURM launcher for Hydra: hydra-submitit-launcher's, with a preview of the batch script.
+"""artenc's launchers for Hydra: local jobs checked before the first runs, and SLURM with a preview.
+
+`hydra/launcher=local` (the default of `artenc train -m`, artenc/configs/hydra/launcher/local.yaml)
+targets `CheckedBasicLauncher`: Hydra's basic launcher (jobs one after another on this machine)
+that first checks every job's config as a run would (`artenc.training.validate_jobs`), so a bad
+job of a sweep stops it before any job trains instead of after the jobs before it.
 
 A Hydra plugin (Hydra loads launchers only from the `hydra_plugins` namespace package, so it
 lives here rather than in `artenc`). `hydra/launcher=slurm` (artenc/configs/hydra/launcher/slurm.yaml) targets `SlurmLauncher`: the
@@ -22,6 +27,7 @@ from typing import Any
 from unittest import mock
 
 import submitit
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
@@ -29,6 +35,22 @@ from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 from artenc.training import validate_jobs
 
 log = logging.getLogger(__name__)
+
+
+def _validate_sweep(launcher: Any, job_overrides: Sequence[Sequence[str]]) -> None:
+    """`validate_jobs` on the composed config of each job of a launch (ParameterError, exit 2)."""
+    loader = launcher.hydra_context.config_loader
+    validate_jobs([loader.load_sweep_config(launcher.config, list(overrides)) for overrides in job_overrides])
+
+
+class CheckedBasicLauncher(BasicLauncher):
+    """Hydra's basic launcher; every job's config is checked (`validate_jobs`) before the first job
+    of a launch runs."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if len(job_overrides) > 1:  # a single job is checked by the run itself
+            _validate_sweep(self, job_overrides)
+        return super().launch(job_overrides, initial_job_idx)
 
 
 def render_batch_script(executor: submitit.AutoExecutor, n_jobs: int) -> str:
@@ -48,9 +70,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if not (self.config is not None and self.config.get("dry_run")):
             return super().launch(job_overrides, initial_job_idx)
-        # the checks of a run, on each job's config, before the script is shown (B3)
-        loader = self.hydra_context.config_loader
-        validate_jobs([loader.load_sweep_config(self.config, list(overrides)) for overrides in job_overrides])
+        _validate_sweep(self, job_overrides)  # the checks of a run, on each job's config, before the script (B3)
 
         def preview(executor: submitit.AutoExecutor, fn: Any, *iterables: Sequence) -> list:  # noqa: ARG001
             n = len(iterables[0]) if iterables else 1
