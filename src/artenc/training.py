@@ -260,18 +260,24 @@ def _label_fields(cfg: DictConfig) -> list[str]:
     return []
 
 
-def _uses_classifier(cfg: DictConfig) -> bool:
-    """Whether the loss's class trains a classifier (`uses_classifier`, e.g. loss=ce); False when
-    the class cannot be imported here (instantiating it will say why)."""
+def _loss_class(cfg: DictConfig) -> type | None:
+    """The class of `loss._target_`; None without a loss or when it cannot be imported here
+    (instantiating it will say why)."""
     from hydra.utils import get_class
+    from omegaconf import OmegaConf
 
-    target = cfg.get("loss", {}).get("_target_") if cfg.get("loss") is not None else None
+    target = OmegaConf.select(cfg, "loss._target_", default=None)
     if target is None:
-        return False
+        return None
     try:
-        return bool(getattr(get_class(str(target)), "uses_classifier", False))
+        return get_class(str(target))
     except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
-        return False
+        return None
+
+
+def _uses_classifier(cfg: DictConfig) -> bool:
+    """Whether the loss's class trains a classifier (`uses_classifier`, e.g. loss=ce)."""
+    return bool(getattr(_loss_class(cfg), "uses_classifier", False))
 
 
 # The `_target_` nodes a run instantiates (by dotted name; "callbacks.*": each entry), and the
@@ -329,19 +335,15 @@ def _check_target_arguments(cfg: DictConfig) -> None:
 def _check_views(cfg: DictConfig) -> None:
     """data.views: a whole number >= 1, the number the loss needs (`required_views`, e.g. NT-Xent's
     2); data.augment.size: null or a whole number of pixels."""
-    from hydra.utils import get_class
     from omegaconf import OmegaConf
 
     views = OmegaConf.select(cfg, "data.views", default=None)
     if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
         raise ParameterError("data.views", f"must be a whole number >= 1 (views of each image per step), got {views!r}")
-    target = OmegaConf.select(cfg, "loss._target_", default=None)
-    try:
-        required = getattr(get_class(str(target)), "required_views", None) if target else None
-    except Exception:  # noqa: BLE001 - reported by instantiate, with Hydra's message
-        required = None
+    loss = _loss_class(cfg)
+    required = getattr(loss, "required_views", None)
     if required is not None and views is not None and views != required:
-        raise ParameterError("data.views", f"is {views}, and loss {str(target).rsplit('.', 1)[-1]} needs exactly "
+        raise ParameterError("data.views", f"is {views}, and loss {loss.__name__} needs exactly "
                                            f"{required} views per image: set data.views={required}")
     size = OmegaConf.select(cfg, "data.augment.size", default=None)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
